@@ -1,0 +1,257 @@
+/**
+ * @module config/types — the resolved configuration l4lb runs on.
+ *
+ * The loader (config/load.ts) turns YAML/JSON/CLI input into this shape: every default
+ * filled in, every duration in milliseconds, every size in bytes, every address parsed.
+ * The runtime reads only this shape, never raw user input.
+ */
+
+/** Names of the balancing algorithms (see src/balancers/index.ts). */
+export type BalancerName =
+  | 'round-robin'
+  | 'weighted-round-robin'
+  | 'least-connections'
+  | 'random'
+  | 'power-of-two-choices'
+  | 'source-ip-hash'
+  | 'maglev';
+
+/** Administrative state of a backend, set by config or the admin API. */
+export type AdminState = 'enabled' | 'draining' | 'disabled';
+
+export interface BackendConfig {
+  /** Unique within its pool; defaults to the address as written. */
+  name: string;
+  host: string;
+  port: number;
+  /** Relative weight, > 0. Default 1. */
+  weight: number;
+  /** Used only when every primary backend is down. Default false. */
+  backup: boolean;
+  /** Default 'enabled'. */
+  state: AdminState;
+  /** Per-backend connection cap (HAProxy `maxconn`); 0 = unlimited. Default 0. */
+  maxConnections: number;
+}
+
+export type ExpectMatcher =
+  | { kind: 'substring'; value: string }
+  | { kind: 'regex'; value: string }
+  | { kind: 'hex'; value: string };
+
+export interface ActiveHealthConfig {
+  /** `tcp`: a connect is success. `send-expect`: send bytes, expect a reply. */
+  type: 'tcp' | 'send-expect';
+  /** Default 2s (HAProxy `inter`). */
+  intervalMs: number;
+  /** Default 1s... capped by interval. */
+  timeoutMs: number;
+  /** Consecutive successes to mark up. Default 2. */
+  rise: number;
+  /** Consecutive failures to mark down. Default 3. */
+  fall: number;
+  /** Random spread of each interval, 0..1 of it. Default 0.1. */
+  jitter: number;
+  /** Bytes to send for send-expect (from `send` string or `sendHex`). */
+  send?: Buffer;
+  expect?: ExpectMatcher;
+}
+
+export interface PassiveHealthConfig {
+  /** Consecutive connect failures that eject a backend; 0 disables. Default 5 (Envoy). */
+  consecutiveFailures: number;
+  /** First ejection time; doubles per consecutive ejection. Default 30s (Envoy). */
+  baseEjectionMs: number;
+  /** Cap for the growing ejection time. Default 300s (Envoy). */
+  maxEjectionMs: number;
+}
+
+export interface DnsDiscoveryConfig {
+  /** A/AAAA lookup of `name`, with `port`; or SRV lookup of `srv`. */
+  name?: string;
+  port?: number;
+  srv?: string;
+  /** `host:port` of DNS servers; empty = the system's. */
+  resolvers: string[];
+  /** Clamp for the record TTL. Defaults 1s / 300s. */
+  minTtlMs: number;
+  maxTtlMs: number;
+  /** Keep the last good set on failure/NXDOMAIN. Default true. */
+  keepLastOnFailure: boolean;
+  /** Weight for A/AAAA backends. Default 1. */
+  weight: number;
+}
+
+export interface PoolTlsConfig {
+  /** Originate TLS towards the backends. */
+  enabled: boolean;
+  /** PEM CA bundle path used to verify the backend; undefined = system CAs. */
+  ca?: string;
+  /** Skip verification; only when explicitly set. Default false. */
+  insecureSkipVerify: boolean;
+  /** SNI to send; default: backend host when it is a name. */
+  servername?: string;
+}
+
+export interface PoolConfig {
+  name: string;
+  balance: BalancerName;
+  /** Key for hash balancers. Default 'source-ip'. */
+  hashKey: 'source-ip' | 'source-ip-port';
+  backends: BackendConfig[];
+  dns?: DnsDiscoveryConfig;
+  healthCheck?: ActiveHealthConfig;
+  passive: PassiveHealthConfig;
+  /** Ramp weight from 10% to 100% over this time after a backend comes up; 0 = off. */
+  slowStartMs: number;
+  /** Send a PROXY protocol header to backends. */
+  proxyProtocol?: 'v1' | 'v2';
+  /** Queue for backends at maxConnections: max waiting clients (0 = no queue) and timeout. */
+  queue: { size: number; timeoutMs: number };
+  tls?: PoolTlsConfig;
+}
+
+export interface TimeoutsConfig {
+  /** Backend connect timeout, per attempt. Default 5s. */
+  connectMs: number;
+  /** No bytes either way; 0 disables. Default 10m. */
+  idleMs: number;
+  /** A half-closed connection lingering (client sent FIN). Default 30s. */
+  clientFinMs: number;
+  /** A half-closed connection lingering (server sent FIN). Default 30s. */
+  serverFinMs: number;
+  /** Maximum connection lifetime; 0 = off (default). */
+  maxLifetimeMs: number;
+  /** Time to receive a PROXY header or TLS ClientHello. Default 10s. */
+  prereadMs: number;
+}
+
+export interface AclRule {
+  action: 'allow' | 'deny';
+  /** CIDR (`10.0.0.0/8`, `::1/128`) or a single address. */
+  cidr: string;
+}
+
+export interface SourceLimitsConfig {
+  /** Concurrent connections per source; 0 = unlimited. */
+  maxConnections: number;
+  /** New connections per second per source (token bucket rate); 0 = unlimited. */
+  ratePerSecond: number;
+  /** Token bucket size. Default = ratePerSecond. */
+  burst: number;
+  /** IPv6 sources are grouped by this prefix length. Default 64. */
+  ipv6Prefix: number;
+}
+
+export interface TlsCertConfig {
+  cert: string;
+  key: string;
+}
+
+export interface RouteConfig {
+  /** Server names: exact, or `*.example.com`; matched case-insensitively. */
+  serverNames?: string[];
+  alpn?: string[];
+  pool: string;
+}
+
+export interface ListenerConfig {
+  name: string;
+  /** '' = all interfaces. */
+  host: string;
+  port: number;
+  /** Default pool. Optional only when routes cover every case. */
+  pool?: string;
+  timeouts: TimeoutsConfig;
+  /** Maximum concurrent connections on this listener; 0 = unlimited. */
+  maxConnections: number;
+  /** Beyond maxConnections: 'queue' leaves them in the kernel backlog, 'reject' closes them. */
+  overLimit: 'queue' | 'reject';
+  /** Try up to this many backends per connection (first + retries). Default: pool size. */
+  retries?: number;
+  /** Accept a PROXY header (v1 or v2, auto-detected) from these trusted CIDRs. */
+  acceptProxy?: { trusted: string[] };
+  /** Ordered allow/deny list; first match wins. Default action when none matches: allow. */
+  acl: AclRule[];
+  aclDefault: 'allow' | 'deny';
+  sourceLimits?: SourceLimitsConfig;
+  /** TLS: `passthrough` peeks the ClientHello for SNI routing; `terminate` decrypts. */
+  tls?: { mode: 'passthrough' | 'terminate'; certificates: TlsCertConfig[] };
+  routes: RouteConfig[];
+}
+
+export interface AdminConfig {
+  host: string;
+  port: number;
+  /** Bearer token; required when host is not loopback. */
+  token?: string;
+  /** Write admin changes back to the config file. Default false. */
+  persist: boolean;
+}
+
+export interface Config {
+  /** The file the config came from, when it came from one. */
+  file?: string;
+  listeners: ListenerConfig[];
+  pools: PoolConfig[];
+  admin?: AdminConfig;
+  /** Number of worker processes. Default 1. */
+  workers: number;
+  /** Global maximum concurrent connections; 0 = unlimited. */
+  maxConnections: number;
+  shutdown: {
+    /** Time to let connections finish after SIGTERM. Default 30s. */
+    drainTimeoutMs: number;
+    /** Window over which the remaining connections are closed. Default 5s. */
+    closeSpreadMs: number;
+  };
+  log: {
+    level: 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal' | 'silent';
+    /** Access log: 'stderr' (default), a file path, or 'off'. */
+    access: string;
+  };
+}
+
+/** Default values, one place. Referenced by the loader and the docs. */
+export const Defaults = {
+  connectTimeoutMs: 5_000,
+  idleTimeoutMs: 600_000,
+  finTimeoutMs: 30_000,
+  maxLifetimeMs: 0,
+  prereadTimeoutMs: 10_000,
+  healthIntervalMs: 2_000,
+  healthTimeoutMs: 1_000,
+  healthRise: 2,
+  healthFall: 3,
+  healthJitter: 0.1,
+  passiveConsecutiveFailures: 5,
+  passiveBaseEjectionMs: 30_000,
+  passiveMaxEjectionMs: 300_000,
+  drainTimeoutMs: 30_000,
+  closeSpreadMs: 5_000,
+  queueTimeoutMs: 5_000,
+  dnsMinTtlMs: 1_000,
+  dnsMaxTtlMs: 300_000,
+  ipv6SourcePrefix: 64,
+} as const;
+
+/** Timeouts with every default applied. */
+export function defaultTimeouts(): TimeoutsConfig {
+  return {
+    connectMs: Defaults.connectTimeoutMs,
+    idleMs: Defaults.idleTimeoutMs,
+    clientFinMs: Defaults.finTimeoutMs,
+    serverFinMs: Defaults.finTimeoutMs,
+    maxLifetimeMs: Defaults.maxLifetimeMs,
+    prereadMs: Defaults.prereadTimeoutMs,
+  };
+}
+
+/** Passive health with every default applied. */
+export function defaultPassive(): PassiveHealthConfig {
+  return {
+    consecutiveFailures: Defaults.passiveConsecutiveFailures,
+    baseEjectionMs: Defaults.passiveBaseEjectionMs,
+    maxEjectionMs: Defaults.passiveMaxEjectionMs,
+  };
+}
