@@ -85,7 +85,8 @@ export class Backend implements Candidate {
   /** Effective weight, lowered during slow start. Always > 0. */
   get weight(): number {
     if (this.slowStartMs <= 0) return this.configuredWeight;
-    const elapsed = Date.now() - this.upSince;
+    // An ejection that has run out counts as coming back up at its end.
+    const elapsed = Date.now() - Math.max(this.upSince, this.ejectedUntil);
     if (elapsed >= this.slowStartMs) return this.configuredWeight;
     const share = SLOW_START_FLOOR + (1 - SLOW_START_FLOOR) * (elapsed / this.slowStartMs);
     return Math.max(this.configuredWeight * share, Number.EPSILON);

@@ -1,0 +1,110 @@
+/**
+ * @module bench/tools — find the external programs the bench drives, and the Node runtimes.
+ *
+ * The bench never installs anything by itself: a missing tool is reported with the Debian
+ * package that brings it and a pointer to bench/setup.sh.
+ */
+import { execFileSync } from 'node:child_process';
+import { accessSync, constants, existsSync } from 'node:fs';
+import { delimiter, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { NGINX_STREAM_MODULE } from './servers.js';
+
+/** Directories searched besides PATH: Debian puts haproxy and nginx in sbin. */
+const EXTRA_DIRS = ['/usr/sbin', '/sbin'];
+/** How long scripts/node24.sh may take (it may download the runtime from the npm registry). */
+const NODE24_TIMEOUT_MS = 180_000;
+
+const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
+
+/** A required program or file and the Debian package that provides it. */
+interface Requirement {
+  what: string;
+  pkg: string;
+  present: () => boolean;
+}
+
+function onPath(name: string): boolean {
+  const dirs = (process.env.PATH ?? '').split(delimiter).concat(EXTRA_DIRS);
+  return dirs.some((d) => {
+    try {
+      accessSync(join(d, name), constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
+}
+
+const REQUIREMENTS: Requirement[] = [
+  { what: 'haproxy', pkg: 'haproxy', present: () => onPath('haproxy') },
+  { what: 'nginx', pkg: 'nginx', present: () => onPath('nginx') },
+  { what: `nginx stream module (${NGINX_STREAM_MODULE})`, pkg: 'libnginx-mod-stream', present: () => existsSync(NGINX_STREAM_MODULE) },
+  { what: 'iperf3', pkg: 'iperf3', present: () => onPath('iperf3') },
+  { what: 'wrk', pkg: 'wrk', present: () => onPath('wrk') },
+  { what: 'taskset', pkg: 'util-linux', present: () => onPath('taskset') },
+  { what: 'getconf', pkg: 'libc-bin', present: () => onPath('getconf') },
+];
+
+/** Returns one line per missing requirement (empty when all are there). */
+export function missingTools(): string[] {
+  return REQUIREMENTS.filter((r) => !r.present()).map((r) => `${r.what} (Debian package ${r.pkg})`);
+}
+
+/** Makes sbin tools reachable by name for the children (PATH of non-root users often lacks them). */
+export function extendPath(): void {
+  const parts = (process.env.PATH ?? '').split(delimiter);
+  process.env.PATH = parts.concat(EXTRA_DIRS.filter((d) => !parts.includes(d))).join(delimiter);
+}
+
+function firstLine(cmd: string, args: string[]): string {
+  try {
+    const out = execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    return out.split('\n')[0].trim();
+  } catch (err) {
+    // nginx -v and wrk --version print to stderr and wrk exits non-zero.
+    const e = err as { stdout?: string; stderr?: string };
+    return `${e.stdout ?? ''}${e.stderr ?? ''}`.split('\n')[0].trim();
+  }
+}
+
+/** Versions of the programs compared, for the JSON record. */
+export function toolVersions(): Record<string, string> {
+  const nginx = execFileSync('sh', ['-c', 'nginx -v 2>&1'], { encoding: 'utf8' }).trim();
+  return {
+    haproxy: firstLine('haproxy', ['-v']),
+    nginx,
+    iperf3: firstLine('iperf3', ['--version']),
+    wrk: firstLine('wrk', ['--version']),
+  };
+}
+
+/** A Node runtime to run l4lb with. */
+export interface NodeRuntime {
+  bin: string;
+  version: string;
+}
+
+/** The runtime running the bench itself. */
+export function currentNode(): NodeRuntime {
+  return { bin: process.execPath, version: process.version };
+}
+
+/** Node 24 via scripts/node24.sh (installs into .cache/ when needed); throws when unavailable. */
+export function node24(): NodeRuntime {
+  const script = join(REPO_ROOT, 'scripts', 'node24.sh');
+  const dir = execFileSync('bash', [script], { encoding: 'utf8', timeout: NODE24_TIMEOUT_MS, stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+  const bin = join(dir.split('\n').pop() ?? '', 'node');
+  const version = execFileSync(bin, ['--version'], { encoding: 'utf8' }).trim();
+  return { bin, version };
+}
+
+/** Whether l4lb has been built (bin/l4lb.js imports dist/src/cli/main.js). */
+export function l4lbBuilt(): boolean {
+  return existsSync(join(REPO_ROOT, 'dist', 'src', 'cli', 'main.js'));
+}
+
+/** The repository root (two levels above dist/bench/). */
+export function repoRoot(): string {
+  return REPO_ROOT;
+}

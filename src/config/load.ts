@@ -1,0 +1,336 @@
+/**
+ * @module config/load — read a config file (YAML or JSON), interpolate `${NAME}` from the
+ * environment, validate it and resolve it into the {@link Config} the runtime runs on.
+ *
+ * Every problem is reported at once, in one {@link ConfigError}, each with the path inside
+ * the document (`pools[1].backends[0].address`) and, for text input, the line it sits on.
+ */
+import { readFile } from 'node:fs/promises';
+import { dirname, extname, isAbsolute, resolve } from 'node:path';
+import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument, type Document, type Node } from 'yaml';
+import { ConfigError, ErrorCodes, type ConfigIssue } from '../errors.js';
+import type { Config } from './types.js';
+import { checkConfigRules, formatPath, parseWithSchema, type PathSegment, type SchemaIssue } from './schema.js';
+
+/** Options for text and object input. */
+export interface NormalizeOptions {
+  /**
+   * Directory that relative file paths in the config (certificates, CA bundles, the access
+   * log file) are resolved against. Files: the config file's directory. Objects: unset,
+   * which leaves them relative to the working directory.
+   */
+  baseDir?: string;
+}
+
+/** Environment variables, as `process.env` holds them. */
+export type Env = Record<string, string | undefined>;
+
+/** Answers "which line is this path on?" for one parsed document. */
+type LineOf = (path: readonly PathSegment[]) => number | undefined;
+
+const noLines: LineOf = () => undefined;
+
+/** Top-level keys with this prefix are ignored (as in docker-compose), to hold YAML anchors. */
+const EXTENSION_PREFIX = 'x-';
+
+/**
+ * Reads, parses, validates and resolves a config file. `.json` files are parsed as JSON,
+ * everything else as YAML. Throws {@link ConfigError}: CONFIG_READ when the file cannot be
+ * read, CONFIG_PARSE on a syntax error, CONFIG_INVALID when the content is not a valid config.
+ */
+export async function loadConfigFile(path: string, env: Env = process.env): Promise<Config> {
+  let text: string;
+  try {
+    text = await readFile(path, 'utf8');
+  } catch (err) {
+    throw new ConfigError(ErrorCodes.CONFIG_READ, path, [{ path: '', message: `cannot read the config file: ${readReason(err)}` }]);
+  }
+  return parseConfigText(text, path, env, { baseDir: dirname(resolve(path)) });
+}
+
+/**
+ * Parses, validates and resolves config text. `file` names it in errors and picks the syntax
+ * (`.json` → JSON, else YAML); relative paths in it are resolved against the file's directory
+ * unless `options.baseDir` says otherwise.
+ */
+export function parseConfigText(text: string, file: string, env: Env = process.env, options: NormalizeOptions = {}): Config {
+  const source = parseSource(text, file);
+  const envIssues: SchemaIssue[] = [];
+  const value = interpolateEnv(source.value, env, [], envIssues);
+  const config = validate(value, file, source.lineOf, envIssues, { baseDir: options.baseDir ?? dirname(resolve(file)) });
+  config.file = file;
+  return config;
+}
+
+/**
+ * Validates and resolves an already-parsed config object (the CLI builds one from its flags).
+ * No `${NAME}` interpolation and no line numbers; `file` names the source in errors.
+ */
+export function normalizeConfig(raw: unknown, file: string, options: NormalizeOptions = {}): Config {
+  return validate(raw, file, noLines, [], options);
+}
+
+function readReason(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  switch (code) {
+    case 'ENOENT':
+      return 'no such file';
+    case 'EACCES':
+    case 'EPERM':
+      return 'permission denied';
+    case 'EISDIR':
+      return 'it is a directory';
+    default:
+      return err instanceof Error ? err.message : String(err);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Syntax.
+
+interface Source {
+  value: unknown;
+  lineOf: LineOf;
+}
+
+/** The yaml parser, set up the same way for YAML and for the JSON line map. */
+function yamlDocument(text: string): { doc: Document; lines: LineCounter } {
+  const lines = new LineCounter();
+  // merge: `<<: *defaults` is how YAML users share blocks; logLevel keeps yaml from
+  // printing warnings to the process's stderr.
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, merge: true, logLevel: 'error' });
+  return { doc, lines };
+}
+
+function parseSource(rawText: string, file: string): Source {
+  // Editors on some systems write a byte-order mark; neither parser wants it.
+  const text = rawText.startsWith('\uFEFF') ? rawText.slice(1) : rawText;
+  const { doc, lines } = yamlDocument(text);
+  const lineAt = (offset: number): number => lines.linePos(offset).line;
+
+  if (extname(file).toLowerCase() === '.json') {
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch (err) {
+      const message = (err as Error).message;
+      const pos = /at position (\d+)/.exec(message);
+      const line = pos !== null ? lineAt(Number(pos[1])) : doc.errors.length > 0 ? lineAt(doc.errors[0].pos[0]) : undefined;
+      throw new ConfigError(ErrorCodes.CONFIG_PARSE, file, [{ path: '', message: `invalid JSON: ${message}`, ...(line !== undefined && { line }) }]);
+    }
+    // JSON is YAML, so the yaml parser still maps paths to lines; if it disagrees, go without.
+    return { value, lineOf: doc.errors.length === 0 ? lineFinder(doc, lineAt) : noLines };
+  }
+
+  if (doc.errors.length > 0) {
+    const textLines = text.split(/\r?\n/);
+    const issues: ConfigIssue[] = [];
+    for (const e of doc.errors) {
+      const pos = lines.linePos(e.pos[0]);
+      // One mistake makes the parser stumble over the rest of its line: report the first.
+      if (issues.some((i) => i.line === pos.line)) continue;
+      const firstLine = e.message.split('\n')[0];
+      issues.push({ path: '', line: pos.line, message: `YAML syntax error at column ${pos.col}: ${firstLine}${flowHint(textLines[pos.line - 1])}` });
+    }
+    throw new ConfigError(ErrorCodes.CONFIG_PARSE, file, issues);
+  }
+  let value: unknown;
+  try {
+    value = doc.toJS({ maxAliasCount: 100 });
+  } catch (err) {
+    throw new ConfigError(ErrorCodes.CONFIG_PARSE, file, [{ path: '', message: `YAML error: ${(err as Error).message}` }]);
+  }
+  return { value, lineOf: lineFinder(doc, lineAt) };
+}
+
+/** `${X}` inside `{ }` or `[ ]` breaks YAML flow syntax; say so when that is the likely cause. */
+function flowHint(lineText: string | undefined): string {
+  if (lineText === undefined || !/[{[][^'"]*\$\{/.test(lineText)) return '';
+  return ' (inside { } or [ ], a ${NAME} value must be quoted: "${NAME}")';
+}
+
+/** Maps a document path to the line of the deepest node that exists along it. */
+function lineFinder(doc: Document, lineAt: (offset: number) => number): LineOf {
+  const lineOfNode = (n: unknown): number | undefined => {
+    const range = (n as Node | null | undefined)?.range;
+    return range ? lineAt(range[0]) : undefined;
+  };
+  const deref = (n: unknown): unknown => (isAlias(n) ? n.resolve(doc) : n);
+
+  /** The pair holding `key` in a map, looking through `<<` merges. */
+  const findPair = (map: unknown, key: string, depth = 0): { key: unknown; value: unknown } | undefined => {
+    if (!isMap(map) || depth > 10) return undefined;
+    for (const pair of map.items) {
+      if (isScalar(pair.key) && String(pair.key.value) === key) return pair;
+    }
+    for (const pair of map.items) {
+      // With merge enabled the yaml package gives the `<<` key a symbol value.
+      if (isScalar(pair.key) && (pair.key.value === '<<' || pair.key.source === '<<')) {
+        const sources = isSeq(pair.value) ? pair.value.items : [pair.value];
+        for (const src of sources) {
+          const found = findPair(deref(src), key, depth + 1);
+          if (found) return found;
+        }
+      }
+    }
+    return undefined;
+  };
+
+  return (path) => {
+    let node: unknown = doc.contents;
+    let line = lineOfNode(node);
+    for (const seg of path) {
+      node = deref(node);
+      if (isMap(node)) {
+        const pair = findPair(node, String(seg));
+        if (!pair) break;
+        line = lineOfNode(pair.key) ?? line;
+        node = pair.value;
+      } else if (isSeq(node) && typeof seg === 'number') {
+        const item = node.items[seg];
+        if (item === undefined) break;
+        line = lineOfNode(deref(item)) ?? line;
+        node = item;
+      } else break;
+    }
+    return line;
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// ${NAME} interpolation.
+
+const ENV_NAME_RE = /^([A-Za-z_][A-Za-z0-9_]*)(?::-([\s\S]*))?$/;
+
+/**
+ * Replaces `${NAME}` / `${NAME:-default}` in every string value (not in keys), in place;
+ * `$${` stands for a literal `${`. Problems are added to `issues` at the value's path.
+ */
+function interpolateEnv(value: unknown, env: Env, path: PathSegment[], issues: SchemaIssue[]): unknown {
+  if (typeof value === 'string') {
+    if (!value.includes('$')) return value;
+    const r = interpolateString(value, env);
+    for (const message of r.problems) issues.push({ path, message });
+    return r.value;
+  }
+  if (Array.isArray(value)) {
+    for (let i = 0; i < value.length; i++) value[i] = interpolateEnv(value[i], env, [...path, i], issues);
+    return value;
+  }
+  if (typeof value === 'object' && value !== null) {
+    const rec = value as Record<string, unknown>;
+    for (const key of Object.keys(rec)) rec[key] = interpolateEnv(rec[key], env, [...path, key], issues);
+  }
+  return value;
+}
+
+/** Interpolates one string, collecting every problem rather than stopping at the first. */
+function interpolateString(s: string, env: Env): { value: string; problems: string[] } {
+  const problems: string[] = [];
+  let out = '';
+  let i = 0;
+  while (i < s.length) {
+    const dollar = s.indexOf('$', i);
+    if (dollar < 0) {
+      out += s.slice(i);
+      break;
+    }
+    out += s.slice(i, dollar);
+    if (s.startsWith('$${', dollar)) {
+      out += '${';
+      i = dollar + 3;
+      continue;
+    }
+    if (s[dollar + 1] !== '{') {
+      out += '$';
+      i = dollar + 1;
+      continue;
+    }
+    const end = s.indexOf('}', dollar + 2);
+    if (end < 0) {
+      problems.push('unterminated "${" (write "$${" for a literal "${")');
+      out += s.slice(dollar);
+      break;
+    }
+    const expr = s.slice(dollar + 2, end);
+    const m = ENV_NAME_RE.exec(expr);
+    if (m === null) {
+      problems.push(`"\${${expr}}" is not a variable reference: write \${NAME} or \${NAME:-default}`);
+    } else {
+      const [, varName, fallback] = m;
+      const v = env[varName];
+      if (v !== undefined && !(fallback !== undefined && v === '')) out += v;
+      else if (fallback !== undefined) out += fallback;
+      else problems.push(`environment variable ${varName} is not set (write \${${varName}:-default} to give a default)`);
+    }
+    i = end + 1;
+  }
+  return { value: out, problems };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Validation.
+
+function isWithin(path: readonly PathSegment[], prefix: readonly PathSegment[]): boolean {
+  return prefix.length <= path.length && prefix.every((seg, i) => path[i] === seg);
+}
+
+function validate(raw: unknown, file: string, lineOf: LineOf, envIssues: SchemaIssue[], options: NormalizeOptions): Config {
+  if (raw === null || raw === undefined) {
+    throw new ConfigError(ErrorCodes.CONFIG_INVALID, file, [
+      { path: '', message: 'the config is empty: it needs at least listeners and pools', ...lineField(lineOf([])) },
+    ]);
+  }
+  const input = withoutExtensionKeys(raw);
+  const schema = parseWithSchema(input);
+  const rules = checkConfigRules(input);
+  // A missing variable leaves a value that is wrong for that reason alone: report it once.
+  const later = [...schema.issues, ...rules].filter((iss) => !envIssues.some((e) => isWithin(iss.path, e.path)));
+  const all = [...envIssues, ...later];
+  if (all.length > 0 || schema.config === undefined) {
+    throw new ConfigError(ErrorCodes.CONFIG_INVALID, file, toConfigIssues(all, lineOf));
+  }
+  const config = schema.config;
+  if (options.baseDir !== undefined) resolvePaths(config, options.baseDir);
+  return config;
+}
+
+/** Top-level `x-…` keys are the user's (YAML anchors to merge elsewhere, notes): drop them. */
+function withoutExtensionKeys(raw: unknown): unknown {
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return raw;
+  return Object.fromEntries(Object.entries(raw).filter(([key]) => !key.startsWith(EXTENSION_PREFIX)));
+}
+
+function lineField(line: number | undefined): { line?: number } {
+  return line !== undefined ? { line } : {};
+}
+
+/** Locates, de-duplicates and orders issues by line (those without one last). */
+function toConfigIssues(issues: SchemaIssue[], lineOf: LineOf): ConfigIssue[] {
+  const seen = new Set<string>();
+  const out: Array<ConfigIssue & { order: number }> = [];
+  issues.forEach((iss, order) => {
+    const path = formatPath(iss.path);
+    const key = `${path}\u0000${iss.message}`;
+    if (seen.has(key)) return;
+    seen.add(key);
+    out.push({ path, message: iss.message, ...lineField(lineOf(iss.path)), order });
+  });
+  out.sort((a, b) => (a.line ?? Infinity) - (b.line ?? Infinity) || a.order - b.order);
+  return out.map(({ order: _order, ...issue }) => issue);
+}
+
+/** Makes file paths in the config absolute, relative to the config file's directory. */
+function resolvePaths(config: Config, baseDir: string): void {
+  const abs = (p: string): string => (isAbsolute(p) ? p : resolve(baseDir, p));
+  for (const l of config.listeners) {
+    for (const c of l.tls?.certificates ?? []) {
+      c.cert = abs(c.cert);
+      c.key = abs(c.key);
+    }
+  }
+  for (const p of config.pools) {
+    if (p.tls?.ca !== undefined) p.tls.ca = abs(p.tls.ca);
+  }
+  if (config.log.access !== 'stderr' && config.log.access !== 'off') config.log.access = abs(config.log.access);
+}

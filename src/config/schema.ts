@@ -1,0 +1,945 @@
+/**
+ * @module config/schema — the config file's raw format (zod) and the rules that span values.
+ *
+ * Two passes find problems, and both always run so that one attempt reports everything:
+ * - `configSchema` checks every value on its own (types, unknown keys, durations, addresses,
+ *   CIDRs, ranges) and turns a valid input into the resolved {@link Config}, defaults filled in;
+ * - `checkConfigRules` checks what involves several values (unique names, references between
+ *   listeners and pools, keys that exclude or need each other). It reads the raw input
+ *   defensively and stays silent about values the schema already rejects.
+ */
+import { availableParallelism } from 'node:os';
+import { BlockList, isIP } from 'node:net';
+import * as z from 'zod';
+import {
+  Defaults,
+  defaultPassive,
+  defaultTimeouts,
+  type AclRule,
+  type ActiveHealthConfig,
+  type AdminConfig,
+  type BackendConfig,
+  type BalancerName,
+  type Config,
+  type DnsDiscoveryConfig,
+  type ExpectMatcher,
+  type ListenerConfig,
+  type PassiveHealthConfig,
+  type PoolConfig,
+  type PoolTlsConfig,
+  type RouteConfig,
+  type SourceLimitsConfig,
+  type TimeoutsConfig,
+} from './types.js';
+import { parseDuration } from '../util/duration.js';
+import { formatHostPort, parseHostPort, type HostPort } from '../util/address.js';
+import { normalizeServerName, validateServerNamePattern } from '../protocol/sni-router.js';
+
+/**
+ * Defaults the loader applies that `Defaults` in types.ts does not name (yet): zero values,
+ * enum choices and flags. Kept here, in one place, so the docs can point at them.
+ */
+export const LoaderDefaults = {
+  workers: 1,
+  maxConnections: 0,
+  overLimit: 'queue',
+  aclDefault: 'allow',
+  balance: 'round-robin',
+  hashKey: 'source-ip',
+  slowStartMs: 0,
+  queueSize: 0,
+  weight: 1,
+  backup: false,
+  backendState: 'enabled',
+  healthType: 'tcp',
+  poolTlsEnabled: true,
+  insecureSkipVerify: false,
+  dnsKeepLastOnFailure: true,
+  dnsWeight: 1,
+  dnsPort: 53,
+  logLevel: 'info',
+  accessLog: 'stderr',
+  adminPersist: false,
+} as const;
+
+/** setTimeout() fires at once for anything longer, so no duration may exceed it (~24.8 days). */
+export const MAX_DURATION_MS = 2_147_483_647;
+
+/** Upper bound for `workers`; far above any real core count, it catches typos. */
+const MAX_WORKERS = 1024;
+
+/** The balancer names the schema accepts, in the order the docs list them. */
+export const BALANCER_NAMES = [
+  'round-robin',
+  'weighted-round-robin',
+  'least-connections',
+  'random',
+  'power-of-two-choices',
+  'source-ip-hash',
+  'maglev',
+] as const satisfies readonly BalancerName[];
+
+/** Log levels accepted by `log.level` (pino's). */
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+
+/** One path segment inside the document: a key or a list index. */
+export type PathSegment = string | number;
+
+/** A problem found in the raw input, before it is given a file and a line. */
+export interface SchemaIssue {
+  path: PathSegment[];
+  message: string;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Small value parsers shared by the schema and the rules pass.
+
+/** Describes a value the way an error message quotes it: `a string ("abc")`, `null`. */
+export function describeValue(v: unknown): string {
+  if (v === undefined) return 'nothing';
+  if (v === null) return 'null (an empty value)';
+  if (Array.isArray(v)) return 'a list';
+  if (Buffer.isBuffer(v)) return 'binary data';
+  switch (typeof v) {
+    case 'string':
+      return `a string (${JSON.stringify(v.length > 60 ? `${v.slice(0, 57)}...` : v)})`;
+    case 'number':
+      return `a number (${v})`;
+    case 'boolean':
+      return `${v}`;
+    case 'object':
+      return 'an object';
+    default:
+      return typeof v;
+  }
+}
+
+/** Parses a duration value; `{ error }` explains why it is not one. */
+export function parseDurationValue(v: unknown): number | { error: string } {
+  if (typeof v !== 'string' && typeof v !== 'number') {
+    return { error: `expected a duration such as "5s", "250ms" or a number of milliseconds, got ${describeValue(v)}` };
+  }
+  const ms = parseDuration(v);
+  if (ms === undefined) {
+    return typeof v === 'number'
+      ? { error: `duration must be a non-negative number of milliseconds, got ${v}` }
+      : { error: `"${v}" is not a duration: write a number and a unit (ms, s, m, h, d), e.g. "5s", "250ms", "1m30s"` };
+  }
+  const rounded = Math.round(ms);
+  if (rounded > MAX_DURATION_MS) return { error: `duration ${JSON.stringify(v)} is too long: the maximum is 24d` };
+  return rounded;
+}
+
+/** Checks a CIDR (`10.0.0.0/8`, `::1/128`) or a single IP address; returns a reason when invalid. */
+export function cidrError(input: string): string | undefined {
+  const s = input.trim();
+  const slash = s.indexOf('/');
+  const addr = slash < 0 ? s : s.slice(0, slash);
+  const family = isIP(addr);
+  if (family === 0) return `"${input}" is not an IP address or CIDR (e.g. "10.0.0.0/8", "::1/128")`;
+  if (slash < 0) return undefined;
+  const prefixText = s.slice(slash + 1);
+  const max = family === 4 ? 32 : 128;
+  if (!/^\d{1,3}$/.test(prefixText) || Number(prefixText) > max) {
+    return `prefix length "/${prefixText}" in "${input}" must be a number from 0 to ${max}`;
+  }
+  try {
+    new BlockList().addSubnet(addr, Number(prefixText), family === 4 ? 'ipv4' : 'ipv6');
+  } catch (err) {
+    return `"${input}" is not a valid CIDR: ${(err as Error).message}`;
+  }
+  return undefined;
+}
+
+const HOSTNAME_LABEL = '[a-zA-Z0-9_]([a-zA-Z0-9_-]*[a-zA-Z0-9_])?';
+const HOSTNAME_RE = new RegExp(`^${HOSTNAME_LABEL}(\\.${HOSTNAME_LABEL})*\\.?$`);
+const HEX_RE = /^([0-9a-f]{2})+$/;
+/** Names show up in logs, metric labels and admin URLs: no blanks, no slashes. */
+const NAME_RE = /^[^\s/\\\p{Cc}]{1,200}$/u;
+
+/** True when the host only ever reaches this machine. */
+export function isLoopbackHost(host: string): boolean {
+  const h = host.toLowerCase();
+  if (h === 'localhost' || h === '::1') return true;
+  if (isIP(h) === 4) return h.startsWith('127.');
+  return h.startsWith('::ffff:127.');
+}
+
+/** Levenshtein distance, for "did you mean" hints. */
+function editDistance(a: string, b: string): number {
+  const prev = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let diag = prev[0];
+    prev[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const tmp = prev[j];
+      prev[j] = Math.min(prev[j] + 1, prev[j - 1] + 1, diag + (a[i - 1] === b[j - 1] ? 0 : 1));
+      diag = tmp;
+    }
+  }
+  return prev[b.length];
+}
+
+/** The candidate closest to `word`, when it is close enough to be a likely typo. */
+export function closest(word: string, candidates: readonly string[]): string | undefined {
+  let best: string | undefined;
+  let bestDist = Infinity;
+  const w = word.toLowerCase();
+  for (const c of candidates) {
+    const d = editDistance(w, c.toLowerCase());
+    if (d < bestDist) {
+      best = c;
+      bestDist = d;
+    }
+  }
+  return best !== undefined && bestDist <= Math.max(2, Math.floor(word.length / 3)) ? best : undefined;
+}
+
+/** ` (did you mean "x"?)` or nothing. */
+export function didYouMean(word: string, candidates: readonly string[]): string {
+  const c = closest(word, candidates);
+  return c !== undefined ? ` (did you mean "${c}"?)` : '';
+}
+
+// ---------------------------------------------------------------------------------------------
+// Field schemas.
+
+function duration(opts: { positive?: boolean } = {}) {
+  return z.unknown().transform((v, ctx): number => {
+    const r = parseDurationValue(v);
+    if (typeof r !== 'number') {
+      ctx.addIssue({ code: 'custom', message: r.error, input: v });
+      return z.NEVER;
+    }
+    if (opts.positive && r === 0) {
+      ctx.addIssue({ code: 'custom', message: 'must be greater than 0', input: v });
+      return z.NEVER;
+    }
+    return r;
+  });
+}
+
+/** An address as written plus its parsed form. */
+interface WrittenAddress extends HostPort {
+  text: string;
+}
+
+function address(opts: { listen: boolean }) {
+  return z.string().transform((s, ctx): WrittenAddress => {
+    const r = parseHostPort(s, { allowEmptyHost: opts.listen, allowPortZero: opts.listen });
+    if ('error' in r) {
+      ctx.addIssue({ code: 'custom', message: r.error, input: s });
+      return z.NEVER;
+    }
+    return { text: s.trim(), host: r.host, port: r.port };
+  });
+}
+
+const cidr = z.string().transform((s, ctx): string => {
+  const err = cidrError(s);
+  if (err !== undefined) {
+    ctx.addIssue({ code: 'custom', message: err, input: s });
+    return z.NEVER;
+  }
+  return s.trim();
+});
+
+/** One CIDR, or a list of them (`allow: [10.0.0.0/8, 192.168.0.0/16]`). */
+const cidrOrList = z.unknown().transform((v, ctx): string[] => {
+  const list = typeof v === 'string' ? [v] : Array.isArray(v) ? (v as unknown[]) : undefined;
+  if (list === undefined || list.length === 0) {
+    ctx.addIssue({ code: 'custom', message: `expected a CIDR or a list of CIDRs, got ${describeValue(v)}`, input: v });
+    return z.NEVER;
+  }
+  const out: string[] = [];
+  list.forEach((item, i) => {
+    const at = Array.isArray(v) ? [i] : [];
+    if (typeof item !== 'string') {
+      ctx.addIssue({ code: 'custom', message: `expected a CIDR string, got ${describeValue(item)}`, path: at, input: item });
+      return;
+    }
+    const err = cidrError(item);
+    if (err !== undefined) ctx.addIssue({ code: 'custom', message: err, path: at, input: item });
+    else out.push(item.trim());
+  });
+  return out;
+});
+
+const name = z.string().regex(NAME_RE, { error: 'names must be 1-200 characters without spaces or slashes' });
+const count = z.number().int().min(0);
+const positiveInt = z.number().int().min(1);
+const hexBytes = z.string().transform((s, ctx): string => {
+  const hex = s.replace(/\s+/g, '').toLowerCase();
+  if (!HEX_RE.test(hex)) {
+    ctx.addIssue({ code: 'custom', message: `"${s}" is not hex bytes (pairs of 0-9a-f, e.g. "2b4f4b")`, input: s });
+    return z.NEVER;
+  }
+  return hex;
+});
+const regexSource = z.string().transform((s, ctx): string => {
+  try {
+    new RegExp(s);
+  } catch (err) {
+    ctx.addIssue({ code: 'custom', message: `not a valid regular expression: ${(err as Error).message}`, input: s });
+    return z.NEVER;
+  }
+  return s;
+});
+const hostname = z.string().regex(HOSTNAME_RE, { error: 'not a valid DNS name' });
+const serverName = z.string().transform((s, ctx): string => {
+  const problem = validateServerNamePattern(s);
+  if (problem !== undefined) {
+    ctx.addIssue({ code: 'custom', message: `${problem}; expected a server name like "api.example.com" or "*.example.com"`, input: s });
+    return z.NEVER;
+  }
+  return normalizeServerName(s);
+});
+const alpnId = z.string().min(1).max(255);
+const filePath = z.string().min(1);
+
+/** A DNS server: an IP with an optional port (53 by default). */
+const resolver = z.string().transform((s, ctx): string => {
+  const t = s.trim();
+  if (isIP(t) !== 0) return formatHostPort(t, LoaderDefaults.dnsPort);
+  const r = parseHostPort(t);
+  if ('error' in r || isIP(r.host) === 0) {
+    ctx.addIssue({
+      code: 'custom',
+      message: `expected a DNS server IP with an optional port ("127.0.0.1", "127.0.0.1:5353", "[::1]:53"), got "${s}"`,
+      input: s,
+    });
+    return z.NEVER;
+  }
+  return formatHostPort(r.host, r.port);
+});
+
+// ---------------------------------------------------------------------------------------------
+// Listener schemas.
+
+const timeoutsSchema = z
+  .strictObject({
+    connect: duration({ positive: true }).optional(),
+    idle: duration().optional(),
+    clientFin: duration().optional(),
+    serverFin: duration().optional(),
+    maxLifetime: duration().optional(),
+    preread: duration({ positive: true }).optional(),
+  })
+  .transform((t): TimeoutsConfig => {
+    const d = defaultTimeouts();
+    return {
+      connectMs: t.connect ?? d.connectMs,
+      idleMs: t.idle ?? d.idleMs,
+      clientFinMs: t.clientFin ?? d.clientFinMs,
+      serverFinMs: t.serverFin ?? d.serverFinMs,
+      maxLifetimeMs: t.maxLifetime ?? d.maxLifetimeMs,
+      prereadMs: t.preread ?? d.prereadMs,
+    };
+  });
+
+const aclRuleSchema = z
+  .strictObject({ allow: cidrOrList.optional(), deny: cidrOrList.optional() })
+  .transform((r): AclRule[] => [
+    ...(r.allow ?? []).map((c): AclRule => ({ action: 'allow', cidr: c })),
+    ...(r.deny ?? []).map((c): AclRule => ({ action: 'deny', cidr: c })),
+  ]);
+
+const sourceLimitsSchema = z
+  .strictObject({
+    maxConnections: count.optional(),
+    ratePerSecond: z.number().min(0).optional(),
+    burst: z.number().min(1).optional(),
+    ipv6Prefix: z.number().int().min(0).max(128).optional(),
+  })
+  .transform((s): SourceLimitsConfig => {
+    const rate = s.ratePerSecond ?? 0;
+    return {
+      maxConnections: s.maxConnections ?? 0,
+      ratePerSecond: rate,
+      // A bucket smaller than one token would never admit anybody.
+      burst: s.burst ?? (rate > 0 ? Math.max(1, rate) : 0),
+      ipv6Prefix: s.ipv6Prefix ?? Defaults.ipv6SourcePrefix,
+    };
+  });
+
+const listenerTlsSchema = z
+  .strictObject({
+    mode: z.enum(['passthrough', 'terminate']),
+    certificates: z.array(z.strictObject({ cert: filePath, key: filePath })).optional(),
+  })
+  .transform((t): NonNullable<ListenerConfig['tls']> => ({ mode: t.mode, certificates: t.certificates ?? [] }));
+
+const routeSchema = z
+  .strictObject({
+    serverNames: z.array(serverName).min(1).optional(),
+    alpn: z.array(alpnId).min(1).optional(),
+    pool: z.string(),
+  })
+  .transform((r): RouteConfig => ({
+    ...(r.serverNames !== undefined && { serverNames: r.serverNames }),
+    ...(r.alpn !== undefined && { alpn: r.alpn }),
+    pool: r.pool,
+  }));
+
+const listenerSchema = z
+  .strictObject({
+    name: name.optional(),
+    listen: address({ listen: true }),
+    pool: z.string().optional(),
+    retries: count.optional(),
+    maxConnections: count.optional(),
+    overLimit: z.enum(['queue', 'reject']).optional(),
+    timeouts: timeoutsSchema.optional(),
+    acl: z.array(aclRuleSchema).optional(),
+    aclDefault: z.enum(['allow', 'deny']).optional(),
+    sourceLimits: sourceLimitsSchema.optional(),
+    acceptProxy: z.strictObject({ trusted: z.array(cidr).min(1) }).optional(),
+    tls: listenerTlsSchema.optional(),
+    routes: z.array(routeSchema).optional(),
+  })
+  .transform(
+    (l): ListenerConfig => ({
+      name: l.name ?? l.listen.text,
+      host: l.listen.host,
+      port: l.listen.port,
+      ...(l.pool !== undefined && { pool: l.pool }),
+      timeouts: l.timeouts ?? defaultTimeouts(),
+      maxConnections: l.maxConnections ?? LoaderDefaults.maxConnections,
+      overLimit: l.overLimit ?? LoaderDefaults.overLimit,
+      ...(l.retries !== undefined && { retries: l.retries }),
+      ...(l.acceptProxy !== undefined && { acceptProxy: { trusted: l.acceptProxy.trusted } }),
+      acl: (l.acl ?? []).flat(),
+      aclDefault: l.aclDefault ?? LoaderDefaults.aclDefault,
+      ...(l.sourceLimits !== undefined && { sourceLimits: l.sourceLimits }),
+      ...(l.tls !== undefined && { tls: l.tls }),
+      routes: l.routes ?? [],
+    }),
+  );
+
+// ---------------------------------------------------------------------------------------------
+// Pool schemas.
+
+const backendObjectSchema = z
+  .strictObject({
+    address: address({ listen: false }),
+    name: name.optional(),
+    weight: z.number().positive().optional(),
+    backup: z.boolean().optional(),
+    state: z.enum(['enabled', 'draining', 'disabled']).optional(),
+    maxConnections: count.optional(),
+  })
+  .transform(
+    (b): BackendConfig => ({
+      name: b.name ?? b.address.text,
+      host: b.address.host,
+      port: b.address.port,
+      weight: b.weight ?? LoaderDefaults.weight,
+      backup: b.backup ?? LoaderDefaults.backup,
+      state: b.state ?? LoaderDefaults.backendState,
+      maxConnections: b.maxConnections ?? LoaderDefaults.maxConnections,
+    }),
+  );
+
+/** `- 127.0.0.1:9001` is short for `- { address: 127.0.0.1:9001 }`. */
+const backendSchema = z.preprocess((v) => (typeof v === 'string' ? { address: v } : v), backendObjectSchema);
+
+const healthCheckSchema = z
+  .strictObject({
+    type: z.enum(['tcp', 'send-expect']).optional(),
+    interval: duration({ positive: true }).optional(),
+    timeout: duration({ positive: true }).optional(),
+    rise: positiveInt.optional(),
+    fall: positiveInt.optional(),
+    jitter: z.number().min(0).max(1).optional(),
+    send: z.string().min(1).optional(),
+    sendHex: hexBytes.optional(),
+    expect: z.string().min(1).optional(),
+    expectRegex: regexSource.optional(),
+    expectHex: hexBytes.optional(),
+  })
+  .transform((h): ActiveHealthConfig => {
+    const intervalMs = h.interval ?? Defaults.healthIntervalMs;
+    const send =
+      h.send !== undefined ? Buffer.from(h.send, 'utf8') : h.sendHex !== undefined ? Buffer.from(h.sendHex, 'hex') : undefined;
+    const expect: ExpectMatcher | undefined =
+      h.expect !== undefined
+        ? { kind: 'substring', value: h.expect }
+        : h.expectRegex !== undefined
+          ? { kind: 'regex', value: h.expectRegex }
+          : h.expectHex !== undefined
+            ? { kind: 'hex', value: h.expectHex }
+            : undefined;
+    return {
+      // Giving bytes to send or expect implies the check that uses them.
+      type: h.type ?? (send !== undefined || expect !== undefined ? 'send-expect' : LoaderDefaults.healthType),
+      intervalMs,
+      timeoutMs: h.timeout ?? Math.min(Defaults.healthTimeoutMs, intervalMs),
+      rise: h.rise ?? Defaults.healthRise,
+      fall: h.fall ?? Defaults.healthFall,
+      jitter: h.jitter ?? Defaults.healthJitter,
+      ...(send !== undefined && { send }),
+      ...(expect !== undefined && { expect }),
+    };
+  });
+
+const passiveSchema = z
+  .strictObject({
+    consecutiveFailures: count.optional(),
+    baseEjection: duration({ positive: true }).optional(),
+    maxEjection: duration({ positive: true }).optional(),
+  })
+  .transform((p): PassiveHealthConfig => {
+    const d = defaultPassive();
+    return {
+      consecutiveFailures: p.consecutiveFailures ?? d.consecutiveFailures,
+      baseEjectionMs: p.baseEjection ?? d.baseEjectionMs,
+      maxEjectionMs: p.maxEjection ?? d.maxEjectionMs,
+    };
+  });
+
+const poolTlsSchema = z
+  .strictObject({
+    enabled: z.boolean().optional(),
+    ca: filePath.optional(),
+    insecureSkipVerify: z.boolean().optional(),
+    servername: hostname.optional(),
+  })
+  .transform(
+    (t): PoolTlsConfig => ({
+      enabled: t.enabled ?? LoaderDefaults.poolTlsEnabled,
+      ...(t.ca !== undefined && { ca: t.ca }),
+      insecureSkipVerify: t.insecureSkipVerify ?? LoaderDefaults.insecureSkipVerify,
+      ...(t.servername !== undefined && { servername: t.servername }),
+    }),
+  );
+
+const dnsSchema = z
+  .strictObject({
+    name: hostname.optional(),
+    port: z.number().int().min(1).max(65535).optional(),
+    srv: hostname.optional(),
+    resolvers: z.array(resolver).optional(),
+    minTtl: duration().optional(),
+    maxTtl: duration({ positive: true }).optional(),
+    keepLastOnFailure: z.boolean().optional(),
+    weight: z.number().positive().optional(),
+  })
+  .transform(
+    (d): DnsDiscoveryConfig => ({
+      ...(d.name !== undefined && { name: d.name }),
+      ...(d.port !== undefined && { port: d.port }),
+      ...(d.srv !== undefined && { srv: d.srv }),
+      resolvers: d.resolvers ?? [],
+      minTtlMs: d.minTtl ?? Defaults.dnsMinTtlMs,
+      maxTtlMs: d.maxTtl ?? Defaults.dnsMaxTtlMs,
+      keepLastOnFailure: d.keepLastOnFailure ?? LoaderDefaults.dnsKeepLastOnFailure,
+      weight: d.weight ?? LoaderDefaults.dnsWeight,
+    }),
+  );
+
+const poolSchema = z
+  .strictObject({
+    name,
+    balance: z.enum(BALANCER_NAMES).optional(),
+    hashKey: z.enum(['source-ip', 'source-ip-port']).optional(),
+    slowStart: duration().optional(),
+    proxyProtocol: z.enum(['v1', 'v2']).optional(),
+    queue: z.strictObject({ size: count.optional(), timeout: duration({ positive: true }).optional() }).optional(),
+    tls: poolTlsSchema.optional(),
+    healthCheck: healthCheckSchema.optional(),
+    passive: passiveSchema.optional(),
+    backends: z.array(backendSchema).optional(),
+    dns: dnsSchema.optional(),
+  })
+  .transform(
+    (p): PoolConfig => ({
+      name: p.name,
+      balance: p.balance ?? LoaderDefaults.balance,
+      hashKey: p.hashKey ?? LoaderDefaults.hashKey,
+      backends: p.backends ?? [],
+      ...(p.dns !== undefined && { dns: p.dns }),
+      ...(p.healthCheck !== undefined && { healthCheck: p.healthCheck }),
+      passive: p.passive ?? defaultPassive(),
+      slowStartMs: p.slowStart ?? LoaderDefaults.slowStartMs,
+      ...(p.proxyProtocol !== undefined && { proxyProtocol: p.proxyProtocol }),
+      queue: { size: p.queue?.size ?? LoaderDefaults.queueSize, timeoutMs: p.queue?.timeout ?? Defaults.queueTimeoutMs },
+      ...(p.tls !== undefined && { tls: p.tls }),
+    }),
+  );
+
+// ---------------------------------------------------------------------------------------------
+// Top level.
+
+const adminSchema = z
+  .strictObject({
+    listen: address({ listen: true }),
+    // Empty means no token, so that `${L4LB_ADMIN_TOKEN:-}` makes one optional.
+    token: z.string().optional(),
+    persist: z.boolean().optional(),
+  })
+  .transform(
+    (a): AdminConfig => ({
+      host: a.listen.host,
+      port: a.listen.port,
+      ...(a.token !== undefined && a.token !== '' && { token: a.token }),
+      persist: a.persist ?? LoaderDefaults.adminPersist,
+    }),
+  );
+
+const workersSchema = z.union([z.literal('auto'), z.number().int().min(1).max(MAX_WORKERS)]);
+
+/** Access log target: `stderr`, `off`, or a file path. */
+const accessLog = z
+  .string()
+  .min(1)
+  .refine((s) => s !== 'stdout', { error: 'stdout carries the "listening on" lines: use stderr, off or a file path' });
+
+/** The whole raw config file; parsing a valid input yields the resolved {@link Config}. */
+export const configSchema = z
+  .strictObject({
+    workers: workersSchema.optional(),
+    maxConnections: count.optional(),
+    shutdown: z
+      .strictObject({ drainTimeout: duration().optional(), closeSpread: duration().optional() })
+      .optional(),
+    log: z.strictObject({ level: z.enum(LOG_LEVELS).optional(), access: accessLog.optional() }).optional(),
+    admin: adminSchema.optional(),
+    listeners: z.array(listenerSchema).min(1),
+    pools: z.array(poolSchema).min(1),
+  })
+  .transform(
+    (c): Config => ({
+      listeners: c.listeners,
+      pools: c.pools,
+      ...(c.admin !== undefined && { admin: c.admin }),
+      workers: c.workers === 'auto' ? availableParallelism() : (c.workers ?? LoaderDefaults.workers),
+      maxConnections: c.maxConnections ?? LoaderDefaults.maxConnections,
+      shutdown: {
+        drainTimeoutMs: c.shutdown?.drainTimeout ?? Defaults.drainTimeoutMs,
+        closeSpreadMs: c.shutdown?.closeSpread ?? Defaults.closeSpreadMs,
+      },
+      log: { level: c.log?.level ?? LoaderDefaults.logLevel, access: c.log?.access ?? LoaderDefaults.accessLog },
+    }),
+  );
+
+/** The raw input the file format accepts (before defaults). */
+export type RawConfig = z.input<typeof configSchema>;
+
+// ---------------------------------------------------------------------------------------------
+// zod issues → our messages.
+
+const TYPE_WORDS: Record<string, string> = {
+  number: 'a number',
+  int: 'an integer',
+  string: 'a string',
+  boolean: 'true or false',
+  object: 'an object (key: value pairs)',
+  array: 'a list',
+};
+
+/** Marks the known-keys payload an unrecognized_keys message carries to {@link zodIssuesToSchemaIssues}. */
+const KNOWN_KEYS_PREFIX = '\u0000known-keys:';
+
+/** zod's per-parse error map: turns raw issues into messages written for users. */
+export function zodErrorMessage(iss: z.core.$ZodRawIssue): string | undefined {
+  switch (iss.code) {
+    case 'invalid_type':
+      if (iss.input === undefined) return 'required';
+      return `expected ${TYPE_WORDS[iss.expected] ?? iss.expected}, got ${describeValue(iss.input)}`;
+    case 'invalid_value': {
+      const values = iss.values.map((v) => String(v));
+      const got = typeof iss.input === 'string' ? iss.input : undefined;
+      return `must be ${values.length === 1 ? JSON.stringify(iss.values[0]) : `one of ${values.join(', ')}`}, got ${describeValue(iss.input)}${got !== undefined ? didYouMean(got, values) : ''}`;
+    }
+    case 'too_small': {
+      const n = Number(iss.minimum);
+      if (iss.origin === 'array' || iss.origin === 'set') return `must have at least ${n} ${n === 1 ? 'entry' : 'entries'}`;
+      if (iss.origin === 'string') return n === 1 ? 'must not be empty' : `must be at least ${n} characters long`;
+      return iss.inclusive ? `must be at least ${n}, got ${describeValue(iss.input)}` : `must be greater than ${n}, got ${describeValue(iss.input)}`;
+    }
+    case 'too_big': {
+      const n = Number(iss.maximum);
+      if (iss.origin === 'array' || iss.origin === 'set') return `must have at most ${n} entries`;
+      if (iss.origin === 'string') return `must be at most ${n} characters long`;
+      return iss.inclusive ? `must be at most ${n}, got ${describeValue(iss.input)}` : `must be less than ${n}, got ${describeValue(iss.input)}`;
+    }
+    case 'unrecognized_keys': {
+      const def = (iss.inst as { _zod?: { def?: { shape?: Record<string, unknown> } } } | undefined)?._zod?.def;
+      return KNOWN_KEYS_PREFIX + JSON.stringify(Object.keys(def?.shape ?? {}));
+    }
+    case 'invalid_union':
+      // Only `workers` is a union: 'auto' or a count.
+      return `expected "auto" or a whole number from 1 to ${MAX_WORKERS}, got ${describeValue(iss.input)}`;
+    case 'invalid_format':
+      return `invalid format, got ${describeValue(iss.input)}`;
+    default:
+      return undefined;
+  }
+}
+
+/** Converts zod's final issues to {@link SchemaIssue}s, one per unknown key. */
+export function zodIssuesToSchemaIssues(issues: readonly z.core.$ZodIssue[]): SchemaIssue[] {
+  const out: SchemaIssue[] = [];
+  for (const iss of issues) {
+    const path = iss.path.map((p) => (typeof p === 'number' ? p : String(p)));
+    if (iss.code === 'unrecognized_keys') {
+      const known: string[] = iss.message.startsWith(KNOWN_KEYS_PREFIX)
+        ? (JSON.parse(iss.message.slice(KNOWN_KEYS_PREFIX.length)) as string[])
+        : [];
+      for (const key of iss.keys) {
+        const hint = known.length > 0 ? didYouMean(key, known) || `; allowed keys: ${known.join(', ')}` : '';
+        out.push({ path: [...path, key], message: `unknown key "${key}"${hint}` });
+      }
+    } else {
+      out.push({ path, message: iss.message });
+    }
+  }
+  return out;
+}
+
+/** Runs the schema: the resolved config, or the issues it found. */
+export function parseWithSchema(raw: unknown): { config: Config; issues: [] } | { config?: undefined; issues: SchemaIssue[] } {
+  const r = configSchema.safeParse(raw, { error: zodErrorMessage });
+  if (r.success) return { config: r.data, issues: [] };
+  return { issues: zodIssuesToSchemaIssues(r.error.issues) };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rules that span several values. They read the raw input defensively: a value of the wrong
+// type is the schema's to report, so a rule skips it.
+
+type Rec = Record<string, unknown>;
+
+function isRec(v: unknown): v is Rec {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function list(v: unknown): unknown[] {
+  return Array.isArray(v) ? v : [];
+}
+
+function has(o: Rec, key: string): boolean {
+  return o[key] !== undefined;
+}
+
+function str(v: unknown): string | undefined {
+  return typeof v === 'string' ? v : undefined;
+}
+
+function durationOr(v: unknown, fallback: number): number | undefined {
+  if (v === undefined) return fallback;
+  const r = parseDurationValue(v);
+  return typeof r === 'number' ? r : undefined;
+}
+
+/** Formats a path the way messages show it: `pools[1].backends[0].address`. */
+export function formatPath(path: readonly PathSegment[]): string {
+  let s = '';
+  for (const seg of path) {
+    if (typeof seg === 'number') s += `[${seg}]`;
+    else if (/^[A-Za-z_$][\w$-]*$/.test(seg)) s += s === '' ? seg : `.${seg}`;
+    else s += `[${JSON.stringify(seg)}]`;
+  }
+  return s;
+}
+
+/** Where a listen address may clash with another: `any` binds every family. */
+function bindScope(host: string): 'any' | 'ipv4-any' | 'ipv6-any' | 'one' {
+  if (host === '' || host === '::') return 'any';
+  if (host === '0.0.0.0') return 'ipv4-any';
+  return 'one';
+}
+
+function listenClash(a: HostPort, b: HostPort): boolean {
+  if (a.port === 0 || b.port !== a.port) return false;
+  const sa = bindScope(a.host);
+  const sb = bindScope(b.host);
+  if (sa === 'any' || sb === 'any') return true;
+  if (sa === 'ipv4-any') return isIP(b.host) !== 6;
+  if (sb === 'ipv4-any') return isIP(a.host) !== 6;
+  return a.host.toLowerCase() === b.host.toLowerCase();
+}
+
+function parsedListen(v: unknown): HostPort | undefined {
+  if (typeof v !== 'string') return undefined;
+  const r = parseHostPort(v, { allowEmptyHost: true, allowPortZero: true });
+  return 'error' in r ? undefined : r;
+}
+
+/** Checks everything that involves more than one value; see the module comment. */
+export function checkConfigRules(raw: unknown): SchemaIssue[] {
+  const issues: SchemaIssue[] = [];
+  const add = (path: PathSegment[], message: string): void => {
+    issues.push({ path, message });
+  };
+  if (!isRec(raw)) return issues;
+
+  const poolNames = new Map<string, number>();
+  list(raw.pools).forEach((pool, i) => {
+    if (!isRec(pool)) return;
+    const at: PathSegment[] = ['pools', i];
+    const poolName = str(pool.name);
+    if (poolName !== undefined) {
+      const first = poolNames.get(poolName);
+      if (first !== undefined) add([...at, 'name'], `duplicate pool name "${poolName}" (also used by pools[${first}])`);
+      else poolNames.set(poolName, i);
+    }
+    checkPoolBackends(pool, at, add);
+    if (isRec(pool.healthCheck)) checkHealth(pool.healthCheck, [...at, 'healthCheck'], add);
+    if (isRec(pool.passive)) checkPassive(pool.passive, [...at, 'passive'], add);
+    if (isRec(pool.dns)) checkDns(pool.dns, [...at, 'dns'], add);
+  });
+  const knownPools = [...poolNames.keys()];
+
+  const listenerNames = new Map<string, number>();
+  const listens: Array<{ addr: HostPort; where: string; text: string }> = [];
+  list(raw.listeners).forEach((listener, i) => {
+    if (!isRec(listener)) return;
+    const at: PathSegment[] = ['listeners', i];
+    const addr = parsedListen(listener.listen);
+    const explicitName = str(listener.name);
+    const effectiveName = explicitName ?? str(listener.listen)?.trim();
+    if (effectiveName !== undefined) {
+      const first = listenerNames.get(effectiveName);
+      // Two unnamed listeners on one address are reported as a clashing address below.
+      if (first !== undefined && explicitName !== undefined) {
+        add([...at, 'name'], `duplicate listener name "${effectiveName}" (also used by listeners[${first}])`);
+      } else if (first === undefined) listenerNames.set(effectiveName, i);
+    }
+    if (addr !== undefined) {
+      const clash = listens.find((l) => listenClash(l.addr, addr));
+      if (clash !== undefined) {
+        add([...at, 'listen'], `listen address "${String(listener.listen)}" clashes with ${clash.where} ("${clash.text}")`);
+      }
+      listens.push({ addr, where: formatPath(at), text: String(listener.listen) });
+    }
+    checkListener(listener, at, knownPools, poolNames, add);
+  });
+
+  if (isRec(raw.admin)) {
+    const addr = parsedListen(raw.admin.listen);
+    if (addr !== undefined) {
+      const clash = listens.find((l) => listenClash(l.addr, addr));
+      if (clash !== undefined) {
+        add(['admin', 'listen'], `admin address "${String(raw.admin.listen)}" clashes with ${clash.where} ("${clash.text}")`);
+      }
+      if (!isLoopbackHost(addr.host) && (raw.admin.token === undefined || raw.admin.token === '')) {
+        add(['admin', 'token'], 'required when admin.listen is not a loopback address');
+      }
+    }
+  }
+  return issues;
+}
+
+type Add = (path: PathSegment[], message: string) => void;
+
+function checkPoolBackends(pool: Rec, at: PathSegment[], add: Add): void {
+  const backends = pool.backends;
+  const hasBackends = Array.isArray(backends) && backends.length > 0;
+  if (!hasBackends && pool.dns === undefined) {
+    add(
+      backends === undefined ? at : [...at, 'backends'],
+      'the pool is empty: list backends, or discover them with dns',
+    );
+  }
+  if (hasBackends && pool.dns !== undefined) add([...at, 'dns'], 'use either backends or dns in a pool, not both');
+  const names = new Map<string, number>();
+  list(backends).forEach((b, j) => {
+    let backendName: string | undefined;
+    let where: PathSegment[];
+    if (typeof b === 'string') {
+      backendName = b.trim();
+      where = [...at, 'backends', j];
+    } else if (isRec(b)) {
+      backendName = str(b.name) ?? str(b.address)?.trim();
+      where = [...at, 'backends', j, has(b, 'name') ? 'name' : 'address'];
+    } else return;
+    if (backendName === undefined) return;
+    const first = names.get(backendName);
+    if (first !== undefined) {
+      add(where, `duplicate backend name "${backendName}" in this pool (also used by backends[${first}]; give one a distinct name)`);
+    } else names.set(backendName, j);
+  });
+}
+
+function checkHealth(hc: Rec, at: PathSegment[], add: Add): void {
+  if (has(hc, 'send') && has(hc, 'sendHex')) add([...at, 'sendHex'], 'use either send or sendHex, not both');
+  const expects = ['expect', 'expectRegex', 'expectHex'].filter((k) => has(hc, k));
+  if (expects.length > 1) add([...at, expects[1]], `use only one of expect, expectRegex, expectHex (got ${expects.join(' and ')})`);
+  const payload = ['send', 'sendHex', ...expects].filter((k) => has(hc, k));
+  if (hc.type === 'tcp' && payload.length > 0) {
+    add([...at, payload[0]], `${payload[0]} needs type: send-expect (a tcp check only connects)`);
+  }
+  if (hc.type === 'send-expect' && payload.length === 0) {
+    add([...at, 'type'], 'send-expect needs send or sendHex, and/or expect, expectRegex or expectHex');
+  }
+  const interval = durationOr(hc.interval, Defaults.healthIntervalMs);
+  if (has(hc, 'timeout') && interval !== undefined) {
+    const timeout = durationOr(hc.timeout, 0);
+    if (timeout !== undefined && timeout > interval) {
+      add([...at, 'timeout'], `timeout (${timeout}ms) must not exceed interval (${interval}ms)`);
+    }
+  }
+}
+
+function checkPassive(p: Rec, at: PathSegment[], add: Add): void {
+  const base = durationOr(p.baseEjection, Defaults.passiveBaseEjectionMs);
+  const max = durationOr(p.maxEjection, Defaults.passiveMaxEjectionMs);
+  if (base !== undefined && max !== undefined && max < base && (has(p, 'baseEjection') || has(p, 'maxEjection'))) {
+    add(
+      [...at, has(p, 'maxEjection') ? 'maxEjection' : 'baseEjection'],
+      `maxEjection (${max}ms) must not be less than baseEjection (${base}ms)`,
+    );
+  }
+}
+
+function checkDns(d: Rec, at: PathSegment[], add: Add): void {
+  if (has(d, 'name') && has(d, 'srv')) add([...at, 'srv'], 'use either name (A/AAAA) or srv, not both');
+  else if (!has(d, 'name') && !has(d, 'srv')) add(at, 'needs name (with port) for A/AAAA records, or srv for SRV records');
+  if (has(d, 'name') && !has(d, 'port')) add([...at, 'port'], 'required with dns.name (A/AAAA records carry no port)');
+  if (has(d, 'srv') && has(d, 'port')) add([...at, 'port'], 'not allowed with dns.srv (SRV records carry the port)');
+  const min = durationOr(d.minTtl, Defaults.dnsMinTtlMs);
+  const max = durationOr(d.maxTtl, Defaults.dnsMaxTtlMs);
+  if (min !== undefined && max !== undefined && min > max && (has(d, 'minTtl') || has(d, 'maxTtl'))) {
+    add([...at, has(d, 'minTtl') ? 'minTtl' : 'maxTtl'], `minTtl (${min}ms) must not exceed maxTtl (${max}ms)`);
+  }
+}
+
+function poolRef(v: unknown, path: PathSegment[], known: string[], poolNames: Map<string, number>, add: Add): void {
+  const ref = str(v);
+  if (ref === undefined || poolNames.has(ref)) return;
+  const hint = didYouMean(ref, known) || (known.length > 0 ? ` (pools: ${known.join(', ')})` : '');
+  add(path, `unknown pool "${ref}"${hint}`);
+}
+
+function checkListener(l: Rec, at: PathSegment[], known: string[], poolNames: Map<string, number>, add: Add): void {
+  poolRef(l.pool, [...at, 'pool'], known, poolNames, add);
+  const routes = list(l.routes);
+  routes.forEach((r, j) => {
+    if (!isRec(r)) return;
+    const rat = [...at, 'routes', j];
+    poolRef(r.pool, [...rat, 'pool'], known, poolNames, add);
+  });
+  if (!has(l, 'pool') && routes.length === 0) add(at, 'needs a pool (or routes)');
+  if (routes.length > 0 && !isRec(l.tls)) {
+    add([...at, 'routes'], 'routes match on the TLS ClientHello: add tls: { mode: passthrough } (or terminate)');
+  }
+  if (isRec(l.tls)) {
+    const certs = l.tls.certificates;
+    if (l.tls.mode === 'terminate' && (!Array.isArray(certs) || certs.length === 0)) {
+      add([...at, 'tls', 'certificates'], 'required with mode: terminate (at least one {cert, key})');
+    }
+    if (l.tls.mode === 'passthrough' && Array.isArray(certs) && certs.length > 0) {
+      add([...at, 'tls', 'certificates'], 'not used with mode: passthrough (TLS goes through untouched)');
+    }
+  }
+  list(l.acl).forEach((rule, j) => {
+    if (!isRec(rule)) return;
+    if (has(rule, 'allow') === has(rule, 'deny')) {
+      add([...at, 'acl', j], 'each rule is either { allow: CIDR } or { deny: CIDR }');
+    }
+  });
+  if (isRec(l.sourceLimits) && has(l.sourceLimits, 'burst') && !(typeof l.sourceLimits.ratePerSecond === 'number' && l.sourceLimits.ratePerSecond > 0)) {
+    add([...at, 'sourceLimits', 'burst'], 'needs ratePerSecond');
+  }
+}

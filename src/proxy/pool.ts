@@ -1,0 +1,126 @@
+/**
+ * @module proxy/pool — a named set of backends, their balancers, and passive health.
+ *
+ * The pool owns the Backend objects. On reload, backends keep their identity (and so
+ * their counters and health) by name; removed ones stay referenced by the connections
+ * still using them until those close, and simply stop being picked.
+ */
+import type { PoolConfig, BackendConfig } from '../config/types.js';
+import type { Balancer, PickContext } from '../balancers/types.js';
+import { createBalancer } from '../balancers/index.js';
+import { Backend } from './backend.js';
+
+export class Pool {
+  readonly name: string;
+  config: PoolConfig;
+  backends: Backend[] = [];
+  #primary!: Balancer<Backend>;
+  #backup!: Balancer<Backend>;
+  #hasBackup = false;
+  /** Called when a backend's availability changes (for logs and metrics). */
+  onStateChange: ((backend: Backend, reason: string) => void) | undefined;
+  /** Called with backends new to the pool after a change (reload, API, discovery). */
+  onBackendsAdded: ((added: Backend[]) => void) | undefined;
+
+  constructor(config: PoolConfig) {
+    this.name = config.name;
+    this.config = config;
+    this.setBackends(config.backends);
+  }
+
+  /** Applies a new config for this pool (same name): backends matched by name. */
+  update(config: PoolConfig): void {
+    this.config = config;
+    this.setBackends(config.backends);
+  }
+
+  /** Replaces the backend set, keeping existing Backend objects whose name matches. */
+  setBackends(list: BackendConfig[]): void {
+    const byName = new Map(this.backends.map((b) => [b.name, b]));
+    const now = Date.now();
+    const added: Backend[] = [];
+    this.backends = list.map((cfg) => {
+      const existing = byName.get(cfg.name);
+      if (existing && existing.host === cfg.host && existing.port === cfg.port) {
+        existing.configuredWeight = cfg.weight;
+        existing.backup = cfg.backup;
+        existing.admin = cfg.state;
+        existing.maxConnections = cfg.maxConnections;
+        existing.slowStartMs = this.config.slowStartMs;
+        return existing;
+      }
+      const b = new Backend(cfg, now);
+      b.slowStartMs = this.config.slowStartMs;
+      added.push(b);
+      return b;
+    });
+    this.rebuild();
+    if (added.length > 0) this.onBackendsAdded?.(added);
+  }
+
+  /** Rebuilds the balancers (after the backend list or a weight changed). */
+  rebuild(): void {
+    const opts = { hashPort: this.config.hashKey === 'source-ip-port' };
+    const primary = this.backends.filter((b) => !b.backup);
+    const backup = this.backends.filter((b) => b.backup);
+    this.#primary = createBalancer(this.config.balance, primary, opts);
+    this.#backup = createBalancer(this.config.balance, backup, opts);
+    this.#hasBackup = backup.length > 0;
+  }
+
+  /**
+   * Picks a backend for a new connection, skipping those that are not available, full,
+   * or in `tried`. Backups are used only when no primary is available at all.
+   * `full` is set to true when a backend was skipped only because it was at maxconn.
+   */
+  pick(ctx: PickContext, tried: readonly Backend[], state?: { full: boolean }): Backend | undefined {
+    const now = Date.now();
+    let anyPrimaryAvailable = false;
+    const accept = (b: Backend): boolean => {
+      if (!b.isAvailable(now)) return false;
+      if (!b.backup) anyPrimaryAvailable = true;
+      if (b.isFull()) {
+        if (state) state.full = true;
+        return false;
+      }
+      return !tried.includes(b);
+    };
+    const b = this.#primary.pick(ctx, accept);
+    if (b || !this.#hasBackup || anyPrimaryAvailable) return b;
+    return this.#backup.pick(ctx, accept);
+  }
+
+  /** True when at least one backend can take connections. */
+  hasAvailable(now = Date.now()): boolean {
+    return this.backends.some((b) => b.isAvailable(now));
+  }
+
+  find(name: string): Backend | undefined {
+    return this.backends.find((b) => b.name === name);
+  }
+
+  /**
+   * Passive health: a failed connect counts against the backend; `consecutiveFailures`
+   * in a row eject it for a time that doubles with each ejection in a row (Envoy's
+   * outlier detection). After the ejection it gets one more chance: a single failure
+   * ejects it again, for longer. A success clears the streak.
+   */
+  recordConnectResult(backend: Backend, ok: boolean, connectMs: number): void {
+    backend.recordConnect(ok, connectMs);
+    const p = this.config.passive;
+    if (ok) {
+      backend.consecutiveFailures = 0;
+      backend.ejections = 0;
+      return;
+    }
+    if (p.consecutiveFailures <= 0) return;
+    backend.consecutiveFailures++;
+    if (backend.consecutiveFailures >= p.consecutiveFailures) {
+      const ms = Math.min(p.baseEjectionMs * 2 ** backend.ejections, p.maxEjectionMs);
+      backend.ejectedUntil = Date.now() + ms;
+      backend.ejections++;
+      backend.consecutiveFailures = p.consecutiveFailures - 1;
+      this.onStateChange?.(backend, `ejected for ${ms}ms after ${p.consecutiveFailures} consecutive connect failures`);
+    }
+  }
+}
