@@ -265,7 +265,9 @@ const cidrOrList = z.unknown().transform((v, ctx): string[] => {
   return out;
 });
 
-const name = z.string().regex(NAME_RE, { error: 'names must be 1-200 characters without spaces or slashes' });
+const name = z
+  .string()
+  .regex(NAME_RE, { error: (iss) => `${JSON.stringify(iss.input)}: names are 1-200 characters without spaces or slashes` });
 const count = z.number().int().min(0);
 const positiveInt = z.number().int().min(1);
 const hexBytes = z.string().transform((s, ctx): string => {
@@ -285,7 +287,7 @@ const regexSource = z.string().transform((s, ctx): string => {
   }
   return s;
 });
-const hostname = z.string().regex(HOSTNAME_RE, { error: 'not a valid DNS name' });
+const hostname = z.string().regex(HOSTNAME_RE, { error: (iss) => `${JSON.stringify(iss.input)} is not a valid DNS name` });
 const serverName = z.string().transform((s, ctx): string => {
   const problem = validateServerNamePattern(s);
   if (problem !== undefined) {
@@ -420,14 +422,22 @@ const listenerSchema = z
 // Pool schemas.
 
 const backendObjectSchema = z
-  .strictObject({
-    address: address({ listen: false }),
-    name: name.optional(),
-    weight: z.number().positive().optional(),
-    backup: z.boolean().optional(),
-    state: z.enum(['enabled', 'draining', 'disabled']).optional(),
-    maxConnections: count.optional(),
-  })
+  .strictObject(
+    {
+      address: address({ listen: false }),
+      name: name.optional(),
+      weight: z.number().positive().optional(),
+      backup: z.boolean().optional(),
+      state: z.enum(['enabled', 'draining', 'disabled']).optional(),
+      maxConnections: count.optional(),
+    },
+    {
+      error: (iss) =>
+        iss.code === 'invalid_type'
+          ? `expected an address ("HOST:PORT") or an object with an address, got ${describeValue(iss.input)}`
+          : undefined,
+    },
+  )
   .transform(
     (b): BackendConfig => ({
       name: b.name ?? b.address.text,
@@ -836,7 +846,8 @@ type Add = (path: PathSegment[], message: string) => void;
 function checkPoolBackends(pool: Rec, at: PathSegment[], add: Add): void {
   const backends = pool.backends;
   const hasBackends = Array.isArray(backends) && backends.length > 0;
-  if (!hasBackends && pool.dns === undefined) {
+  // A backends value that is not a list is the schema's to report.
+  if ((backends === undefined || Array.isArray(backends)) && !hasBackends && pool.dns === undefined) {
     add(
       backends === undefined ? at : [...at, 'backends'],
       'the pool is empty: list backends, or discover them with dns',

@@ -11,6 +11,52 @@ import { formatHostPort } from '../util/address.js';
 import type { Backend } from './backend.js';
 import type { Pool } from './pool.js';
 import { handleConnection, type AccessRecord, type LiveConnection } from './connection.js';
+import { Acl } from '../admission/acl.js';
+import { SourceLimiter, RateLimitedLog } from '../admission/source-limits.js';
+import { SniRouter } from '../protocol/sni-router.js';
+import { CertificateStore } from './tls.js';
+
+/**
+ * A listener's config compiled for the hot path. Stages that are not configured are
+ * `undefined`, so a plain listener pays one property check per stage.
+ */
+export interface ListenerPolicy {
+  /** allow/deny list, checked first (on the PROXY header's address when accepting PROXY). */
+  acl: Acl | undefined;
+  /** Sources allowed to send a PROXY header; others are rejected. */
+  proxyTrusted: Acl | undefined;
+  sourceLimits: SourceLimiter | undefined;
+  /** Read a ClientHello before routing (passthrough SNI routing). */
+  peekClientHello: boolean;
+  router: SniRouter<string> | undefined;
+  certificates: CertificateStore | undefined;
+}
+
+/** Compiles a listener config; throws (L4lbError) on unusable certificates. */
+export function compilePolicy(c: ListenerConfig, previous?: { config: ListenerConfig; policy: ListenerPolicy }): ListenerPolicy {
+  const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
+  const keepLimiter = previous && same(previous.config.sourceLimits, c.sourceLimits);
+  return {
+    acl: c.acl.length > 0 || c.aclDefault === 'deny' ? new Acl(c.acl, c.aclDefault) : undefined,
+    proxyTrusted: c.acceptProxy ? new Acl(c.acceptProxy.trusted.map((cidr) => ({ action: 'allow' as const, cidr })), 'deny') : undefined,
+    sourceLimits: keepLimiter
+      ? previous.policy.sourceLimits
+      : c.sourceLimits && (c.sourceLimits.maxConnections > 0 || c.sourceLimits.ratePerSecond > 0)
+        ? new SourceLimiter({
+            maxConnections: c.sourceLimits.maxConnections,
+            ratePerSecond: c.sourceLimits.ratePerSecond,
+            burst: c.sourceLimits.burst,
+            ipv6Prefix: c.sourceLimits.ipv6Prefix,
+          })
+        : undefined,
+    peekClientHello: c.tls?.mode === 'passthrough',
+    router:
+      c.routes.length > 0 || c.tls
+        ? new SniRouter(c.routes.map((r) => ({ serverNames: r.serverNames, alpn: r.alpn, target: r.pool })), c.pool)
+        : undefined,
+    certificates: c.tls?.mode === 'terminate' ? new CertificateStore(c.tls.certificates) : undefined,
+  };
+}
 
 /** What a listener needs from the process around it. */
 export interface ListenerHost {
@@ -29,7 +75,10 @@ export interface Rejection {
 }
 
 export class ListenerRuntime {
-  config: ListenerConfig;
+  #config: ListenerConfig;
+  #policy: ListenerPolicy;
+  /** Rate-limits the log lines of rejected connections (per reason). */
+  readonly rejectLog = new RateLimitedLog();
   readonly stats = new ListenerStats();
   readonly connections = new Set<LiveConnection>();
   readonly server: net.Server;
@@ -38,7 +87,8 @@ export class ListenerRuntime {
   #accepting = false;
 
   constructor(config: ListenerConfig, host: ListenerHost) {
-    this.config = config;
+    this.#config = config;
+    this.#policy = compilePolicy(config);
     this.#host = host;
     this.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (socket) =>
       handleConnection(this, socket),
@@ -50,6 +100,20 @@ export class ListenerRuntime {
       host.countAcceptError();
       host.logger.error({ listener: config.name, err: err.message, code: err.code }, 'accept failed');
     });
+  }
+
+  get config(): ListenerConfig {
+    return this.#config;
+  }
+
+  /** Applies a new config for new connections (reload); recompiles the policy. */
+  set config(next: ListenerConfig) {
+    this.#policy = compilePolicy(next, { config: this.#config, policy: this.#policy });
+    this.#config = next;
+  }
+
+  get policy(): ListenerPolicy {
+    return this.#policy;
   }
 
   /** Binds the listening socket. Rejects with L4LB_ERR_LISTEN (e.g. address in use). */
@@ -97,23 +161,35 @@ export class ListenerRuntime {
     for (const c of [...this.connections]) c.stop(reason);
   }
 
-  /** Admission: null when admitted, otherwise why not. */
-  admit(_clientAddress: string): Rejection | null {
+  /** Process and listener limits: null when admitted, otherwise why not. */
+  admitLimits(): Rejection | null {
     const global = this.#host.admitGlobal();
-    if (global !== null) return this.#reject(global);
+    if (global !== null) return this.reject(global);
     if (this.config.maxConnections > 0 && this.stats.active >= this.config.maxConnections) {
-      return this.#reject('listener_limit');
+      return this.reject('listener_limit');
     }
     return null;
   }
 
-  #reject(reason: string): Rejection {
-    return { reason, log: () => this.#host.logger.debug({ listener: this.config.name, reason }, 'connection rejected') };
+  /** A rejection whose log line is rate-limited per reason. */
+  reject(reason: string, fields: Record<string, unknown> = {}, message = 'connection rejected'): Rejection {
+    return {
+      reason,
+      log: () => {
+        const r = this.rejectLog.take(reason);
+        if (r) this.#host.logger.warn({ listener: this.config.name, reason, suppressed: r.suppressed || undefined, ...fields }, message);
+      },
+    };
   }
 
   /** The pool connections go to when no route matches. */
   defaultPool(): Pool | undefined {
     return this.config.pool ? this.#host.pool(this.config.pool) : undefined;
+  }
+
+  /** A pool by name (routes name pools). */
+  pool(name: string | undefined): Pool | undefined {
+    return name === undefined ? undefined : this.#host.pool(name);
   }
 
   /** How many backends one connection may try: first + retries (default: each once). */

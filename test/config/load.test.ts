@@ -341,6 +341,11 @@ test('a value of the wrong type is rejected with what was expected and what was 
   assertOnlyIssue(err, 'listeners[0].maxConnections', 5, /^expected a number, got a string \("lots"\)$/);
 });
 
+test('a backend that is neither an address nor an object says what it may be', () => {
+  const err = parseError(doc(...BASE, '    backends:', '      - 9001'));
+  assertOnlyIssue(err, 'pools[0].backends[0]', 8, /^expected an address \("HOST:PORT"\) or an object with an address, got a number \(9001\)$/);
+});
+
 test('a missing required key is reported at its parent', () => {
   const err = parseError(doc('listeners:', '  - name: web', '    pool: web', 'pools:', '  - name: web', ...BASE_BACKENDS));
   assertOnlyIssue(err, 'listeners[0].listen', 2, /^required$/);
