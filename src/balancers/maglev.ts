@@ -111,7 +111,7 @@ export class MaglevBalancer<B extends Candidate> implements Balancer<B> {
         ? new Uint16Array(0)
         : buildMaglevTable(
             this.#backends.map((b) => b.name),
-            this.#backends.map((b) => b.weight),
+            this.#backends.map((b) => b.configuredWeight ?? b.weight),
             maglevTableSize(n),
           );
     this.#asked = new VisitMarks(n);

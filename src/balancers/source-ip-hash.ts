@@ -37,7 +37,7 @@ export class SourceIpHashBalancer<B extends Candidate> implements Balancer<B> {
     this.#backends = orderByName(backends);
     this.#hashPort = options.hashPort ?? false;
     this.#asked = new VisitMarks(this.#backends.length);
-    const weights = this.#backends.map((b) => b.weight);
+    const weights = this.#backends.map((b) => b.configuredWeight ?? b.weight);
     const valid = weights.every((w) => w > 0 && Number.isFinite(w));
     const equal = weights.every((w) => w === weights[0]);
     if (valid && !equal) {

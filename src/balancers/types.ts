@@ -16,6 +16,12 @@ export interface Candidate {
   readonly weight: number;
   /** Connections currently open to this backend (read by least-connections, P2C). */
   readonly active: number;
+  /**
+   * The weight as configured, without slow start. Hash balancers (source-ip-hash,
+   * maglev) build their tables from it when present, so that a backend ramping up
+   * never moves clients between backends.
+   */
+  readonly configuredWeight?: number;
 }
 
 /** What a balancer may read of the connection being placed. */

@@ -29,11 +29,8 @@ export type HealthCheckFailureKind =
   | 'overflow' // the reply exceeded MAX_REPLY_BYTES without matching
   | 'aborted'; // the checker stopped or the backend was removed
 
-/**
- * Reply-phase failures have no dedicated code in src/errors.ts yet; they are, from the
- * proxy's point of view, a backend that cannot serve, so they share CONNECT_FAILED.
- */
-const REPLY_FAILURE_CODE: ErrorCode = ErrorCodes.CONNECT_FAILED;
+/** Reply-phase failures (wrong reply, closed, too long) have their own stable code. */
+const REPLY_FAILURE_CODE: ErrorCode = ErrorCodes.HEALTH_CHECK;
 
 /** A failed health check; `message` is the reason shown to users. */
 export class HealthCheckError extends L4lbError {
