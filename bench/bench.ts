@@ -6,7 +6,7 @@
  * prints the tables, writes JSON under bench/results/ and the chart. See bench/README.md.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus as cpuInfo, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { renderChart } from './chart.js';
@@ -25,12 +25,12 @@ import {
   type ServerContext,
   type Target,
 } from './servers.js';
-import { currentNode, extendPath, l4lbBuilt, missingTools, node24, repoRoot, toolVersions, type NodeRuntime } from './tools.js';
+import { currentNode, extendPath, l4lbBuilt, missingTools, node24, repoRoot, shortToolVersions, toolVersions, type NodeRuntime } from './tools.js';
 
 /** Full-mode defaults: about five minutes on a 2-core machine. */
-const FULL = { rounds: 3, durationS: 3, idleConns: 4000, maxConns: 9000, workerRounds: 2, warmupS: 1, noiseRepeats: 24 };
+const FULL = { rounds: 3, durationS: 3, idleConns: 4000, maxConns: 9000, workerRounds: 2, warmupS: 1, noiseRepeats: 12 };
 /** Quick-mode defaults: under a minute, to show the bench works (numbers are noisy). */
-const QUICK = { rounds: 1, durationS: 1, idleConns: 1000, maxConns: 1000, workerRounds: 1, warmupS: 0, noiseRepeats: 4 };
+const QUICK = { rounds: 1, durationS: 1, idleConns: 1000, maxConns: 1000, workerRounds: 1, warmupS: 0, noiseRepeats: 2 };
 /** Concurrency is raised in this many steps up to the target. */
 const MAX_CONN_STEPS = 9;
 /** File descriptors kept free for the proxy's own use (listeners, logs, pipes). */
@@ -57,11 +57,17 @@ interface Options {
   workerRounds: number;
   /** Seconds of unmeasured wrk per HTTP instance first (JIT, lazy allocations); 0 = none. */
   warmupS: number;
-  /** Samples that may be taken again per suite because other processes were busy. */
+  /** Samples that may be taken again in the whole run because other processes were busy. */
   noiseRepeats: number;
   node24: 'auto' | 'yes' | 'no';
   workers: boolean;
+  /** Whether a full run may update docs/perf-chart.svg and the results block of docs/performance.md. */
+  docs: boolean;
   only?: string[];
+  /** Re-render this saved results JSON instead of measuring. */
+  report?: string;
+  /** I/O buffer size given to HAProxy and nginx instead of their 16 KiB defaults. */
+  bufferSize?: number;
 }
 
 const USAGE = `usage: npm run bench -- [options]
@@ -76,7 +82,11 @@ const USAGE = `usage: npm run bench -- [options]
   --no-node24        run l4lb on the current Node only
                      (default: current Node, plus Node 24 when scripts/node24.sh succeeds)
   --no-workers       skip the 2-worker comparison (l4lb --workers 2 vs HAProxy nbthread 2)
+  --no-docs          leave docs/ alone (the chart goes to bench/results/ instead)
   --only LIST        only these contenders (ids or kinds, comma-separated; haproxy is always kept)
+  --buffer-size B    give HAProxy (tune.bufsize) and nginx (proxy_buffer_size) B-byte
+                     buffers instead of their 16 KiB defaults; docs/ is left alone
+  --report FILE      measure nothing: print and re-render (md, chart, docs) a saved results JSON
   --help             this text
 
 Needs haproxy, nginx + libnginx-mod-stream, iperf3, wrk, taskset: run bench/setup.sh once.`;
@@ -84,7 +94,7 @@ Needs haproxy, nginx + libnginx-mod-stream, iperf3, wrk, taskset: run bench/setu
 function parseOptions(argv: string[]): Options | undefined {
   const quick = argv.includes('--quick');
   const d = quick ? QUICK : FULL;
-  const o: Options = { quick, ...d, node24: 'auto', workers: true };
+  const o: Options = { quick, ...d, node24: 'auto', workers: true, docs: true };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const num = (): number => {
@@ -100,6 +110,9 @@ function parseOptions(argv: string[]): Options | undefined {
     else if (a === '--node24') o.node24 = 'yes';
     else if (a === '--no-node24') o.node24 = 'no';
     else if (a === '--no-workers') o.workers = false;
+    else if (a === '--no-docs') o.docs = false;
+    else if (a === '--report') o.report = argv[++i];
+    else if (a === '--buffer-size') o.bufferSize = num();
     else if (a === '--only') o.only = (argv[++i] ?? '').split(',').filter(Boolean);
     else if (a === '--help' || a === '-h') return undefined;
     else throw new Error(`unknown option ${a}`);
@@ -226,7 +239,34 @@ async function startContender(c: Contender, targets: Target[], ctx: ServerContex
   return byTarget;
 }
 
-async function runSuite(spec: SuiteSpec, ctx: ServerContext, backends: Backends, opts: Options, run: RunInfo): Promise<SuiteResult> {
+/** Memory per idle connection, then concurrency, on the instance that saw no other traffic. */
+async function measureIdlePhases(
+  r: ContenderResult,
+  inst: ProxyInstance,
+  idle: IdleBackend,
+  run: RunInfo,
+  attempt: (what: string, fn: () => Promise<string>) => Promise<void>,
+): Promise<void> {
+  await attempt('idle memory', async () => {
+    const m = await measureIdleMemory(inst, idle, run.idleConns);
+    r.idleMemory = m;
+    return `${m.kibPerConn.toFixed(2)} KiB per connection (${m.rssBeforeKiB} → ${m.rssAfterKiB} KiB RSS, ${m.held} held)`;
+  });
+  await attempt('concurrency', async () => {
+    const m = await measureMaxConns(inst, idle, run.maxConnTarget, Math.ceil(run.maxConnTarget / MAX_CONN_STEPS));
+    r.maxConns = m;
+    return `${m.held} held${m.errors ? `, stopped by ${m.errors} errors` : ''}`;
+  });
+}
+
+async function runSuite(
+  spec: SuiteSpec,
+  ctx: ServerContext,
+  backends: Backends,
+  opts: Options,
+  run: RunInfo,
+  noise: { left: number },
+): Promise<SuiteResult> {
   const started = Date.now();
   log(`\n${spec.title}`);
   const results = new Map<string, ContenderResult>();
@@ -271,8 +311,6 @@ async function runSuite(spec: SuiteSpec, ctx: ServerContext, backends: Backends,
     }
   }
 
-  // Repeats for noise are capped per suite so a busy machine cannot stretch the run unboundedly.
-  const noiseBudget = { left: opts.noiseRepeats };
   for (let round = 0; round < spec.rounds; round++) {
     for (const phase of spec.phases) {
       log(`  round ${round + 1}/${spec.rounds}: ${PHASE_LABEL[phase]}`);
@@ -281,7 +319,7 @@ async function runSuite(spec: SuiteSpec, ctx: ServerContext, backends: Backends,
         const inst = instances.get(c.id)!;
         const what = `round ${round + 1} ${PHASE_LABEL[phase]}`;
         await attempt(c, what, async () => {
-          const { sample, repeats } = await leastNoisy(c, noiseBudget, () => measurePhase(phase, inst, opts, ctx));
+          const { sample, repeats } = await leastNoisy(c, noise, () => measurePhase(phase, inst, opts, ctx));
           r.repeats += repeats;
           if ('gbps' in sample) {
             r.bulk.push(sample);
@@ -298,27 +336,14 @@ async function runSuite(spec: SuiteSpec, ctx: ServerContext, backends: Backends,
   if (spec.memory) {
     log(`  idle memory (${run.idleConns} connections) and concurrency (up to ${run.maxConnTarget})`);
     for (const c of live.filter((x) => x.kind !== 'direct')) {
-      const r = results.get(c.id)!;
-      const inst = instances.get(c.id)!.get('idle')!;
-      await attempt(c, 'idle memory', async () => {
-        r.idleMemory = await measureIdleMemory(inst, backends.idle, run.idleConns);
-        const m = r.idleMemory;
-        return `${m.kibPerConn.toFixed(2)} KiB per connection (${m.rssBeforeKiB} → ${m.rssAfterKiB} KiB RSS, ${m.held} held)`;
-      });
-      await attempt(c, 'concurrency', async () => {
-        const step = Math.ceil(run.maxConnTarget / MAX_CONN_STEPS);
-        r.maxConns = await measureMaxConns(inst, backends.idle, run.maxConnTarget, step);
-        return `${r.maxConns.held} held${r.maxConns.errors ? `, stopped by ${r.maxConns.errors} errors` : ''}`;
-      });
+      await measureIdlePhases(results.get(c.id)!, instances.get(c.id)!.get('idle')!, backends.idle, run, (what, fn) => attempt(c, what, fn));
     }
   }
 
   await Promise.all([...instances.values()].flatMap((m) => [...m.values()].map((i) => i.proc?.stop())));
   log(`  (${fmtDuration(Date.now() - started)})`);
-  // Keep the declared contender order in tables (unavailable ones included).
+  // Unavailable contenders (l4lb not built) go last, where l4lb is declared anyway.
   const order = [...spec.contenders, ...spec.unavailable.map((u) => u.contender)];
-  const all = [...spec.contenders.map((c) => c.id), ...spec.unavailable.map((u) => u.contender.id)];
-  order.sort((a, b) => all.indexOf(a.id) - all.indexOf(b.id));
   return {
     id: spec.id,
     title: spec.title,
@@ -352,6 +377,168 @@ function selected(opts: Options, c: Contender): boolean {
   return !opts.only || c.kind === 'haproxy' || opts.only.includes(c.id) || opts.only.includes(c.kind);
 }
 
+/** What the suite builders need to know about this run. */
+interface Setup {
+  opts: Options;
+  proxyCpu: string;
+  clientCpu: string;
+  runtimes: NodeRuntime[];
+  /** Whether l4lb has been compiled; when not, its contenders are listed as n/a. */
+  built: boolean;
+}
+
+const NOT_BUILT = 'l4lb is not built: dist/src/cli/main.js is missing (run npx tsc -p .)';
+
+/** Splits the selected contenders into those to run and those shown as n/a. */
+function contendersOf(setup: Setup, all: Contender[]): Pick<SuiteSpec, 'contenders' | 'unavailable'> {
+  const list = all.filter((c) => selected(setup.opts, c));
+  const runnable = (c: Contender) => setup.built || c.kind !== 'l4lb';
+  return {
+    contenders: list.filter(runnable),
+    unavailable: list.filter((c) => !runnable(c)).map((contender) => ({ contender, reason: NOT_BUILT })),
+  };
+}
+
+/** The main comparison: every proxy on one core, judged against the targets. */
+function singleCoreSpec(setup: Setup): SuiteSpec {
+  const cpus = setup.proxyCpu;
+  return {
+    id: 'single-core',
+    title: 'Single core: every proxy on one CPU',
+    placement: `proxies pinned to CPU ${cpus}; wrk, iperf3, backends and the bench pinned to CPU ${setup.clientCpu} (taskset -c)`,
+    baseline: 'haproxy',
+    ...contendersOf(setup, [
+      { id: 'direct', kind: 'direct', workers: 1, cpus },
+      { id: 'haproxy', kind: 'haproxy', workers: 1, cpus },
+      { id: 'nginx', kind: 'nginx', workers: 1, cpus },
+      { id: 'node-pipe', kind: 'node-pipe', workers: 1, cpus, node: currentNode() },
+      ...setup.runtimes.map((rt): Contender => ({ id: l4lbId(rt, 1), kind: 'l4lb', workers: 1, cpus, node: rt })),
+    ]),
+    phases: ['bulk1', 'bulk4', 'newConn', 'keepAlive'],
+    memory: true,
+    rounds: setup.opts.rounds,
+    judged: true,
+    metrics: ['bulk1', 'bulk4', 'cpuPerGB', 'userPerGB', 'connPerSec', 'cpuPerConnUs', 'userPerConnUs', 'kaReqPerSec', 'kaP50Ms', 'kaP99Ms', 'idleKiBPerConn', 'maxHeld'],
+  };
+}
+
+/** l4lb --workers 2 against HAProxy nbthread 2, both on both cores. */
+function twoWorkerSpec(setup: Setup): SuiteSpec {
+  // The newest runtime: this comparison is about l4lb's multi-process design, not Node's version.
+  const rt = setup.runtimes[setup.runtimes.length - 1];
+  const cpus = `${setup.proxyCpu},${setup.clientCpu}`;
+  return {
+    id: 'two-workers',
+    title: 'Two workers: l4lb --workers 2 vs HAProxy nbthread 2',
+    placement: `proxies pinned to CPUs ${cpus}; clients and backends pinned to CPU ${setup.clientCpu}, so they share it with one proxy worker`,
+    baseline: 'haproxy-t2',
+    ...contendersOf(setup, [
+      { id: 'haproxy-t2', kind: 'haproxy', workers: 2, cpus },
+      { id: l4lbId(rt, 2), kind: 'l4lb', workers: 2, cpus, node: rt },
+    ]),
+    phases: ['bulk4', 'newConn', 'keepAlive'],
+    memory: false,
+    rounds: setup.opts.workerRounds,
+    judged: false,
+    metrics: ['bulk4', 'cpuPerGB', 'userPerGB', 'connPerSec', 'cpuPerConnUs', 'userPerConnUs', 'kaReqPerSec', 'kaP99Ms'],
+  };
+}
+
+/** Everything written to bench/results/*.json. */
+interface RunRecord {
+  schema: number;
+  startedAt: string;
+  elapsedS: number;
+  mode: string;
+  run: RunInfo;
+  machine: { cpus: number; cpuModel: string; kernel: string; clkTck: number; openFilesLimit: number; busyCoresBefore: number; busyCoresAfter: number };
+  tools: Record<string, string>;
+  /** Git revision of the measured l4lb. */
+  l4lbRevision: string;
+  node: string[];
+  suites: Array<SuiteResult & { summary: unknown }>;
+}
+
+/**
+ * Writes the JSON, the Markdown tables and the chart (and, for a full run, the docs). With
+ * `source` (a re-rendered saved run) the JSON is not rewritten and the Markdown and any chart
+ * outside docs/ go next to the source file.
+ */
+function writeOutputs(record: RunRecord, opts: Options, source?: string): void {
+  const { run, suites } = record;
+  const busyNote = loadNote(record);
+  const stamp = record.startedAt.replace(/[:.]/g, '-');
+  const resultsDir = join(repoRoot(), 'bench', 'results');
+  mkdirSync(resultsDir, { recursive: true });
+  const suffix = opts.quick ? '-quick' : '';
+  if (!source) {
+    const json = `${JSON.stringify(record, null, 2)}\n`;
+    writeFileSync(join(resultsDir, `${stamp}${suffix}.json`), json);
+    writeFileSync(join(resultsDir, `latest${suffix}.json`), json);
+  }
+  const nodes = record.node.map((v) => `Node ${v}`).join(' and ');
+  const md = [
+    `<!-- generated by npm run bench${opts.quick ? ' -- --quick' : ''} on ${record.startedAt} -->`,
+    `Run: ${record.mode}, ${run.rounds} round(s) × ${run.durationS} s per client run, ${run.idleConns} idle connections, concurrency target ${run.maxConnTarget}${run.bufferSize ? `, HAProxy/nginx buffers ${run.bufferSize} bytes` : ''}; ${record.machine.cpus} × ${record.machine.cpuModel}, Linux ${record.machine.kernel}; ${shortToolVersions(record.tools).join(', ')}; l4lb (revision ${record.l4lbRevision ?? "not recorded"}) on ${nodes}; ${busyNote}.`,
+    ...suites.map((s) => markdownReport(s, run)),
+  ].join('\n\n');
+  const mdPath = source ? source.replace(/\.json$/, '') + '.md' : join(resultsDir, `latest${suffix}.md`);
+  writeFileSync(mdPath, `${md}\n`);
+  // Quick and partial runs are not comparable, so only a full run of everyone updates docs/.
+  const toDocs = !opts.quick && opts.docs && !opts.only && !record.run.bufferSize;
+  const chartPath = toDocs
+    ? join(repoRoot(), 'docs', 'perf-chart.svg')
+    : source
+      ? source.replace(/\.json$/, '') + '.svg'
+      : join(resultsDir, `perf-chart${suffix}.svg`);
+  mkdirSync(join(chartPath, '..'), { recursive: true });
+  const subtitle = `${record.mode} run ${record.startedAt.slice(0, 16).replace('T', ' ')} UTC, ${run.rounds} round(s) × ${run.durationS} s, proxies pinned to one CPU, clients on the other; l4lb on ${nodes}`;
+  writeFileSync(chartPath, renderChart(suites[0], run, subtitle));
+  if (toDocs && updateDocsBlock(join(repoRoot(), 'docs', 'performance.md'), md)) log('updated the results block of docs/performance.md');
+  log(`wrote ${source ? '' : `${join(resultsDir, `latest${suffix}.json`)}, `}${mdPath} and ${chartPath}`);
+}
+
+function loadNote(record: RunRecord): string {
+  const m = record.machine;
+  return `other load on the machine: ${m.busyCoresBefore.toFixed(2)} cores busy before the run, ${m.busyCoresAfter.toFixed(2)} after (measured while the bench was idle)`;
+}
+
+/** The plain-text report: every suite's tables, the machine's other load, the duration. */
+function printReport(record: RunRecord): void {
+  const text = record.suites.map((s) => textReport(s, record.run)).join('\n\n');
+  process.stdout.write(`\n${text}\n\n${loadNote(record)}\nbench took ${fmtDuration(record.elapsedS * 1000)}\n`);
+}
+
+/** Which l4lb was measured: the commit, marked when the work tree had changes. */
+function l4lbRevision(): string {
+  try {
+    const rev = execFileSync('git', ['-C', repoRoot(), 'rev-parse', '--short', 'HEAD'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const dirty = execFileSync('git', ['-C', repoRoot(), 'status', '--porcelain', '--', 'src'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    return dirty ? `${rev} + uncommitted changes` : rev;
+  } catch {
+    return 'unknown revision';
+  }
+}
+
+/** Marks the part of docs/performance.md that a full run rewrites. */
+const DOCS_BEGIN = '<!-- bench:results:begin -->';
+const DOCS_END = '<!-- bench:results:end -->';
+
+/** Replaces the text between the markers of `file`; false when the file or markers are missing. */
+function updateDocsBlock(file: string, block: string): boolean {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch {
+    return false;
+  }
+  const begin = text.indexOf(DOCS_BEGIN);
+  const end = text.indexOf(DOCS_END);
+  if (begin < 0 || end < begin) return false;
+  writeFileSync(file, `${text.slice(0, begin + DOCS_BEGIN.length)}\n${block}\n${text.slice(end)}`);
+  return true;
+}
+
 async function main(argv: string[]): Promise<number> {
   let opts: Options | undefined;
   try {
@@ -362,6 +549,13 @@ async function main(argv: string[]): Promise<number> {
   }
   if (!opts) {
     process.stdout.write(`${USAGE}\n`);
+    return 0;
+  }
+  if (opts.report) {
+    // Re-render a saved run (for example after a run on a quiet machine) without measuring.
+    const record = JSON.parse(readFileSync(opts.report, 'utf8')) as RunRecord;
+    printReport(record);
+    writeOutputs(record, { ...opts, quick: record.mode === 'quick' }, opts.report);
     return 0;
   }
   extendPath();
@@ -381,14 +575,24 @@ async function main(argv: string[]): Promise<number> {
   // Each proxied connection costs the proxy two descriptors.
   const maxConnTarget = Math.max(1, Math.min(opts.maxConns, Math.floor((fdLimit - FD_MARGIN) / 2)));
   if (maxConnTarget < opts.maxConns) log(`note: ulimit -n is ${fdLimit}: concurrency target lowered to ${maxConnTarget}`);
-  const run: RunInfo = { quick: opts.quick, rounds: opts.rounds, durationS: opts.durationS, idleConns: opts.idleConns, maxConnTarget };
+  const run: RunInfo = {
+    quick: opts.quick,
+    rounds: opts.rounds,
+    durationS: opts.durationS,
+    idleConns: opts.idleConns,
+    maxConnTarget,
+    ...(opts.bufferSize ? { bufferSize: opts.bufferSize } : {}),
+  };
   const tmpDir = mkdtempSync(join(tmpdir(), 'l4lb-bench-'));
   registerTempDir(tmpDir);
-  const ctx: ServerContext = { tmpDir, clientCpus: clientCpu, proxyFdLimit: Math.min(fdLimit, 2 * maxConnTarget + FD_MARGIN) };
+  const ctx: ServerContext = {
+    tmpDir,
+    clientCpus: clientCpu,
+    proxyFdLimit: Math.min(fdLimit, 2 * maxConnTarget + FD_MARGIN),
+    proxyBufferSize: opts.bufferSize,
+  };
 
   const rts = runtimes(opts);
-  const built = l4lbBuilt();
-  const notBuilt = 'l4lb is not built: dist/src/cli/main.js is missing (run npx tsc -p .)';
   log(`l4lb bench (${opts.quick ? 'quick' : 'full'}): ${opts.rounds} round(s) × ${opts.durationS} s, proxies on CPU ${proxyCpu}, clients and backends on CPU ${clientCpu}`);
 
   log('starting backends');
@@ -402,84 +606,15 @@ async function main(argv: string[]): Promise<number> {
   const busyBefore = await machineBusyCores(BUSY_SAMPLE_MS, cores);
   if (busyBefore > BUSY_WARN_CORES) log(`warning: other processes use ${busyBefore.toFixed(2)} CPU cores right now: results will be noisy`);
 
-  const singleAll: Contender[] = [
-    { id: 'direct', kind: 'direct', workers: 1, cpus: proxyCpu },
-    { id: 'haproxy', kind: 'haproxy', workers: 1, cpus: proxyCpu },
-    { id: 'nginx', kind: 'nginx', workers: 1, cpus: proxyCpu },
-    { id: 'node-pipe', kind: 'node-pipe', workers: 1, cpus: proxyCpu, node: currentNode() },
-    ...rts.map((rt): Contender => ({ id: l4lbId(rt, 1), kind: 'l4lb', workers: 1, cpus: proxyCpu, node: rt })),
-  ];
-  const single = singleAll.filter((c) => selected(opts, c));
-  const split = (list: Contender[]) => ({
-    contenders: built ? list : list.filter((c) => c.kind !== 'l4lb'),
-    unavailable: built ? [] : list.filter((c) => c.kind === 'l4lb').map((contender) => ({ contender, reason: notBuilt })),
-  });
-
-  const suites: SuiteResult[] = [];
-  suites.push(
-    await runSuite(
-      {
-        id: 'single-core',
-        title: 'Single core: every proxy on one CPU',
-        placement: `proxies pinned to CPU ${proxyCpu}; wrk, iperf3, backends and the bench pinned to CPU ${clientCpu} (taskset -c)`,
-        baseline: 'haproxy',
-        ...split(single),
-        phases: ['bulk1', 'bulk4', 'newConn', 'keepAlive'],
-        memory: true,
-        rounds: opts.rounds,
-        judged: true,
-        metrics: ['bulk1', 'bulk4', 'cpuPerGB', 'userPerGB', 'connPerSec', 'cpuPerConnUs', 'userPerConnUs', 'kaReqPerSec', 'kaP50Ms', 'kaP99Ms', 'idleKiBPerConn', 'maxHeld'],
-      },
-      ctx,
-      backends,
-      opts,
-      run,
-    ),
-  );
-
-  if (opts.workers && cores >= 2) {
-    // The newest runtime: the multi-worker comparison is about l4lb's design, not Node's version.
-    const rt = rts[rts.length - 1];
-    const both = `${proxyCpu},${clientCpu}`;
-    const twoAll: Contender[] = [
-      { id: 'haproxy-t2', kind: 'haproxy', workers: 2, cpus: both },
-      { id: l4lbId(rt, 2), kind: 'l4lb', workers: 2, cpus: both, node: rt },
-    ];
-    const two = twoAll.filter((c) => selected(opts, c));
-    suites.push(
-      await runSuite(
-        {
-          id: 'two-workers',
-          title: 'Two workers: l4lb --workers 2 vs HAProxy nbthread 2',
-          placement: `proxies pinned to CPUs ${both}; clients and backends pinned to CPU ${clientCpu}, so they share it with one proxy worker`,
-          baseline: 'haproxy-t2',
-          ...split(two),
-          phases: ['bulk4', 'newConn', 'keepAlive'],
-          memory: false,
-          rounds: opts.workerRounds,
-          judged: false,
-          metrics: ['bulk4', 'cpuPerGB', 'userPerGB', 'connPerSec', 'cpuPerConnUs', 'userPerConnUs', 'kaReqPerSec', 'kaP99Ms'],
-        },
-        ctx,
-        backends,
-        opts,
-        run,
-      ),
-    );
-  }
+  const setup: Setup = { opts, proxyCpu, clientCpu, runtimes: rts, built: l4lbBuilt() };
+  // Repeats for noise share one budget so a busy machine cannot stretch the run unboundedly.
+  const noise = { left: opts.noiseRepeats };
+  const suites: SuiteResult[] = [await runSuite(singleCoreSpec(setup), ctx, backends, opts, run, noise)];
+  if (opts.workers && cores >= 2) suites.push(await runSuite(twoWorkerSpec(setup), ctx, backends, opts, run, noise));
   await cleanupAll();
   const busyAfter = await machineBusyCores(BUSY_SAMPLE_MS, cores);
   const elapsed = Date.now() - started;
-  const busyNote = `other load on the machine: ${busyBefore.toFixed(2)} cores busy before the run, ${busyAfter.toFixed(2)} after (measured while the bench was idle)`;
-
-  // Report.
-  const text = suites.map((s) => textReport(s, run)).join('\n\n');
-  process.stdout.write(`\n${text}\n\n${busyNote}\nbench took ${fmtDuration(elapsed)}\n`);
-  const stamp = new Date(started).toISOString().replace(/[:.]/g, '-');
-  const resultsDir = join(repoRoot(), 'bench', 'results');
-  mkdirSync(resultsDir, { recursive: true });
-  const suffix = opts.quick ? '-quick' : '';
-  const record = {
+  const record: RunRecord = {
     schema: 1,
     startedAt: new Date(started).toISOString(),
     elapsedS: Math.round(elapsed / 1000),
@@ -495,25 +630,12 @@ async function main(argv: string[]): Promise<number> {
       busyCoresAfter: busyAfter,
     },
     tools: toolVersions(),
+    l4lbRevision: l4lbRevision(),
     node: rts.map((r) => r.version),
     suites: suites.map((s) => ({ ...s, summary: summarize(s, run) })),
   };
-  const json = `${JSON.stringify(record, null, 2)}\n`;
-  writeFileSync(join(resultsDir, `${stamp}${suffix}.json`), json);
-  writeFileSync(join(resultsDir, `latest${suffix}.json`), json);
-  const md = [
-    `<!-- generated by npm run bench${opts.quick ? ' -- --quick' : ''} on ${record.startedAt} -->`,
-    `Run: ${record.mode}, ${run.rounds} round(s) × ${run.durationS} s per client run, ${run.idleConns} idle connections, concurrency target ${run.maxConnTarget}; ${cores} × ${record.machine.cpuModel}, Linux ${record.machine.kernel}; ${record.tools.haproxy}; ${record.tools.nginx}; l4lb on ${rts.map((r) => `Node ${r.version}`).join(' and ')}; ${busyNote}.`,
-    '',
-    ...suites.map((s) => markdownReport(s, run)),
-  ].join('\n\n');
-  writeFileSync(join(resultsDir, `latest${suffix}.md`), `${md}\n`);
-  // Quick runs are noisy: their chart stays out of docs/.
-  const chartPath = opts.quick ? join(resultsDir, 'perf-chart-quick.svg') : join(repoRoot(), 'docs', 'perf-chart.svg');
-  mkdirSync(join(chartPath, '..'), { recursive: true });
-  const subtitle = `${record.mode} run ${record.startedAt.slice(0, 16).replace('T', ' ')} UTC, ${run.rounds} round(s) × ${run.durationS} s, proxies pinned to one CPU, clients on the other; l4lb on ${rts.map((r) => `Node ${r.version}`).join(', ')}`;
-  writeFileSync(chartPath, renderChart(suites[0], run, subtitle));
-  log(`wrote ${join(resultsDir, `latest${suffix}.json`)}, ${join(resultsDir, `latest${suffix}.md`)} and ${chartPath}`);
+  printReport(record);
+  writeOutputs(record, opts);
 
   // The reference contenders must work; l4lb failures are reported as n/a but do not fail the run.
   const broken = suites.flatMap((s) => s.contenders.filter((c) => c.kind !== 'l4lb' && (!c.available || c.failures.length > 0)).map((c) => c.id));

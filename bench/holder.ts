@@ -13,6 +13,8 @@ const CONNECT_CONCURRENCY = 200;
 /** How long one batch of connections may take to show up at the backend. */
 const SETTLE_TIMEOUT_MS = 15_000;
 const POLL_MS = 50;
+/** How long one connection attempt may take. */
+const CONNECT_TIMEOUT_MS = 10_000;
 
 /** Outcome of {@link ConnectionHolder.open}. */
 export interface OpenResult {
@@ -63,7 +65,15 @@ export class ConnectionHolder {
           if (started < count) startOne();
           else if (done === count) resolve();
         };
-        s.once('connect', settle);
+        // A dropped SYN is retried by the kernel for minutes; give up much sooner.
+        s.setTimeout(CONNECT_TIMEOUT_MS, () => {
+          this.#errorCodes.CONNECT_TIMEOUT = (this.#errorCodes.CONNECT_TIMEOUT ?? 0) + 1;
+          s.destroy();
+        });
+        s.once('connect', () => {
+          s.setTimeout(0);
+          settle();
+        });
         s.on('error', (err: NodeJS.ErrnoException) => {
           const code = err.code ?? 'ERROR';
           this.#errorCodes[code] = (this.#errorCodes[code] ?? 0) + 1;

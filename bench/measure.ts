@@ -7,7 +7,7 @@
  */
 import { parseIperf, parseWrk, wrkErrorCount } from './parse.js';
 import { ConnectionHolder } from './holder.js';
-import { cpuTimes, foreignCores, rssKiB, snapshotProcesses } from './proc-stats.js';
+import { cpuBusySeconds, cpuTimes, foreignCores, parseCpuList, rssKiB, snapshotProcesses } from './proc-stats.js';
 import { describeExit, runCommand, sleep } from './procs.js';
 import { hostPort, type IdleBackend, type ProxyInstance } from './servers.js';
 
@@ -42,18 +42,32 @@ export interface CpuReading {
   foreignCores: number;
 }
 
-async function withReadings<T>(inst: ProxyInstance, fn: () => Promise<T>): Promise<{ value: T } & CpuReading> {
+/**
+ * Runs a client and reads the proxy's CPU time around it, and how much other processes ran
+ * meanwhile: those alive at both ends are seen in /proc, and short-lived ones that landed on the
+ * proxy's own CPUs show up as busy time there that the proxy did not account for.
+ */
+async function withReadings<T>(inst: ProxyInstance, clientCpus: string, fn: () => Promise<T>): Promise<{ value: T } & CpuReading> {
   assertAlive(inst);
   const pid = inst.proc?.pid;
+  const proxyCpus = parseCpuList(inst.contender.cpus);
+  // Only when the proxy has its CPUs to itself is their busy time all the proxy's.
+  const exclusive = pid !== undefined && !parseCpuList(clientCpus).some((c) => proxyCpus.includes(c));
   const before = pid !== undefined ? cpuTimes(pid) : undefined;
+  const busyBefore = cpuBusySeconds(proxyCpus);
   const snap = snapshotProcesses();
   const value = await fn();
-  const foreign = foreignCores(snap, snapshotProcesses(), process.pid);
+  const end = snapshotProcesses();
+  const busyS = cpuBusySeconds(proxyCpus) - busyBefore;
+  const wallS = (end.atMs - snap.atMs) / 1000;
+  let foreign = foreignCores(snap, end, process.pid);
   assertAlive(inst);
   if (pid === undefined || !before) return { value, foreignCores: foreign };
   const after = cpuTimes(pid);
   const cpuUserS = after.userS - before.userS;
-  return { value, cpuS: cpuUserS + after.sysS - before.sysS, cpuUserS, foreignCores: foreign };
+  const cpuS = cpuUserS + after.sysS - before.sysS;
+  if (exclusive && wallS > 0) foreign = Math.max(foreign, (busyS - cpuS) / wallS);
+  return { value, cpuS, cpuUserS, foreignCores: foreign };
 }
 
 /** One bulk-throughput run. */
@@ -66,7 +80,7 @@ export interface BulkSample extends CpuReading {
 /** iperf3 through the instance (client → server direction), `streams` parallel streams. */
 export async function measureBulk(inst: ProxyInstance, streams: number, durationS: number, clientCpus: string): Promise<BulkSample> {
   const args = ['-c', inst.address.host, '-p', String(inst.address.port), '-t', String(durationS), '-P', String(streams), '-J'];
-  const { value, ...cpu } = await withReadings(inst, async () => {
+  const { value, ...cpu } = await withReadings(inst, clientCpus, async () => {
     let lastErr: unknown;
     for (let attempt = 1; attempt <= IPERF_ATTEMPTS; attempt++) {
       const r = await runCommand('iperf3', 'iperf3', args, { cpus: clientCpus, timeoutMs: durationS * 1000 + CLIENT_TIMEOUT_SLACK_MS });
@@ -100,7 +114,7 @@ export async function measureWrk(
   const args = ['-t1', `-c${WRK_CONNECTIONS}`, `-d${opts.durationS}s`, '--latency'];
   if (opts.close) args.push('-H', 'Connection: close');
   args.push(`http://${hostPort(inst.address)}/`);
-  const { value, ...cpu } = await withReadings(inst, async () => {
+  const { value, ...cpu } = await withReadings(inst, opts.clientCpus, async () => {
     const r = await runCommand('wrk', 'wrk', args, { cpus: opts.clientCpus, timeoutMs: opts.durationS * 1000 + CLIENT_TIMEOUT_SLACK_MS });
     if (r.code !== 0) throw new Error(`wrk exited (${describeExit(r)}): ${r.stderr.trim() || r.stdout.trim()}`);
     return parseWrk(r.stdout);

@@ -107,12 +107,34 @@ export function openFilesLimit(): number {
   return Number(m[1]);
 }
 
-function cpuTotals(): { busy: number; total: number } {
-  const line = readFileSync('/proc/stat', 'utf8').split('\n')[0];
+/** Busy and total ticks of one `/proc/stat` cpu line. */
+function cpuLineTotals(line: string): { busy: number; total: number } {
   const f = line.trim().split(/\s+/).slice(1).map(Number);
   // user nice system idle iowait irq softirq steal (guest time is already inside user).
   const total = f.slice(0, 8).reduce((a, b) => a + b, 0);
   return { busy: total - f[3] - f[4], total };
+}
+
+function cpuTotals(): { busy: number; total: number } {
+  return cpuLineTotals(readFileSync('/proc/stat', 'utf8').split('\n')[0]);
+}
+
+/** Busy time so far of the given CPUs (user, system, irq, softirq, steal), in seconds. */
+export function cpuBusySeconds(cpus: number[]): number {
+  let busy = 0;
+  for (const line of readFileSync('/proc/stat', 'utf8').split('\n')) {
+    const m = /^cpu(\d+) /.exec(line);
+    if (m && cpus.includes(Number(m[1]))) busy += cpuLineTotals(line).busy;
+  }
+  return busy / clockTicksPerSecond();
+}
+
+/** Parses a taskset CPU list such as `0`, `0,1` or `0-3`. */
+export function parseCpuList(list: string): number[] {
+  return list.split(',').flatMap((part) => {
+    const [a, b] = part.split('-').map(Number);
+    return b === undefined ? [a] : Array.from({ length: b - a + 1 }, (_, i) => a + i);
+  });
 }
 
 /**
@@ -166,7 +188,7 @@ function descendants(root: number, procs: Map<number, StatFields>): Set<number> 
 /**
  * CPU cores used between two snapshots by processes that are neither ours (`ownRoot` and its
  * descendants) nor kernel threads: the load of whoever else shares the machine. Processes that
- * started or ended between the snapshots are not seen, so this is a lower bound.
+ * ended between the snapshots are not seen, so this is a lower bound.
  */
 export function foreignCores(a: ProcessSnapshot, b: ProcessSnapshot, ownRoot: number): number {
   const ours = descendants(ownRoot, b.procs);
@@ -174,8 +196,9 @@ export function foreignCores(a: ProcessSnapshot, b: ProcessSnapshot, ownRoot: nu
   const kernel = descendants(KTHREADD_PID, b.procs);
   let ticks = 0;
   for (const [pid, after] of b.procs) {
-    const before = a.procs.get(pid);
-    if (!before || ours.has(pid) || kernel.has(pid)) continue;
+    if (ours.has(pid) || kernel.has(pid)) continue;
+    // A process born meanwhile counts whole; one that died meanwhile is not seen.
+    const before = a.procs.get(pid) ?? { utime: 0, stime: 0 };
     ticks += after.utime + after.stime - before.utime - before.stime;
   }
   const seconds = (b.atMs - a.atMs) / 1000;

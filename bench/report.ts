@@ -150,6 +150,8 @@ export interface RunInfo {
   durationS: number;
   idleConns: number;
   maxConnTarget: number;
+  /** Buffer size given to HAProxy and nginx, when not their defaults. */
+  bufferSize?: number;
 }
 
 /** One comparison: a set of contenders measured in alternating rounds against a baseline. */
@@ -299,7 +301,7 @@ function notes(suite: SuiteResult): string[] {
     const samples = [...c.bulk, ...c.newConn, ...c.keepAlive];
     const worst = Math.max(0, ...samples.map((x) => x.foreignCores));
     if (c.repeats > 0 || worst > NOISY_SAMPLE_CORES) {
-      out.push(`${c.id}: ${c.repeats} sample(s) repeated because other processes were busy; kept samples saw up to ${worst.toFixed(2)} cores of other load`);
+      out.push(`${c.id}: other processes were busy (${c.repeats} sample(s) taken again; the kept ones saw up to ${worst.toFixed(2)} cores of other load)`);
     }
     if (c.idleMemory && c.idleMemory.errors > 0) out.push(`${c.id}: ${c.idleMemory.errors} errors while holding idle connections`);
   }

@@ -52,6 +52,11 @@ export interface ServerContext {
   clientCpus: string;
   /** File descriptors each proxy may need: sized from the concurrency target. */
   proxyFdLimit: number;
+  /**
+   * I/O buffer size for HAProxy (`tune.bufsize`) and nginx (`proxy_buffer_size`); undefined
+   * keeps their defaults (16 KiB both), which is what the published comparison uses.
+   */
+  proxyBufferSize?: number;
 }
 
 /** Asks the kernel for a free loopback port (closed again before use; races are unlikely here). */
@@ -263,9 +268,10 @@ async function waitForWorkers(proc: ManagedProcess, workers: number): Promise<vo
 
 function startHaproxy(ctx: ServerContext, name: string, c: Contender, listen: Endpoint, upstreams: Endpoint[]): ManagedProcess {
   const maxconn = Math.floor(ctx.proxyFdLimit / 2);
+  const bufsize = ctx.proxyBufferSize ? `\n  tune.bufsize ${ctx.proxyBufferSize}` : '';
   const conf = `global
   nbthread ${c.workers}
-  maxconn ${maxconn}
+  maxconn ${maxconn}${bufsize}
 
 defaults
   mode tcp
@@ -300,7 +306,7 @@ ${upstreams.map((u) => `    server ${hostPort(u)};`).join('\n')}
   server {
     listen ${hostPort(listen)} backlog=${LISTEN_BACKLOG};
     proxy_pass be;
-    proxy_timeout ${PROXY_IDLE_TIMEOUT};
+    proxy_timeout ${PROXY_IDLE_TIMEOUT};${ctx.proxyBufferSize ? `\n    proxy_buffer_size ${ctx.proxyBufferSize};` : ''}
   }
 }
 `;

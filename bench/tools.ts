@@ -4,7 +4,7 @@
  * The bench never installs anything by itself: a missing tool is reported with the Debian
  * package that brings it and a pointer to bench/setup.sh.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { accessSync, constants, existsSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -58,24 +58,38 @@ export function extendPath(): void {
 }
 
 function firstLine(cmd: string, args: string[]): string {
-  try {
-    const out = execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-    return out.split('\n')[0].trim();
-  } catch (err) {
-    // nginx -v and wrk --version print to stderr and wrk exits non-zero.
-    const e = err as { stdout?: string; stderr?: string };
-    return `${e.stdout ?? ''}${e.stderr ?? ''}`.split('\n')[0].trim();
-  }
+  // nginx -v and wrk --version print to stderr, and wrk exits non-zero.
+  const r = spawnSync(cmd, args, { encoding: 'utf8' });
+  return `${r.stdout ?? ''}${r.stderr ?? ''}`.trim().split('\n')[0].trim();
 }
 
-/** Versions of the programs compared, for the JSON record. */
-export function toolVersions(): Record<string, string> {
-  const nginx = execFileSync('sh', ['-c', 'nginx -v 2>&1'], { encoding: 'utf8' }).trim();
+/** `name version` from a tool's version banner, or the banner itself when no version is found. */
+function shortVersion(name: string, banner: string, re: RegExp): string {
+  const m = re.exec(banner);
+  return m ? `${name} ${m[1]}` : banner;
+}
+
+/** Shortens version banners (as older results files stored them) to `name version`. */
+export function shortToolVersions(tools: Record<string, string>): string[] {
+  const patterns: Record<string, [string, RegExp]> = {
+    haproxy: ['HAProxy', /version (\S+)/],
+    nginx: ['nginx', /nginx\/(\S+)/],
+    iperf3: ['iperf3', /iperf (\S+)/],
+    wrk: ['wrk', /wrk (\S+)/],
+  };
+  return Object.entries(tools).map(([k, v]) => {
+    const p = patterns[k];
+    return p && !/^\S+ \S+$/.test(v) ? shortVersion(p[0], v, p[1]) : v;
+  });
+}
+
+/** Versions of the programs compared, for the JSON record and the tables' header. */
+export function toolVersions(): Record<'haproxy' | 'nginx' | 'iperf3' | 'wrk', string> {
   return {
-    haproxy: firstLine('haproxy', ['-v']),
-    nginx,
-    iperf3: firstLine('iperf3', ['--version']),
-    wrk: firstLine('wrk', ['--version']),
+    haproxy: shortVersion('HAProxy', firstLine('haproxy', ['-v']), /version (\S+)/),
+    nginx: shortVersion('nginx', firstLine('nginx', ['-v']), /nginx\/(\S+)/),
+    iperf3: shortVersion('iperf3', firstLine('iperf3', ['--version']), /iperf (\S+)/),
+    wrk: shortVersion('wrk', firstLine('wrk', ['--version']), /wrk (\S+)/),
   };
 }
 

@@ -19,3 +19,9 @@ export { L4lbError, ConfigError, ConnectError, ProtocolError, UsageError, ErrorC
 export { createBalancer, balancerNames } from './balancers/index.js';
 export type { Balancer, Candidate, PickContext } from './balancers/types.js';
 export { configFromBackends } from './config/quick.js';
+export { startAdminServer, startProxyAdmin, AdminServer, type AdminServerOptions } from './admin/server.js';
+export { ProxyStatusSource } from './admin/proxy-source.js';
+export type { StatusSource, StatusSnapshot, AdminAction, ActionResult } from './admin/status.js';
+export { MetricsRegistry } from './observability/metrics.js';
+export { MetricNames } from './observability/metric-names.js';
+export { DnsDiscovery, type DnsDiscoveryStats } from './discovery/dns.js';

@@ -24,7 +24,8 @@ Options:
       --retries N            other backends to try after a failed connect
                              (default: each other backend once)
       --idle-timeout DUR     close connections idle this long (default 10m, 0 = off)
-      --admin HOST:PORT      serve the admin API, metrics and dashboard here
+      --admin HOST:PORT      serve the admin API, metrics and dashboard here (bearer
+                             token from $L4LB_ADMIN_TOKEN; required off loopback)
       --workers N|auto       worker processes (default 1)
   -c, --config FILE          config file (YAML or JSON)
       --check                with --config: validate and exit
@@ -90,7 +91,7 @@ export function parseCli(argv: string[]): CliAction {
   if (logLevel !== undefined && !(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     throw new UsageError(`--log-level: "${logLevel}" is not one of ${LOG_LEVELS.join(', ')}`);
   }
-  const admin = v.admin !== undefined ? address('--admin', v.admin, false) : undefined;
+  const admin = v.admin !== undefined ? address('--admin', v.admin, false, true) : undefined;
   const workers = v.workers !== undefined ? parseWorkers(v.workers) : undefined;
 
   if (pos[0] === 'check') {
@@ -168,7 +169,7 @@ export function parseCli(argv: string[]): CliAction {
         queue: { size: 0, timeoutMs: 5000 },
       },
     ],
-    admin: admin ? { host: admin.host, port: admin.port, persist: false } : undefined,
+    admin: admin ? { host: admin.host, port: admin.port, token: process.env.L4LB_ADMIN_TOKEN || undefined, persist: false } : undefined,
     workers: workers ?? 1,
     maxConnections: 0,
     shutdown: { drainTimeoutMs: 30_000, closeSpreadMs: 5_000 },
@@ -177,8 +178,8 @@ export function parseCli(argv: string[]): CliAction {
   return v.demo ? { kind: 'demo', config } : { kind: 'run', config };
 }
 
-function address(what: string, s: string, listen: boolean): { host: string; port: number } {
-  const r = parseHostPort(s, { allowEmptyHost: listen, allowPortZero: listen });
+function address(what: string, s: string, listen: boolean, allowPortZero = listen): { host: string; port: number } {
+  const r = parseHostPort(s, { allowEmptyHost: listen, allowPortZero });
   if ('error' in r) throw new UsageError(`${what}: ${r.error}`);
   return r;
 }

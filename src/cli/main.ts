@@ -5,14 +5,18 @@
  * or config. stdout carries only the `listening on` / `admin on` lines and help text;
  * logs are JSON lines on stderr.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, watch, type FSWatcher } from 'node:fs';
+import { basename, dirname, resolve as resolvePath } from 'node:path';
 import { ConfigError, L4lbError, UsageError } from '../errors.js';
 import type { Config } from '../config/types.js';
 import { loadConfigFile } from '../config/load.js';
 import { startProxy, type Proxy } from '../proxy/proxy.js';
-import { createLogger } from '../observability/log.js';
+import { createLogger, type Logger } from '../observability/log.js';
 import { parseCli, USAGE, type CliOverrides } from './args.js';
 import { demoInstructions, startDemoBackends, type DemoBackends } from './demo.js';
+import { startProxyAdmin, type AdminServer } from '../admin/server.js';
+import { assertAdminConfigSafe } from '../admin/auth.js';
+import { ClusterPrimary, startCluster, startClusterAdmin } from '../cluster/primary.js';
 
 /** The package version, read from package.json. */
 export function version(): string {
@@ -71,7 +75,10 @@ export async function main(argv: string[]): Promise<number> {
 
 function applyOverrides(cfg: Config, o: CliOverrides): Config {
   if (o.logLevel) cfg.log.level = o.logLevel;
-  if (o.admin) cfg.admin = { ...cfg.admin, host: o.admin.host, port: o.admin.port, persist: cfg.admin?.persist ?? false };
+  if (o.admin) {
+    const token = cfg.admin?.token ?? (process.env.L4LB_ADMIN_TOKEN || undefined);
+    cfg.admin = { ...cfg.admin, host: o.admin.host, port: o.admin.port, token, persist: cfg.admin?.persist ?? false };
+  }
   if (o.workers) cfg.workers = o.workers;
   return cfg;
 }
@@ -97,16 +104,52 @@ interface FileSource {
 /** Starts the proxy, prints its addresses, and serves until a signal stops it. */
 async function run(config: Config, source?: FileSource, demo?: DemoBackends): Promise<number> {
   const logger = createLogger(config.log.level);
-  let proxy: Proxy;
+  // workers > 1: this process becomes the cluster primary (docs/cluster.md); same lifecycle.
+  let proxy: Proxy | ClusterPrimary;
   try {
-    proxy = await startProxy(config, { logger });
+    // An admin API off loopback without a token is refused before anything is bound.
+    if (config.admin) assertAdminConfigSafe(config.admin);
+    proxy = config.workers > 1 ? await startCluster(config, { logger }) : await startProxy(config, { logger });
   } catch (err) {
     await demo?.close();
     logger.flush();
     return reportStartError(err);
   }
+  // A signal sent as soon as the `listening on` line is read could land before the handlers
+  // below exist and kill the process (SIGHUP's default): hold such signals, replay them there.
+  const early: NodeJS.Signals[] = [];
+  const holdSignal = (s: NodeJS.Signals) => early.push(s);
+  for (const s of HANDLED_SIGNALS) process.on(s, holdSignal);
   for (const a of proxy.addresses()) process.stdout.write(`listening on ${a.address}\n`);
+  let admin: AdminServer | undefined;
+  if (config.admin) {
+    try {
+      admin = proxy instanceof ClusterPrimary ? await startClusterAdmin(proxy, config.admin) : await startProxyAdmin(proxy, config.admin);
+    } catch (err) {
+      for (const s of HANDLED_SIGNALS) process.off(s, holdSignal);
+      await proxy.close();
+      await demo?.close();
+      logger.flush();
+      return reportStartError(err);
+    }
+    process.stdout.write(`admin on ${admin.url}\n`);
+  }
   if (demo) process.stdout.write(demoInstructions(proxy.addresses()[0].address, proxy.addresses()[0].port));
+
+  // Reloads are applied one at a time by the proxy, in the order asked.
+  const reloadFromFile = async (trigger: string): Promise<void> => {
+    if (!source) {
+      logger.warn({ trigger }, 'reload ignored: no config file to reload (started from the command line)');
+      return;
+    }
+    try {
+      const next = applyOverrides(await loadConfigFile(source.file), source.overrides);
+      await proxy.reload(next);
+    } catch (err) {
+      logger.error({ trigger, err: (err as Error).message }, 'reload failed; the old config keeps serving');
+    }
+  };
+  const watcher = source?.watch ? watchConfigFile(source.file, () => void reloadFromFile('watch'), logger) : undefined;
 
   return new Promise<number>((resolve) => {
     let stopping = false;
@@ -117,9 +160,11 @@ async function run(config: Config, source?: FileSource, demo?: DemoBackends): Pr
         return;
       }
       stopping = true;
+      watcher?.close();
       logger.info({ signal, active: proxy.activeConnections() }, 'draining');
       await proxy.drain(demo ? 0 : undefined, demo ? 0 : undefined);
       await proxy.close();
+      await admin?.close();
       await demo?.close();
       logger.info('l4lb stopped');
       logger.flush();
@@ -129,17 +174,64 @@ async function run(config: Config, source?: FileSource, demo?: DemoBackends): Pr
     process.on('SIGTERM', stop);
     process.on('SIGINT', stop);
     process.on('SIGUSR1', () => proxy.reopenLogs());
-    process.on('SIGHUP', async () => {
-      if (!source) {
-        logger.warn('SIGHUP ignored: no config file to reload (started from the command line)');
-        return;
-      }
-      try {
-        const next = applyOverrides(await loadConfigFile(source.file), source.overrides);
-        await proxy.reload(next);
-      } catch (err) {
-        logger.error({ err: (err as Error).message }, 'reload failed; the old config keeps serving');
-      }
-    });
+    process.on('SIGHUP', () => void reloadFromFile('SIGHUP'));
+    for (const s of HANDLED_SIGNALS) process.off(s, holdSignal);
+    for (const s of early) process.emit(s, s);
   });
+}
+
+/** The signals `run` handles. */
+const HANDLED_SIGNALS = ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGUSR1'] as const;
+
+/** Quiet time after the last change event before the file is read (editors write in steps). */
+const WATCH_DEBOUNCE_MS = 200;
+
+/**
+ * Calls `onChange` when the config file's content changes. The directory is watched as well as
+ * the file: editors and deploy tools often write a new file and rename it over the old one
+ * (which leaves a watch on the file itself looking at the old inode), and Kubernetes swaps a
+ * `..data` symlink. Events are debounced, and only a change of content triggers a reload.
+ */
+function watchConfigFile(file: string, onChange: () => void, logger: Logger): { close(): void } {
+  const abs = resolvePath(file);
+  const base = basename(abs);
+  const read = (): string | undefined => {
+    try {
+      return readFileSync(abs, 'utf8');
+    } catch {
+      return undefined; // mid-rename; the next event reads it again
+    }
+  };
+  let last = read();
+  let timer: NodeJS.Timeout | undefined;
+  const check = () => {
+    timer = undefined;
+    const now = read();
+    if (now === undefined || now === last) return;
+    last = now;
+    logger.info({ file }, 'config file changed, reloading');
+    onChange();
+  };
+  const poke = (_event: string, name: string | Buffer | null) => {
+    const n = name === null ? null : String(name);
+    if (n !== null && n !== base && !n.startsWith('..')) return;
+    if (timer) clearTimeout(timer);
+    timer = setTimeout(check, WATCH_DEBOUNCE_MS);
+  };
+  const watchers: FSWatcher[] = [];
+  for (const target of [dirname(abs), abs]) {
+    try {
+      const w = watch(target, { persistent: false }, poke);
+      w.on('error', (err) => logger.warn({ target, err: err.message }, 'config watch error'));
+      watchers.push(w);
+    } catch (err) {
+      logger.warn({ target, err: (err as Error).message }, 'cannot watch; SIGHUP still reloads');
+    }
+  }
+  return {
+    close() {
+      if (timer) clearTimeout(timer);
+      for (const w of watchers) w.close();
+    },
+  };
 }

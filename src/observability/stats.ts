@@ -2,7 +2,7 @@
  * @module observability/stats — plain counters the hot path bumps.
  *
  * The data path only increments numbers on plain objects; the Prometheus registry
- * (admin/metrics.ts) reads them at scrape time. That keeps metrics off the hot path
+ * (observability/metrics.ts) reads them at scrape time. That keeps metrics off the hot path
  * and makes aggregation over worker processes a matter of adding snapshots.
  */
 

@@ -13,6 +13,7 @@ import { isIP } from 'node:net';
 import { ConnectError, ErrorCodes } from '../errors.js';
 import type { PoolTlsConfig } from '../config/types.js';
 import type { Backend } from './backend.js';
+import { SocketReader, setReader } from './socket-reader.js';
 
 export type DialCallback = (err: ConnectError | null, socket: net.Socket | null) => void;
 
@@ -39,7 +40,11 @@ function caFor(cfg: PoolTlsConfig): Buffer | undefined {
 /** Connects to `backend`; calls `cb` exactly once unless aborted. Returns an abort function. */
 export function dial(backend: Backend, timeoutMs: number, opts: DialOptions | undefined, cb: DialCallback): () => void {
   let done = false;
-  const raw = net.connect({ host: backend.host, port: backend.port, allowHalfOpen: true, noDelay: true });
+  // A plain backend reads into buffers of its own (public `onread` option; see socket-reader.ts);
+  // relay() finds the reader through the socket. TLS reads through its own layer instead.
+  const reader = opts?.tls ? undefined : new SocketReader();
+  const raw = net.connect({ host: backend.host, port: backend.port, allowHalfOpen: true, noDelay: true, onread: reader?.onread });
+  if (reader) setReader(raw, reader);
   let socket: net.Socket = raw;
   const timer =
     timeoutMs > 0
@@ -101,6 +106,7 @@ export function dial(backend: Backend, timeoutMs: number, opts: DialOptions | un
     socket.on('error', noop);
     socket.destroy();
     raw.destroy();
+    reader?.release(); // destroyed: libuv reads into it no more
   }
   raw.once('connect', onConnect);
   raw.once('error', onError);

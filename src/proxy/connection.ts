@@ -18,6 +18,8 @@ import { preread, type PrereadFailure, type PrereadResult } from './preread.js';
 import type { ConnectError } from '../errors.js';
 import { ErrorCodes } from '../errors.js';
 import { encodeProxyV1, encodeProxyV2, proxyInfoFor } from '../protocol/proxy-protocol.js';
+import type { BackendQueue, QueueWaiter } from '../admission/queue.js';
+import { isFdExhausted } from './limits.js';
 
 /** A live proxied connection, as the listener tracks it (for drain and shutdown). */
 export interface LiveConnection {
@@ -40,6 +42,9 @@ export type EarlyReason =
   | 'tls_handshake_failed'
   | 'acl'
   | 'source_limit'
+  | 'queue_full'
+  | 'queue_timeout'
+  | 'fd_exhausted'
   | 'shutdown';
 
 /** The fields of one access-log line. */
@@ -59,8 +64,24 @@ export interface AccessRecord {
   closedFirst: string;
   closeKind: string;
   reason: string;
+  /** Stable error code (docs/errors.md) when the connection ended before relaying. */
+  code?: string;
   error?: string;
 }
+
+/** The stable error code of each early ending (docs/errors.md). */
+const EARLY_CODES: Partial<Record<EarlyReason, string>> = {
+  no_backend: ErrorCodes.NO_BACKEND,
+  no_route: ErrorCodes.NO_BACKEND,
+  queue_full: ErrorCodes.NO_BACKEND,
+  queue_timeout: ErrorCodes.NO_BACKEND,
+  backend_connect_timeout: ErrorCodes.CONNECT_TIMEOUT,
+  backend_connect_refused: ErrorCodes.CONNECT_REFUSED,
+  backend_connect_failed: ErrorCodes.CONNECT_FAILED,
+  preread_timeout: ErrorCodes.PREREAD_TIMEOUT,
+  bad_proxy_header: ErrorCodes.PROXY_HEADER,
+  bad_client_hello: ErrorCodes.TLS_CLIENT_HELLO,
+};
 
 /** Handles one accepted client socket. */
 export function handleConnection(l: ListenerRuntime, socket: net.Socket): void {
@@ -68,8 +89,27 @@ export function handleConnection(l: ListenerRuntime, socket: net.Socket): void {
   const stats = l.stats;
   const policy = l.policy;
   stats.accepted++;
+  // Each connection is counted once, as rejected or as closed (accepted = rejected + closed + active).
+  let rejected = false;
+  const countRejected = (reason: string): void => {
+    rejected = true;
+    stats.countRejected(reason);
+  };
   let clientAddress = socket.remoteAddress ?? '';
   let clientPort = socket.remotePort ?? 0;
+  // The address the client connected to: ours, or the one a PROXY header names (as HAProxy
+  // does, so a chain of proxies tells the backend the client's original destination).
+  let destAddress = socket.localAddress;
+  let destPort = socket.localPort;
+
+  // A client that reset before we got here has no peer address left (getpeername fails;
+  // HAProxy's health checks do this): it left, it was not refused — no rejection, no warning.
+  if (socket.remoteAddress === undefined) {
+    socket.on('error', noop);
+    socket.destroy();
+    stats.countClosed('client_aborted');
+    return;
+  }
 
   // --- admit (1): limits, and the ACL on the socket's own address ---
   if (policy.proxyTrusted) {
@@ -100,6 +140,25 @@ export function handleConnection(l: ListenerRuntime, socket: net.Socket): void {
   let lastError: ConnectError | null = null;
   let done = false;
   let relayStop: ((r: TerminationReason) => void) | undefined;
+  /** The pool queue this connection waits in while every backend is full. */
+  let queued: BackendQueue | undefined;
+  const waiter: QueueWaiter = {
+    retry() {
+      if (done || stopped) return true;
+      const state = { full: false };
+      const backend = pickBackend(state);
+      if (!backend && state.full) return false;
+      queued = undefined;
+      if (backend) connectTo(backend);
+      else failEarly('no_backend', lastError?.message);
+      return true;
+    },
+    expire(reason) {
+      queued = undefined;
+      if (reason === 'queue_timeout') l.reject('queue_timeout', { pool: pool?.name }, 'gave up waiting for a backend slot').log();
+      failEarly(reason, reason === 'queue_timeout' ? 'every backend stayed at maxConnections for the queue timeout' : undefined);
+    },
+  };
 
   const live: LiveConnection = {
     get backend() {
@@ -128,10 +187,15 @@ export function handleConnection(l: ListenerRuntime, socket: net.Socket): void {
   function onPreread(err: PrereadFailure | null, res: PrereadResult | null): void {
     cancel = undefined;
     if (err) {
-      if (err.kind === 'timeout') return failEarly('preread_timeout', 'preread timeout');
+      if (err.kind === 'timeout') {
+        // Slow-loris defence: counted and logged like a bad header, so a flood shows up.
+        countRejected('preread_timeout');
+        l.reject('preread_timeout', { client: clientAddress, timeoutMs: l.config.timeouts.prereadMs }, 'preread timeout').log();
+        return failEarly('preread_timeout', 'preread timeout');
+      }
       if (err.kind === 'closed') return failEarly('client_aborted', 'client closed during preread');
       const reason = err.error.code === ErrorCodes.PROXY_HEADER ? 'bad_proxy_header' : 'bad_client_hello';
-      stats.countRejected(reason);
+      countRejected(reason);
       l.reject(reason, { client: clientAddress, detail: err.error.reason }, err.error.message).log();
       return failEarly(reason, err.error.message);
     }
@@ -139,6 +203,8 @@ export function handleConnection(l: ListenerRuntime, socket: net.Socket): void {
     if (r.proxy && r.proxy.command === 'PROXY' && (r.proxy.family === 'tcp4' || r.proxy.family === 'tcp6')) {
       clientAddress = r.proxy.sourceAddress!;
       clientPort = r.proxy.sourcePort!;
+      destAddress = r.proxy.destAddress;
+      destPort = r.proxy.destPort;
     }
     serverName = r.serverName;
     alpn = r.alpn;
@@ -167,7 +233,11 @@ export function handleConnection(l: ListenerRuntime, socket: net.Socket): void {
       SNICallback: (name, cb) => cb(null, certs.contextFor(name)),
     });
     client = t;
-    const timer = l.config.timeouts.prereadMs > 0 ? setTimeout(() => onTlsError(new Error('handshake timeout')), l.config.timeouts.prereadMs) : undefined;
+    // One deadline from accept for PROXY header and handshake together, so a slow client
+    // cannot spend the preread time twice.
+    const prereadMs = l.config.timeouts.prereadMs;
+    const left = Math.max(1, prereadMs - (Date.now() - start));
+    const timer = prereadMs > 0 ? setTimeout(() => onTlsError(new Error('handshake timeout')), left) : undefined;
     cancel = () => {
       if (timer) clearTimeout(timer);
       t.destroy();
@@ -190,9 +260,10 @@ export function handleConnection(l: ListenerRuntime, socket: net.Socket): void {
       if (done) return;
       t.destroy();
       socket.destroy();
-      const timeout = err.message === 'handshake timeout';
-      if (!timeout) l.reject('tls_handshake_failed', { client: clientAddress }, `TLS handshake failed: ${err.message}`).log();
-      finishEarly(timeout ? 'preread_timeout' : 'tls_handshake_failed', err.message);
+      const reason = err.message === 'handshake timeout' ? 'preread_timeout' : 'tls_handshake_failed';
+      countRejected(reason);
+      l.reject(reason, { client: clientAddress }, `TLS handshake failed: ${err.message}`).log();
+      finishEarly(reason, err.message);
     }
   }
 
@@ -207,16 +278,29 @@ export function handleConnection(l: ListenerRuntime, socket: net.Socket): void {
       pool = l.defaultPool();
     }
     if (serverName) proxyHeaderTlv.authority = serverName;
-    if (alpn && alpn.length > 0) proxyHeaderTlv.alpn = alpn[0];
+    // PP2_TYPE_ALPN is the protocol in use. In passthrough only the client's offer is known
+    // (the backend picks), so it is sent only when l4lb terminated TLS and negotiated it.
+    if (policy.certificates && alpn && alpn.length > 0) proxyHeaderTlv.alpn = alpn[0];
     tryNext();
   }
 
-  // --- balance + connect, retrying the next backend ---
+  // --- balance + connect, retrying the next backend; wait in the pool's queue when all are full ---
+  function pickBackend(state: { full: boolean }): Backend | undefined {
+    return tried.length < l.maxTries(pool) && pool ? pool.pick({ clientAddress, clientPort }, tried, state) : undefined;
+  }
+
   function tryNext(): void {
     if (stopped) return;
-    const maxTries = l.maxTries(pool);
-    const backend = tried.length < maxTries && pool ? pool.pick({ clientAddress, clientPort }, tried) : undefined;
+    const queue = pool ? l.backendQueue(pool) : undefined;
+    // Newcomers line up behind the connections already waiting for a slot (HAProxy's order).
+    if (queue && queue.length > 0 && tried.length === 0) {
+      queue.wake();
+      if (queue.length > 0) return wait(queue);
+    }
+    const state = { full: false };
+    const backend = pickBackend(state);
     if (!backend) {
+      if (state.full && queue) return wait(queue);
       const reason: EarlyReason =
         tried.length === 0 || !lastError
           ? 'no_backend'
@@ -228,6 +312,19 @@ export function handleConnection(l: ListenerRuntime, socket: net.Socket): void {
       if (reason === 'no_backend') l.reject('no_backend', { pool: pool?.name }, 'no backend available').log();
       return failEarly(reason, lastError?.message);
     }
+    connectTo(backend);
+  }
+
+  function wait(queue: BackendQueue): void {
+    if (queue.enqueue(waiter)) {
+      queued = queue;
+      return;
+    }
+    l.reject('queue_full', { pool: pool?.name }, 'every backend is at maxConnections and the queue is full').log();
+    failEarly('queue_full', 'every backend is at maxConnections and the queue is full');
+  }
+
+  function connectTo(backend: Backend): void {
     if (tried.length > 0) stats.retries++;
     tried.push(backend);
     backend.active++; // counted from the attempt so least-connections sees dials in flight
@@ -236,9 +333,17 @@ export function handleConnection(l: ListenerRuntime, socket: net.Socket): void {
     abortDial = dial(backend, l.config.timeouts.connectMs, dialOptions(p), (err, sock) => {
       abortDial = undefined;
       connectMs = performance.now() - t0;
+      if (err && isFdExhausted(err)) {
+        // l4lb's own shortage, not the backend's: no health penalty, and another backend
+        // would fail the same way. Counted and logged (rate-limited) by the host.
+        releaseBackend(backend);
+        lastError = err;
+        l.fdExhausted(err);
+        return failEarly('fd_exhausted', err.message);
+      }
       p.recordConnectResult(backend, err === null, connectMs);
       if (err) {
-        backend.active--;
+        releaseBackend(backend);
         lastError = err;
         l.logBackendError(backend, p, err);
         return tryNext();
@@ -248,13 +353,19 @@ export function handleConnection(l: ListenerRuntime, socket: net.Socket): void {
     });
   }
 
+  /** Gives back a slot on `backend`; a connection waiting in the pool's queue may take it. */
+  function releaseBackend(backend: Backend): void {
+    backend.active--;
+    if (pool) l.backendReleased(pool);
+  }
+
   function dialOptions(p: Pool): DialOptions | undefined {
     const pp = p.config.proxyProtocol;
     const ptls = p.config.tls;
     if (!pp && !ptls?.enabled) return undefined;
     const opts: DialOptions = {};
     if (pp) {
-      const info = proxyInfoFor(clientAddress, clientPort, socket.localAddress, socket.localPort);
+      const info = proxyInfoFor(clientAddress, clientPort, destAddress, destPort);
       opts.header = pp === 'v1' ? encodeProxyV1(info) : encodeProxyV2({ ...info, ...proxyHeaderTlv });
     }
     if (ptls?.enabled) opts.tls = ptls;
@@ -268,7 +379,7 @@ export function handleConnection(l: ListenerRuntime, socket: net.Socket): void {
     if (client !== socket) socket.on('error', noop); // errors surface on the TLS socket
     backend.total++;
     const r = relay(client, sock, l.config.timeouts, (res) => finish(backend, res), head);
-    relayStop = r.stop;
+    relayStop = (why) => r.stop(why);
   }
 
   function onEarlyClientError(): void {
@@ -281,7 +392,7 @@ export function handleConnection(l: ListenerRuntime, socket: net.Socket): void {
     if (!abortDial) return;
     abortDial();
     abortDial = undefined;
-    tried[tried.length - 1].active--;
+    releaseBackend(tried[tried.length - 1]);
   }
 
   function admitSource(): boolean {
@@ -293,7 +404,7 @@ export function handleConnection(l: ListenerRuntime, socket: net.Socket): void {
     }
     if (!policy.proxyTrusted) refuse(a.reason);
     else {
-      stats.countRejected(a.reason);
+      countRejected(a.reason);
       l.reject(a.reason, { client: clientAddress }).log();
     }
     return false;
@@ -301,7 +412,7 @@ export function handleConnection(l: ListenerRuntime, socket: net.Socket): void {
 
   /** Refused at accept: counted as rejected, closed, logged (rate-limited). */
   function refuse(reason: string): void {
-    stats.countRejected(reason);
+    countRejected(reason);
     socket.on('error', noop);
     socket.destroy();
     l.reject(reason, { client: clientAddress }).log();
@@ -310,7 +421,7 @@ export function handleConnection(l: ListenerRuntime, socket: net.Socket): void {
   /** Refused after the PROXY header named the real client. */
   function rejectLate(kind: 'acl' | 'source'): void {
     if (kind === 'acl') {
-      stats.countRejected('acl');
+      countRejected('acl');
       l.reject('acl', { client: clientAddress }).log();
     }
     failEarly(kind === 'acl' ? 'acl' : 'source_limit', `rejected by ${kind}`);
@@ -320,6 +431,10 @@ export function handleConnection(l: ListenerRuntime, socket: net.Socket): void {
   function failEarly(reason: EarlyReason, error?: string): void {
     cancel?.();
     cancel = undefined;
+    if (queued) {
+      queued.remove(waiter);
+      queued = undefined;
+    }
     cancelDial();
     client.destroy();
     socket.destroy();
@@ -331,7 +446,7 @@ export function handleConnection(l: ListenerRuntime, socket: net.Socket): void {
     done = true;
     releaseSource?.();
     stats.active--;
-    stats.countClosed(reason);
+    if (!rejected) stats.countClosed(reason);
     l.connections.delete(live);
     l.accessLog({
       listener: l.config.name,
@@ -349,8 +464,10 @@ export function handleConnection(l: ListenerRuntime, socket: net.Socket): void {
       closedFirst: 'proxy',
       closeKind: 'proxy',
       reason,
+      code: EARLY_CODES[reason],
       error: error ?? lastError?.message,
     });
+    l.released();
   }
 
   function finish(backend: Backend, res: RelayResult): void {
@@ -382,6 +499,8 @@ export function handleConnection(l: ListenerRuntime, socket: net.Socket): void {
       closeKind: res.closeKind,
       reason: res.reason,
     });
+    if (pool) l.backendReleased(pool);
+    l.released();
   }
 }
 

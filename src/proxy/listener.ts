@@ -15,6 +15,7 @@ import { Acl } from '../admission/acl.js';
 import { SourceLimiter, RateLimitedLog } from '../admission/source-limits.js';
 import { SniRouter } from '../protocol/sni-router.js';
 import { CertificateStore } from './tls.js';
+import type { BackendQueue } from '../admission/queue.js';
 
 /**
  * A listener's config compiled for the hot path. Stages that are not configured are
@@ -66,6 +67,31 @@ export interface ListenerHost {
   /** Global admission (process-wide maxConnections); null = admitted. */
   admitGlobal(): string | null;
   countAcceptError(): void;
+  /** An accept error: counted, logged (rate-limited); EMFILE is reported as such. */
+  acceptError(l: ListenerRuntime, err: NodeJS.ErrnoException): void;
+  /**
+   * Accept-time limits with `overLimit: queue`: true when the socket was held, to be served
+   * later by the host; false when the listener serves it now.
+   */
+  holdIfOverLimit(l: ListenerRuntime, socket: net.Socket): boolean;
+  /** A connection ended: a slot is free for a held connection. */
+  connectionClosed(): void;
+  /** The wait queue of `pool`, for when all its backends are at maxConnections. */
+  backendQueue(pool: Pool): BackendQueue | undefined;
+  /** A connection released its slot on one of `pool`'s backends. */
+  backendReleased(pool: Pool): void;
+  /** A backend dial failed for lack of file descriptors (not the backend's fault). */
+  fdExhaustedOnConnect(err: unknown): void;
+  /** Extra options for binding listening sockets (cluster workers); default none. */
+  readonly listenOptions?: ListenOptions;
+}
+
+/** How a listening socket is bound (multi-process mode, see docs/cluster.md). */
+export interface ListenOptions {
+  /** SO_REUSEPORT: several processes bind the same address and the kernel spreads connections. */
+  reusePort?: boolean;
+  /** Bind in this process even in a cluster worker, instead of sharing the primary's socket. */
+  exclusive?: boolean;
 }
 
 /** A connection refused at admission, with a logger to call (rate-limited by the caller). */
@@ -90,15 +116,14 @@ export class ListenerRuntime {
     this.#config = config;
     this.#policy = compilePolicy(config);
     this.#host = host;
-    this.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (socket) =>
-      handleConnection(this, socket),
-    );
+    this.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (socket) => {
+      if (!host.holdIfOverLimit(this, socket)) handleConnection(this, socket);
+    });
     // Accept errors (EMFILE, ENFILE…) must never crash the process: libuv keeps the
     // listening socket and retries on the next readable event.
     this.server.on('error', (err: NodeJS.ErrnoException) => {
       if (!this.#accepting) return; // listen() errors are reported by listen()
-      host.countAcceptError();
-      host.logger.error({ listener: config.name, err: err.message, code: err.code }, 'accept failed');
+      host.acceptError(this, err);
     });
   }
 
@@ -108,7 +133,20 @@ export class ListenerRuntime {
 
   /** Applies a new config for new connections (reload); recompiles the policy. */
   set config(next: ListenerConfig) {
-    this.#policy = compilePolicy(next, { config: this.#config, policy: this.#policy });
+    this.apply(next, this.compile(next));
+  }
+
+  /**
+   * Compiles `next` for this listener without applying it, so a reload can check every
+   * listener (certificate files are read here) before changing anything. Throws L4lbError.
+   */
+  compile(next: ListenerConfig): ListenerPolicy {
+    return compilePolicy(next, { config: this.#config, policy: this.#policy });
+  }
+
+  /** Applies `next` with the policy {@link compile} made from it; cannot fail. */
+  apply(next: ListenerConfig, policy: ListenerPolicy): void {
+    this.#policy = policy;
     this.#config = next;
   }
 
@@ -125,7 +163,7 @@ export class ListenerRuntime {
         reject(new L4lbError(ErrorCodes.LISTEN, 'internal', `cannot listen on ${formatHostPort(host || '0.0.0.0', port)}: ${what}`, { cause: err }));
       };
       this.server.once('error', onError);
-      this.server.listen({ host: host || undefined, port, backlog: 4096 }, () => {
+      this.server.listen({ host: host || undefined, port, backlog: 4096, ...this.#host.listenOptions }, () => {
         this.server.removeListener('error', onError);
         this.#accepting = true;
         const a = this.server.address() as net.AddressInfo;
@@ -196,6 +234,26 @@ export class ListenerRuntime {
   maxTries(pool: Pool | undefined): number {
     const n = pool ? pool.backends.length : 0;
     return this.config.retries === undefined ? n : Math.min(this.config.retries + 1, Math.max(n, 1));
+  }
+
+  /** A connection of this listener ended (its slot may go to a held connection). */
+  released(): void {
+    this.#host.connectionClosed();
+  }
+
+  /** The wait queue of `pool` (all backends at maxConnections). */
+  backendQueue(pool: Pool): BackendQueue | undefined {
+    return this.#host.backendQueue(pool);
+  }
+
+  /** A connection gave back its slot on one of `pool`'s backends. */
+  backendReleased(pool: Pool): void {
+    this.#host.backendReleased(pool);
+  }
+
+  /** A dial failed with EMFILE/ENFILE. */
+  fdExhausted(err: unknown): void {
+    this.#host.fdExhaustedOnConnect(err);
   }
 
   logBackendError(backend: Backend, pool: Pool, err: ConnectError): void {

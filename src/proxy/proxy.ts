@@ -3,6 +3,16 @@
  *
  * `startProxy(config)` is the library entry point the CLI and tests use; it returns a
  * handle with the bound addresses, `reload`, `drain` and `close`.
+ *
+ * Lifecycle rules kept here:
+ * - `reload` is atomic for new connections and never touches existing ones; reloads run one
+ *   at a time, in the order asked.
+ * - Accept-time limits (`maxConnections` global and per listener): with `overLimit: queue` a
+ *   connection over the limit is held, paused, in the listener's bounded {@link AcceptQueue}
+ *   and served, oldest first across listeners, when a connection closes; see proxy/limits.ts
+ *   for why it is not the kernel backlog.
+ * - `drain` stops accepting at once, lets connections finish, then closes the rest spread
+ *   over a window; `close` ends everything now, also in the middle of a drain.
  */
 import type { Config, ListenerConfig } from '../config/types.js';
 import { createLogger, type Logger } from '../observability/log.js';
@@ -10,13 +20,25 @@ import { ProcessStats } from '../observability/stats.js';
 import { createAccessLog, type AccessLog } from '../observability/access-log.js';
 import { formatHostPort } from '../util/address.js';
 import { ActiveHealthChecker } from '../health/active.js';
-import type { AccessRecord } from './connection.js';
-import { ListenerRuntime, type ListenerHost } from './listener.js';
+import { DISCOVERY_START_WAIT_MS, PoolDiscoveries } from '../discovery/manager.js';
+import { BackendQueue } from '../admission/queue.js';
+import { handleConnection, type AccessRecord } from './connection.js';
+import { ListenerRuntime, type ListenerHost, type ListenOptions } from './listener.js';
+import { AcceptQueue, FdPressure, fdSoftLimit, isFdExhausted } from './limits.js';
 import { Pool } from './pool.js';
+import { RateLimitedLog } from '../admission/source-limits.js';
+import type net from 'node:net';
 
 export interface StartOptions {
   /** Process logger; default: JSON lines on stderr at config.log.level. */
   logger?: Logger;
+  /** How listening sockets are bound; cluster workers set SO_REUSEPORT here. Default none. */
+  listen?: ListenOptions;
+  /**
+   * Log `config reloaded` at debug instead of info: in a cluster, the primary logs one line
+   * once every worker has applied a reload (docs/cluster.md). Default false.
+   */
+  quietReload?: boolean;
 }
 
 /** A bound listener's address. */
@@ -28,34 +50,82 @@ export interface BoundAddress {
   address: string;
 }
 
+/** Poll interval while waiting for connections to finish during a drain. */
+const DRAIN_POLL_MS = 50;
+/** Shortest step between two batches of closes when spreading them over `closeSpreadMs`. */
+const CLOSE_SPREAD_STEP_MS = 10;
+/** How often a retired listener checks whether its last connection has gone. */
+const RETIRED_CHECK_MS = 250;
+/** Descriptors a process needs besides connections (stdio, epoll, logs, listeners…). */
+const FD_BASE_MARGIN = 64;
+
 export class Proxy implements ListenerHost {
   config: Config;
   readonly logger: Logger;
+  readonly listenOptions: ListenOptions | undefined;
+  readonly #reloadLogLevel: 'info' | 'debug';
   readonly pools = new Map<string, Pool>();
   readonly listeners = new Map<string, ListenerRuntime>();
   readonly stats = new ProcessStats();
   readonly #checkers = new Map<string, ActiveHealthChecker>();
+  /** DNS discovery of the pools that have `dns` (its stats feed the admin API and metrics). */
+  readonly discovery: PoolDiscoveries;
+  /** Each pool's wait queue for when all its backends are at maxConnections. */
+  readonly #backendQueues = new Map<Pool, BackendQueue>();
+  /** Connections held over an accept-time limit, per listener (retired ones included). */
+  readonly #acceptQueues = new Map<ListenerRuntime, AcceptQueue>();
+  #held = 0;
+  #serving = false;
+  #serveAgain = false;
+  readonly #fd: FdPressure;
+  readonly #acceptErrorLog = new RateLimitedLog({ perInterval: 1, intervalMs: 5_000 });
   #access: AccessLog;
   /** Listeners removed by a reload whose connections are still draining. */
-  readonly #retired = new Set<ListenerRuntime>();
+  readonly #retired = new Map<ListenerRuntime, NodeJS.Timeout>();
+  /** Tail of the reload chain: reloads run one after the other. */
+  #reloadChain: Promise<unknown> = Promise.resolve();
+  /** Set when draining starts: no new connection is admitted. */
   #closing = false;
+  /** Set by close(): a drain in progress stops waiting and spreading. */
+  #closed = false;
 
   constructor(config: Config, options: StartOptions = {}) {
     this.config = config;
     this.logger = options.logger ?? createLogger(config.log.level);
+    this.listenOptions = options.listen;
+    this.#reloadLogLevel = options.quietReload ? 'debug' : 'info';
+    this.discovery = new PoolDiscoveries(this.logger);
     this.#access = createAccessLog(config.log.access, this.logger);
+    this.#fd = new FdPressure(this.logger);
   }
 
   /** Creates pools and binds every listener; on a bind error, closes what it opened. */
   async start(): Promise<void> {
     for (const pc of this.config.pools) this.#addPool(pc);
+    // Listen with the first DNS answers in place when they come quickly; never wait long.
+    await this.discovery.settled(DISCOVERY_START_WAIT_MS);
     try {
       for (const lc of this.config.listeners) await this.#addListener(lc);
     } catch (err) {
       await this.close();
       throw err;
     }
-    this.logger.info({ listeners: this.addresses().map((a) => a.address) }, 'l4lb started');
+    const fdLimit = fdSoftLimit();
+    this.logger.info({ listeners: this.addresses().map((a) => a.address), fdLimit }, 'l4lb started');
+    this.#warnFdLimit(this.config, fdLimit);
+  }
+
+  /** Each proxied connection holds two descriptors; say so when the limits cannot be reached. */
+  #warnFdLimit(config: Config, fdLimit: number | undefined): void {
+    if (fdLimit === undefined) return;
+    const perListener = config.listeners.reduce((n, l) => (l.maxConnections > 0 && n >= 0 ? n + l.maxConnections : -1), 0);
+    const max = config.maxConnections > 0 ? config.maxConnections : perListener;
+    if (max > 0 && 2 * max + FD_BASE_MARGIN > fdLimit) {
+      this.logger.warn(
+        { fdLimit, maxConnections: max, needed: 2 * max + FD_BASE_MARGIN },
+        'the file descriptor limit is below what maxConnections needs (two per connection); raise it (ulimit -n / LimitNOFILE)',
+      );
+    }
   }
 
   #addPool(pc: Config['pools'][number]): Pool {
@@ -63,18 +133,35 @@ export class Proxy implements ListenerHost {
     pool.onStateChange = (b, reason) =>
       this.logger.warn({ pool: pool.name, backend: b.address, state: b.state() }, reason);
     this.pools.set(pc.name, pool);
+    this.#backendQueues.set(pool, new BackendQueue({ ...pc.queue }));
+    const firstLookup = this.discovery.start(pool);
     if (pc.healthCheck) {
       const checker = new ActiveHealthChecker(pool, this.logger);
       this.#checkers.set(pc.name, checker);
-      checker.start();
+      // A discovered pool's first answer is its starting set (up at once, like a static
+      // list); backends that appear later must pass their checks first.
+      if (firstLookup) {
+        void firstLookup.then(() => {
+          if (this.#checkers.get(pc.name) === checker && !this.#closing) checker.start();
+        });
+      } else {
+        checker.start();
+      }
     }
     return pool;
   }
 
   #removePool(name: string): void {
+    this.discovery.stop(name);
     this.#checkers.get(name)?.stop();
     this.#checkers.delete(name);
+    const pool = this.pools.get(name);
     this.pools.delete(name);
+    if (pool) {
+      // Connections waiting for this pool's backends have nowhere to go any more.
+      this.#backendQueues.get(pool)?.clear('no_backend');
+      this.#backendQueues.delete(pool);
+    }
   }
 
   async #addListener(lc: ListenerConfig): Promise<ListenerRuntime> {
@@ -90,8 +177,19 @@ export class Proxy implements ListenerHost {
    * Then, in one tick: pools are updated by name (backends keep their state by name),
    * listeners that stay keep their sockets and take the new settings for new
    * connections, removed listeners stop accepting and their connections drain.
+   * Concurrent calls are queued and applied one after the other.
    */
-  async reload(next: Config): Promise<void> {
+  reload(next: Config): Promise<void> {
+    const run = this.#reloadChain.then(() => this.#reload(next));
+    this.#reloadChain = run.catch(() => {});
+    return run;
+  }
+
+  async #reload(next: Config): Promise<void> {
+    if (this.#closing) {
+      this.logger.warn('reload ignored: shutting down');
+      return;
+    }
     const opened: ListenerRuntime[] = [];
     try {
       for (const lc of next.listeners) {
@@ -106,6 +204,11 @@ export class Proxy implements ListenerHost {
       this.stats.reloadFailures++;
       throw err;
     }
+    if (this.#closing) {
+      // A drain started while the new listeners were binding.
+      await Promise.all(opened.map((l) => l.stopAccepting()));
+      return;
+    }
 
     // --- from here on, synchronous: the switch is atomic for new connections ---
     const nextPools = new Set(next.pools.map((p) => p.name));
@@ -117,7 +220,9 @@ export class Proxy implements ListenerHost {
         continue;
       }
       const healthChanged = JSON.stringify(pool.config.healthCheck) !== JSON.stringify(pc.healthCheck);
-      pool.update(pc);
+      this.discovery.update(pool, pc);
+      const queue = this.#backendQueues.get(pool);
+      if (queue) queue.limits = { ...pc.queue };
       if (healthChanged) {
         this.#checkers.get(pc.name)?.stop();
         this.#checkers.delete(pc.name);
@@ -151,22 +256,27 @@ export class Proxy implements ListenerHost {
     if (next.log.level !== this.config.log.level) this.logger.level = next.log.level;
     this.config = next;
     this.stats.reloads++;
-    this.logger.info(
+    this.logger[this.#reloadLogLevel](
       { listeners: this.addresses().map((a) => a.address), opened: opened.length, retired: retire.length },
       'config reloaded',
     );
+    // Limits may have been raised and backends added: let waiting connections in.
+    for (const q of this.#backendQueues.values()) q.wake();
+    this.#serveHeld();
+    this.#warnFdLimit(next, fdSoftLimit());
   }
 
   #retire(l: ListenerRuntime): void {
-    this.#retired.add(l);
     void l.stopAccepting();
     const check = setInterval(() => {
-      if (l.connections.size === 0) {
+      if (l.connections.size === 0 && (this.#acceptQueues.get(l)?.size ?? 0) === 0) {
         clearInterval(check);
         this.#retired.delete(l);
+        this.#acceptQueues.delete(l);
       }
-    }, 250);
+    }, RETIRED_CHECK_MS);
     check.unref();
+    this.#retired.set(l, check);
   }
 
   /** Bound addresses, in config order. */
@@ -197,11 +307,124 @@ export class Proxy implements ListenerHost {
     this.stats.acceptErrors++;
   }
 
+  /**
+   * A listening socket reported an accept error. Counted and logged at most once per 5s;
+   * running out of descriptors is reported as such (libuv already closed the connection).
+   */
+  acceptError(l: ListenerRuntime, err: NodeJS.ErrnoException): void {
+    this.stats.acceptErrors++;
+    if (isFdExhausted(err)) {
+      this.#fd.record('accept', err);
+      return;
+    }
+    const take = this.#acceptErrorLog.take(err.code ?? 'accept');
+    if (take) this.logger.error({ listener: l.config.name, err: err.message, code: err.code, suppressed: take.suppressed }, 'accept failed');
+  }
+
+  /**
+   * A backend dial failed with EMFILE/ENFILE: l4lb's own shortage, not the backend's fault,
+   * so the caller must not count it against the backend's health. Counted and rate-logged.
+   */
+  fdExhaustedOnConnect(err: unknown): void {
+    this.#fd.record('connect', err);
+  }
+
+  /** Times an accept or a dial failed because the process was out of file descriptors. */
+  get fdExhausted(): number {
+    return this.#fd.count;
+  }
+
+  /** The wait queue of `pool` (for connections when all its backends are full). */
+  backendQueue(pool: Pool): BackendQueue | undefined {
+    return this.#backendQueues.get(pool);
+  }
+
+  /** A connection to one of `pool`'s backends ended (or gave up its slot): a waiter may go. */
+  backendReleased(pool: Pool): void {
+    const q = this.#backendQueues.get(pool);
+    if (q && q.length > 0) q.wake();
+  }
+
+  /**
+   * Accept-time limits. Returns true when `socket` was held in the listener's accept queue
+   * (to be served when a slot frees); false when the caller serves it now (it may still be
+   * rejected by the limit check when the listener says `overLimit: reject`, or the queue is full).
+   */
+  holdIfOverLimit(l: ListenerRuntime, socket: net.Socket): boolean {
+    if (l.config.overLimit !== 'queue' || this.#closing) return false;
+    const q = this.#acceptQueues.get(l);
+    // Newcomers line up behind those already waiting.
+    if ((q === undefined || q.size === 0) && !this.#overLimit(l)) return false;
+    const queue = q ?? this.#acceptQueueOf(l);
+    if (!queue.push(socket)) return false;
+    this.#held++;
+    return true;
+  }
+
+  /** Connections held over an accept-time limit right now, over all listeners. */
+  get heldConnections(): number {
+    return this.#held;
+  }
+
+  /** The accept queue of `l` (created on first use). */
+  #acceptQueueOf(l: ListenerRuntime): AcceptQueue {
+    let q = this.#acceptQueues.get(l);
+    if (!q) {
+      q = new AcceptQueue();
+      this.#acceptQueues.set(l, q);
+    }
+    return q;
+  }
+
+  #overLimit(l: ListenerRuntime): boolean {
+    if (l.config.maxConnections > 0 && l.connections.size >= l.config.maxConnections) return true;
+    const max = this.config.maxConnections;
+    return max > 0 && this.activeConnections() >= max;
+  }
+
+  /** A connection closed: serve held connections while there is room. */
+  connectionClosed(): void {
+    if (this.#held > 0) this.#serveHeld();
+  }
+
+  /** Serves held connections, oldest first over all listeners, while limits allow. */
+  #serveHeld(): void {
+    if (this.#held === 0 || this.#closing) return;
+    // Serving one can end it at once (no backend), which calls back here: loop instead.
+    if (this.#serving) {
+      this.#serveAgain = true;
+      return;
+    }
+    this.#serving = true;
+    try {
+      do {
+        this.#serveAgain = false;
+        for (;;) {
+          let best: ListenerRuntime | undefined;
+          let bestSince = Infinity;
+          for (const [l, q] of this.#acceptQueues) {
+            if (q.size > 0 && q.oldestSince < bestSince && !this.#overLimit(l)) {
+              best = l;
+              bestSince = q.oldestSince;
+            }
+          }
+          if (!best || this.#closing) break;
+          const socket = this.#acceptQueues.get(best)!.shift()!;
+          this.#held--;
+          if (socket.destroyed) continue;
+          handleConnection(best, socket);
+        }
+      } while (this.#serveAgain);
+    } finally {
+      this.#serving = false;
+    }
+  }
+
   /** Connections open right now, over all listeners (including retired ones). */
   activeConnections(): number {
     let n = 0;
     for (const l of this.listeners.values()) n += l.connections.size;
-    for (const l of this.#retired) n += l.connections.size;
+    for (const l of this.#retired.keys()) n += l.connections.size;
     return n;
   }
 
@@ -210,25 +433,38 @@ export class Proxy implements ListenerHost {
     this.#access.reopen();
   }
 
+  /** Closes the connections held in accept queues (they never got service). */
+  #dropHeld(): void {
+    for (const q of this.#acceptQueues.values()) this.#held -= q.closeAll();
+  }
+
   /**
    * Stops accepting, waits up to `timeoutMs` for connections to finish, then closes
-   * the rest spread over `spreadMs` so clients don't all reconnect at once.
+   * the rest spread over `spreadMs` so clients don't all reconnect at once. Connections
+   * held over a limit are closed at once, as a closed listening socket drops its backlog.
+   * A `close()` during the drain ends it early.
    */
   async drain(timeoutMs = this.config.shutdown.drainTimeoutMs, spreadMs = this.config.shutdown.closeSpreadMs): Promise<void> {
     this.#closing = true;
     await Promise.all([...this.listeners.values()].map((l) => l.stopAccepting()));
+    this.#dropHeld();
     for (const c of this.#checkers.values()) c.stop();
+    this.discovery.stopAll();
     const deadline = Date.now() + timeoutMs;
-    while (this.activeConnections() > 0 && Date.now() < deadline) {
-      await sleep(Math.min(100, Math.max(1, deadline - Date.now())));
+    while (!this.#closed && this.activeConnections() > 0 && Date.now() < deadline) {
+      await sleep(Math.min(DRAIN_POLL_MS, Math.max(1, deadline - Date.now())));
     }
     const rest = this.#allConnections();
-    if (rest.length > 0) {
+    if (rest.length > 0 && !this.#closed) {
       this.logger.info({ remaining: rest.length, spreadMs }, 'drain timeout reached, closing remaining connections');
-      const step = rest.length > 1 ? spreadMs / rest.length : 0;
-      for (let i = 0; i < rest.length; i++) {
-        if (step > 0 && i > 0) await sleep(step);
-        rest[i].stop('shutdown');
+      // Close in small batches, proportionally to the time elapsed in the window: the last
+      // batch goes at the end of the window, whatever the number of connections.
+      const t0 = Date.now();
+      let i = 0;
+      while (i < rest.length && !this.#closed) {
+        const due = spreadMs > 0 ? Math.ceil((rest.length * (Date.now() - t0)) / spreadMs) : rest.length;
+        for (const end = Math.min(Math.max(due, i + 1), rest.length); i < end; i++) rest[i].stop('shutdown');
+        if (i < rest.length) await sleep(Math.max(CLOSE_SPREAD_STEP_MS, spreadMs / rest.length));
       }
     }
     this.#access.flush();
@@ -237,17 +473,27 @@ export class Proxy implements ListenerHost {
   #allConnections() {
     const out = [];
     for (const l of this.listeners.values()) out.push(...l.connections);
-    for (const l of this.#retired) out.push(...l.connections);
+    for (const l of this.#retired.keys()) out.push(...l.connections);
     return out;
   }
 
-  /** Closes everything now: listeners, connections, health checks. */
+  /** Closes everything now: listeners, connections, queues, health checks. */
   async close(): Promise<void> {
     this.#closing = true;
+    this.#closed = true;
     for (const c of this.#checkers.values()) c.stop();
     this.#checkers.clear();
-    await Promise.all([...this.listeners.values(), ...this.#retired].map((l) => l.stopAccepting()));
+    this.discovery.stopAll();
+    await Promise.all([...this.listeners.values(), ...this.#retired.keys()].map((l) => l.stopAccepting()));
+    this.#dropHeld();
     for (const c of this.#allConnections()) c.stop('shutdown');
+    for (const q of this.#backendQueues.values()) q.clear('no_backend');
+    for (const [l, timer] of this.#retired) {
+      if (l.connections.size === 0) {
+        clearInterval(timer);
+        this.#retired.delete(l);
+      }
+    }
     this.#access.flush();
   }
 }

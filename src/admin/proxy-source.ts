@@ -1,0 +1,233 @@
+/**
+ * @module admin/proxy-source — {@link StatusSource} for a single-process {@link Proxy}.
+ *
+ * Reads the plain counters the data path bumps (never adding work to it) and applies
+ * actions through admin/actions.ts. Recent events come from two places: the pools'
+ * `onStateChange` hook (chained after the proxy's own logger, so the reason text is
+ * kept), and a comparison with the previous look at every `status()` call, which catches
+ * what no hook reports: connect failures, ejections running out, reloads, accept errors.
+ * The admin server calls `status()` every second, so events are at most that late.
+ */
+import { readFileSync } from 'node:fs';
+import type { Proxy } from '../proxy/proxy.js';
+import type { Pool } from '../proxy/pool.js';
+import type { Backend, BackendState } from '../proxy/backend.js';
+import type { ListenerRuntime } from '../proxy/listener.js';
+import { formatHostPort } from '../util/address.js';
+import { applyAction } from './actions.js';
+import { EventRing, DEFAULT_EVENT_CAPACITY } from './events.js';
+import type {
+  ActionResult, AdminAction, ListenerStatus, PoolStatus, StatusSnapshot, StatusSource,
+} from './status.js';
+
+/** Options of {@link ProxyStatusSource}. */
+export interface ProxyStatusSourceOptions {
+  /** Recent events kept. Default {@link DEFAULT_EVENT_CAPACITY}. */
+  eventCapacity?: number;
+}
+
+type StateHook = NonNullable<Pool['onStateChange']>;
+
+interface Seen {
+  state: BackendState;
+  failures: number;
+}
+
+let cachedVersion: string | undefined;
+
+/** The package version (package.json sits three levels above dist/src/admin/). */
+export function packageVersion(): string {
+  if (cachedVersion === undefined) {
+    try {
+      const url = new URL('../../../package.json', import.meta.url);
+      cachedVersion = (JSON.parse(readFileSync(url, 'utf8')) as { version: string }).version;
+    } catch {
+      cachedVersion = 'unknown';
+    }
+  }
+  return cachedVersion;
+}
+
+/** The admin view of one running {@link Proxy}. */
+export class ProxyStatusSource implements StatusSource {
+  readonly proxy: Proxy;
+  readonly events: EventRing;
+  /** Pools whose onStateChange we chained, with the handler that was there before. */
+  readonly #hooked = new Map<Pool, { prev: Pool['onStateChange']; ours: StateHook }>();
+  /** Last seen state and failure count per backend object. */
+  readonly #seen = new WeakMap<Backend, Seen>();
+  #reloads: number;
+  #reloadFailures: number;
+  #acceptErrors: number;
+
+  constructor(proxy: Proxy, options: ProxyStatusSourceOptions = {}) {
+    this.proxy = proxy;
+    this.events = new EventRing(options.eventCapacity ?? DEFAULT_EVENT_CAPACITY);
+    this.#reloads = proxy.stats.reloads;
+    this.#reloadFailures = proxy.stats.reloadFailures;
+    this.#acceptErrors = proxy.stats.acceptErrors;
+    this.#hookPools();
+    for (const pool of proxy.pools.values()) for (const b of pool.backends) this.#remember(b);
+  }
+
+  async status(): Promise<StatusSnapshot> {
+    return this.snapshot();
+  }
+
+  /** The snapshot, synchronously (the single-process case needs no waiting). */
+  snapshot(): StatusSnapshot {
+    const now = Date.now();
+    this.#hookPools();
+    this.#poll(now);
+    const p = this.proxy;
+    return {
+      at: now,
+      process: {
+        pid: process.pid,
+        version: packageVersion(),
+        startedAt: p.stats.startedAt,
+        uptimeMs: now - p.stats.startedAt,
+        workers: 1,
+        activeConnections: p.activeConnections(),
+        reloads: p.stats.reloads,
+        reloadFailures: p.stats.reloadFailures,
+        acceptErrors: p.stats.acceptErrors,
+      },
+      listeners: [...p.listeners.values()].map(listenerStatus),
+      pools: [...p.pools.values()].map((pool) => poolStatus(pool, now)),
+      events: this.events.list(),
+    };
+  }
+
+  async act(action: AdminAction): Promise<ActionResult> {
+    const { pool, backend } = applyAction(this.proxy.pools, action);
+    const now = Date.now();
+    const name = action.kind === 'add-backend' ? action.backend.name : action.backend;
+    this.events.push({ level: 'info', pool: pool.name, backend: name, message: describeAction(action) });
+    if (backend) this.#remember(backend, now);
+    this.#hookPools();
+    const result: ActionResult = { pool: poolStatus(pool, now) };
+    if (backend) result.backend = backend.snapshot(now);
+    if (action.kind === 'remove-backend') result.removed = action.backend;
+    return result;
+  }
+
+  /** Restores the pools' original onStateChange handlers. */
+  close(): void {
+    for (const [pool, h] of this.#hooked) if (pool.onStateChange === h.ours) pool.onStateChange = h.prev;
+    this.#hooked.clear();
+  }
+
+  /** Chains our hook onto pools we have not seen yet (reloads create new Pool objects). */
+  #hookPools(): void {
+    for (const pool of [...this.#hooked.keys()]) if (this.proxy.pools.get(pool.name) !== pool) this.#hooked.delete(pool);
+    for (const pool of this.proxy.pools.values()) {
+      const h = this.#hooked.get(pool);
+      if (h && pool.onStateChange === h.ours) continue;
+      const prev = pool.onStateChange;
+      const ours: StateHook = (b, reason) => {
+        prev?.(b, reason);
+        this.#onStateChange(pool, b, reason);
+      };
+      pool.onStateChange = ours;
+      this.#hooked.set(pool, { prev, ours });
+    }
+  }
+
+  #onStateChange(pool: Pool, b: Backend, reason: string): void {
+    const state = b.state();
+    this.events.push({ level: state === 'up' ? 'info' : 'warn', pool: pool.name, backend: b.name, message: `${state}: ${reason}` });
+    const seen = this.#seen.get(b);
+    if (seen) seen.state = state;
+    else this.#remember(b);
+  }
+
+  #remember(b: Backend, now = Date.now()): void {
+    this.#seen.set(b, { state: b.state(now), failures: b.failures });
+  }
+
+  /** Turns counter and state differences since the last look into events. */
+  #poll(now: number): void {
+    const s = this.proxy.stats;
+    if (s.reloads > this.#reloads) this.events.push({ level: 'info', message: `config reloaded (${s.reloads - this.#reloads}×)` });
+    if (s.reloadFailures > this.#reloadFailures) {
+      this.events.push({ level: 'error', message: `config reload failed (${s.reloadFailures - this.#reloadFailures}×); the old config keeps serving` });
+    }
+    if (s.acceptErrors > this.#acceptErrors) {
+      this.events.push({ level: 'error', message: `${s.acceptErrors - this.#acceptErrors} error(s) accepting connections` });
+    }
+    this.#reloads = s.reloads;
+    this.#reloadFailures = s.reloadFailures;
+    this.#acceptErrors = s.acceptErrors;
+    for (const pool of this.proxy.pools.values()) {
+      for (const b of pool.backends) {
+        const seen = this.#seen.get(b);
+        if (!seen) {
+          this.#remember(b, now);
+          continue;
+        }
+        if (b.failures > seen.failures) {
+          const n = b.failures - seen.failures;
+          this.events.push({ level: 'error', pool: pool.name, backend: b.name, message: `${n} connect failure(s) to ${b.address}` });
+          seen.failures = b.failures;
+        }
+        const state = b.state(now);
+        if (state !== seen.state) {
+          this.events.push({ level: state === 'up' ? 'info' : 'warn', pool: pool.name, backend: b.name, message: `${seen.state} → ${state}` });
+          seen.state = state;
+        }
+      }
+    }
+  }
+}
+
+function describeAction(a: AdminAction): string {
+  switch (a.kind) {
+    case 'set-state':
+      return `admin API: state set to ${a.state}`;
+    case 'set-weight':
+      return `admin API: weight set to ${a.weight}`;
+    case 'add-backend':
+      return `admin API: backend ${a.backend.address} added`;
+    case 'remove-backend':
+      return 'admin API: backend removed';
+  }
+}
+
+function mapToRecord(m: ReadonlyMap<string, number>): Record<string, number> {
+  return Object.fromEntries(m);
+}
+
+function listenerStatus(l: ListenerRuntime): ListenerStatus {
+  const a = l.address;
+  const s = l.stats;
+  const h = s.connectMs;
+  return {
+    name: l.config.name,
+    address: a ? formatHostPort(a.host, a.port) : undefined,
+    listening: l.server.listening,
+    pool: l.config.pool,
+    routePools: [...new Set(l.config.routes.map((r) => r.pool))],
+    active: s.active,
+    accepted: s.accepted,
+    retries: s.retries,
+    bytesUp: s.bytesUp,
+    bytesDown: s.bytesDown,
+    closed: mapToRecord(s.closed),
+    rejected: mapToRecord(s.rejected),
+    connectMs: { bounds: [...h.bounds], counts: [...h.counts], sum: h.sum, count: h.count },
+  };
+}
+
+/** A pool's status at `now`. */
+export function poolStatus(pool: Pool, now = Date.now()): PoolStatus {
+  const backends = pool.backends.map((b) => b.snapshot(now));
+  return {
+    name: pool.name,
+    balance: pool.config.balance,
+    healthCheck: pool.config.healthCheck?.type,
+    discovery: pool.config.dns ? 'dns' : 'static',
+    backendsUp: backends.filter((b) => b.state === 'up').length,
+    backends,
+  };
+}

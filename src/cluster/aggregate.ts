@@ -1,0 +1,207 @@
+/**
+ * @module cluster/aggregate — workers' counters: collected in a worker, summed in the primary.
+ *
+ * Every counter is a plain number (or a map of numbers), so the cluster total is a sum.
+ * Counters of a worker that exited are kept (carried into a base the live workers add to),
+ * so totals never go backwards when a worker is restarted — Prometheus counters stay
+ * monotonic. Gauges (active connections) and averages count live workers only. What a
+ * worker counted after its last report before dying (at most one report interval) is lost.
+ */
+import type { Proxy } from '../proxy/proxy.js';
+import { formatHostPort } from '../util/address.js';
+import type { HistogramSnapshot } from '../admin/status.js';
+import type { BackendCounters, ListenerCounters, WorkerStats } from './ipc.js';
+
+/** A worker's counters now. */
+export function collectWorkerStats(proxy: Proxy): WorkerStats {
+  return {
+    at: Date.now(),
+    pid: process.pid,
+    activeConnections: proxy.activeConnections(),
+    acceptErrors: proxy.stats.acceptErrors,
+    reloads: proxy.stats.reloads,
+    reloadFailures: proxy.stats.reloadFailures,
+    listeners: [...proxy.listeners.values()].map((l): ListenerCounters => {
+      const s = l.stats;
+      const a = l.address;
+      const h = s.connectMs;
+      return {
+        name: l.config.name,
+        address: a ? formatHostPort(a.host, a.port) : undefined,
+        listening: l.server.listening,
+        active: s.active,
+        accepted: s.accepted,
+        retries: s.retries,
+        bytesUp: s.bytesUp,
+        bytesDown: s.bytesDown,
+        closed: Object.fromEntries(s.closed),
+        rejected: Object.fromEntries(s.rejected),
+        connectMs: { bounds: [...h.bounds], counts: [...h.counts], sum: h.sum, count: h.count },
+      };
+    }),
+    pools: [...proxy.pools.values()].map((p) => ({
+      name: p.name,
+      backends: p.backends.map((b): BackendCounters => ({
+        name: b.name,
+        active: b.active,
+        total: b.total,
+        failures: b.failures,
+        bytesIn: b.bytesIn,
+        bytesOut: b.bytesOut,
+        connectMsAvg: b.connectMsAvg,
+      })),
+    })),
+  };
+}
+
+/** Cluster-wide sums. */
+export interface ClusterTotals {
+  activeConnections: number;
+  acceptErrors: number;
+  /** By listener name. */
+  listeners: Map<string, ListenerCounters>;
+  /** By `pool\0backend`. */
+  backends: Map<string, BackendCounters>;
+}
+
+/** The key of a backend in {@link ClusterTotals.backends}. */
+export function backendKey(pool: string, backend: string): string {
+  return `${pool}\0${backend}`;
+}
+
+function emptyHistogram(bounds: readonly number[]): HistogramSnapshot {
+  return { bounds: [...bounds], counts: new Array(bounds.length + 1).fill(0), sum: 0, count: 0 };
+}
+
+function addRecord(into: Record<string, number>, from: Record<string, number>): void {
+  for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
+}
+
+function addHistogram(into: HistogramSnapshot, from: HistogramSnapshot): void {
+  // Bounds are compile-time constants, the same in every worker.
+  for (let i = 0; i < into.counts.length && i < from.counts.length; i++) into.counts[i] += from.counts[i];
+  into.sum += from.sum;
+  into.count += from.count;
+}
+
+function cloneListener(l: ListenerCounters): ListenerCounters {
+  return { ...l, closed: { ...l.closed }, rejected: { ...l.rejected }, connectMs: { ...l.connectMs, bounds: [...l.connectMs.bounds], counts: [...l.connectMs.counts] } };
+}
+
+/** Adds `from`'s counters to `into` (gauges too when `gauges`). */
+function addListener(into: ListenerCounters, from: ListenerCounters, gauges: boolean): void {
+  if (gauges) into.active += from.active;
+  into.accepted += from.accepted;
+  into.retries += from.retries;
+  into.bytesUp += from.bytesUp;
+  into.bytesDown += from.bytesDown;
+  addRecord(into.closed, from.closed);
+  addRecord(into.rejected, from.rejected);
+  addHistogram(into.connectMs, from.connectMs);
+}
+
+function zeroListener(from: ListenerCounters): ListenerCounters {
+  return {
+    name: from.name,
+    address: from.address,
+    listening: false,
+    active: 0,
+    accepted: 0,
+    retries: 0,
+    bytesUp: 0,
+    bytesDown: 0,
+    closed: {},
+    rejected: {},
+    connectMs: emptyHistogram(from.connectMs.bounds),
+  };
+}
+
+function zeroBackend(name: string): BackendCounters {
+  return { name, active: 0, total: 0, failures: 0, bytesIn: 0, bytesOut: 0, connectMsAvg: 0 };
+}
+
+/** Keeps each worker's latest counters and sums them. */
+export class StatsAggregator {
+  readonly #live = new Map<number, WorkerStats>();
+  /** Counters of workers that exited. */
+  #baseAcceptErrors = 0;
+  readonly #baseListeners = new Map<string, ListenerCounters>();
+  readonly #baseBackends = new Map<string, BackendCounters>();
+
+  /** Records the latest report of worker `slot`. */
+  update(slot: number, stats: WorkerStats): void {
+    this.#live.set(slot, stats);
+  }
+
+  /** The latest report of worker `slot`. */
+  latest(slot: number): WorkerStats | undefined {
+    return this.#live.get(slot);
+  }
+
+  /** Worker `slot` exited: its counters go into the base, its gauges go away. */
+  retire(slot: number): void {
+    const s = this.#live.get(slot);
+    if (!s) return;
+    this.#live.delete(slot);
+    this.#baseAcceptErrors += s.acceptErrors;
+    for (const l of s.listeners) {
+      let b = this.#baseListeners.get(l.name);
+      if (!b) this.#baseListeners.set(l.name, (b = zeroListener(l)));
+      addListener(b, l, false);
+    }
+    for (const p of s.pools) {
+      for (const bc of p.backends) {
+        const key = backendKey(p.name, bc.name);
+        let b = this.#baseBackends.get(key);
+        if (!b) this.#baseBackends.set(key, (b = zeroBackend(bc.name)));
+        b.total += bc.total;
+        b.failures += bc.failures;
+        b.bytesIn += bc.bytesIn;
+        b.bytesOut += bc.bytesOut;
+      }
+    }
+  }
+
+  /** Sums over the live workers plus the counters of exited ones. */
+  totals(): ClusterTotals {
+    const listeners = new Map<string, ListenerCounters>();
+    for (const [name, b] of this.#baseListeners) listeners.set(name, cloneListener(b));
+    const backends = new Map<string, BackendCounters>();
+    for (const [key, b] of this.#baseBackends) backends.set(key, { ...b });
+    /** Connect-time weights of the live averages, per backend. */
+    const avgWeight = new Map<string, number>();
+    let active = 0;
+    let acceptErrors = this.#baseAcceptErrors;
+    for (const s of this.#live.values()) {
+      active += s.activeConnections;
+      acceptErrors += s.acceptErrors;
+      for (const l of s.listeners) {
+        let into = listeners.get(l.name);
+        if (!into) listeners.set(l.name, (into = zeroListener(l)));
+        addListener(into, l, true);
+        into.listening ||= l.listening;
+        into.address = l.address ?? into.address;
+      }
+      for (const p of s.pools) {
+        for (const bc of p.backends) {
+          const key = backendKey(p.name, bc.name);
+          let into = backends.get(key);
+          if (!into) backends.set(key, (into = zeroBackend(bc.name)));
+          into.active += bc.active;
+          into.total += bc.total;
+          into.failures += bc.failures;
+          into.bytesIn += bc.bytesIn;
+          into.bytesOut += bc.bytesOut;
+          // The average of the workers' averages, weighted by their connection counts.
+          const w = Math.max(bc.total, bc.connectMsAvg > 0 ? 1 : 0);
+          const before = avgWeight.get(key) ?? 0;
+          if (w > 0) {
+            into.connectMsAvg = (into.connectMsAvg * before + bc.connectMsAvg * w) / (before + w);
+            avgWeight.set(key, before + w);
+          }
+        }
+      }
+    }
+    return { activeConnections: active, acceptErrors, listeners, backends };
+  }
+}

@@ -1,0 +1,103 @@
+/**
+ * @module cluster/status-source — {@link StatusSource} for a cluster: what the admin server in
+ * the primary reads and does.
+ *
+ * Health, backend sets and admin state live in the primary's own pools, so the admin view
+ * starts from the single-process one ({@link ProxyStatusSource} over the primary's
+ * listener-less Proxy) and replaces the counters with the sums over the workers: before each
+ * snapshot, the workers are asked for fresh counters, and the sums are written into the
+ * primary's Backend objects (which carry no traffic of their own). Listeners exist only in
+ * the workers; their status is built from the summed counters.
+ *
+ * Actions are applied to the primary's pools (validated exactly as in one process), then
+ * pushed to every worker; the answer waits until every worker has applied the change.
+ */
+import { ProxyStatusSource, packageVersion } from '../admin/proxy-source.js';
+import type { EventRing } from '../admin/events.js';
+import type { ActionResult, AdminAction, ListenerStatus, StatusSnapshot, StatusSource } from '../admin/status.js';
+import { CONNECT_MS_BUCKETS } from '../observability/stats.js';
+import { backendKey } from './aggregate.js';
+import type { ClusterPrimary } from './primary.js';
+
+/** The admin view of a {@link ClusterPrimary}. */
+export class ClusterStatusSource implements StatusSource {
+  readonly #primary: ClusterPrimary;
+  readonly #inner: ProxyStatusSource;
+
+  constructor(primary: ClusterPrimary) {
+    this.#primary = primary;
+    this.#inner = new ProxyStatusSource(primary.headless);
+  }
+
+  /** Recent events (backend state changes, reloads, worker restarts…). */
+  get events(): EventRing {
+    return this.#inner.events;
+  }
+
+  async status(): Promise<StatusSnapshot> {
+    await this.#primary.refreshStats();
+    return this.snapshot();
+  }
+
+  /** The snapshot from the counters the workers reported last. */
+  snapshot(): StatusSnapshot {
+    const p = this.#primary;
+    const totals = p.totals();
+    for (const pool of p.headless.pools.values()) {
+      for (const b of pool.backends) {
+        const t = totals.backends.get(backendKey(pool.name, b.name));
+        b.active = t?.active ?? 0;
+        b.total = t?.total ?? 0;
+        b.failures = t?.failures ?? 0;
+        b.bytesIn = t?.bytesIn ?? 0;
+        b.bytesOut = t?.bytesOut ?? 0;
+        b.connectMsAvg = t?.connectMsAvg ?? 0;
+      }
+    }
+    const s = this.#inner.snapshot();
+    const listeners = p.config.listeners.map((lc, i): ListenerStatus => {
+      const c = totals.listeners.get(lc.name);
+      return {
+        name: lc.name,
+        address: c?.address ?? p.addresses()[i]?.address,
+        listening: c?.listening ?? false,
+        pool: lc.pool,
+        routePools: [...new Set(lc.routes.map((r) => r.pool))],
+        active: c?.active ?? 0,
+        accepted: c?.accepted ?? 0,
+        retries: c?.retries ?? 0,
+        bytesUp: c?.bytesUp ?? 0,
+        bytesDown: c?.bytesDown ?? 0,
+        closed: c?.closed ?? {},
+        rejected: c?.rejected ?? {},
+        connectMs: c?.connectMs ?? { bounds: [...CONNECT_MS_BUCKETS], counts: new Array(CONNECT_MS_BUCKETS.length + 1).fill(0), sum: 0, count: 0 },
+      };
+    });
+    return {
+      ...s,
+      process: {
+        pid: process.pid,
+        version: packageVersion(),
+        startedAt: s.process.startedAt,
+        uptimeMs: s.process.uptimeMs,
+        workers: p.liveWorkers(),
+        activeConnections: totals.activeConnections,
+        reloads: p.reloads,
+        reloadFailures: p.reloadFailures,
+        acceptErrors: totals.acceptErrors,
+      },
+      listeners,
+    };
+  }
+
+  async act(action: AdminAction): Promise<ActionResult> {
+    const result = await this.#inner.act(action);
+    await this.#primary.pushState();
+    return result;
+  }
+
+  /** Releases the hooks on the primary's pools. */
+  close(): void {
+    this.#inner.close();
+  }
+}

@@ -1,0 +1,59 @@
+/**
+ * @module observability/metric-names — every Prometheus metric l4lb exports, in one place.
+ *
+ * Names are part of the user interface (dashboards and alerts are built on them): never
+ * rename one. Each is documented in docs/metrics.md, and a test checks that every name
+ * here appears there. Process and Node.js runtime metrics (`process_*`, `nodejs_*`) come
+ * from prom-client's default collectors and keep their standard names.
+ */
+
+/** Names of l4lb's own metrics. */
+export const MetricNames = {
+  /** Build and version information (always 1). Labels: version. */
+  info: 'l4lb_info',
+  /** Connections accepted by a listener (admitted or not). Labels: listener. */
+  connectionsAccepted: 'l4lb_connections_accepted_total',
+  /** Connections open right now. Labels: listener. */
+  connectionsActive: 'l4lb_connections_active',
+  /** Admitted connections that ended, by termination reason. Labels: listener, reason. */
+  connectionsClosed: 'l4lb_connections_closed_total',
+  /** Connections refused before reaching a backend, by reason. Labels: listener, reason. */
+  connectionsRejected: 'l4lb_connections_rejected_total',
+  /** Connect attempts beyond the first one of a connection. Labels: listener. */
+  connectRetries: 'l4lb_connect_retries_total',
+  /** Bytes relayed by closed connections. Labels: listener, direction (up = client→backend). */
+  listenerBytes: 'l4lb_listener_bytes_total',
+  /** Time to connect to a backend, successful attempts only. Labels: listener. */
+  connectDuration: 'l4lb_connect_duration_seconds',
+  /** Connections to a backend open right now (including attempts in flight). Labels: pool, backend. */
+  backendConnectionsActive: 'l4lb_backend_connections_active',
+  /** Connections relayed to a backend. Labels: pool, backend. */
+  backendConnections: 'l4lb_backend_connections_total',
+  /** Failed connect attempts to a backend. Labels: pool, backend. */
+  backendConnectFailures: 'l4lb_backend_connect_failures_total',
+  /** Bytes relayed by closed connections to a backend. Labels: pool, backend, direction. */
+  backendBytes: 'l4lb_backend_bytes_total',
+  /** Average connect time of a backend (exponentially weighted). Labels: pool, backend. */
+  backendConnectAverage: 'l4lb_backend_connect_average_seconds',
+  /** 1 when the backend takes new connections (state up), else 0. Labels: pool, backend. */
+  backendUp: 'l4lb_backend_up',
+  /** 1 for the backend's current state, 0 for the others. Labels: pool, backend, state. */
+  backendState: 'l4lb_backend_state',
+  /** Result of the last active health check: 1 ok, 0 failed. Labels: pool, backend. */
+  backendHealthy: 'l4lb_backend_healthy',
+  /** Configured weight of a backend. Labels: pool, backend. */
+  backendWeight: 'l4lb_backend_weight',
+  /** Backends of a pool that can take connections now. Labels: pool. */
+  poolBackendsUp: 'l4lb_pool_backends_up',
+  /** Backends of a pool. Labels: pool. */
+  poolBackends: 'l4lb_pool_backends',
+  /** Config reloads, by result. Labels: result (success, failure). */
+  configReloads: 'l4lb_config_reloads_total',
+  /** Errors accepting connections (EMFILE…). No labels. */
+  acceptErrors: 'l4lb_accept_errors_total',
+  /** Admin API actions, by action and HTTP status. Labels: action, status. */
+  adminActions: 'l4lb_admin_actions_total',
+} as const;
+
+/** One of l4lb's metric names. */
+export type MetricName = (typeof MetricNames)[keyof typeof MetricNames];

@@ -1,0 +1,193 @@
+/**
+ * @module proxy/socket-reader — read a socket into buffers of its own (the `onread` mode of
+ * net.Socket) instead of one freshly allocated Buffer per read.
+ *
+ * Why: with 'data' events every read allocates a new 64 KiB buffer; at bulk rates glibc keeps
+ * growing and trimming its heap (a `brk` for every few reads) and the kernel zeroes the new
+ * pages, which cost more CPU than the copy itself (docs/performance.md, "Profiles"). A buffer
+ * owned by the socket is allocated once and stays warm.
+ *
+ * The rule that makes reuse safe: a buffer is read into again only once everything written
+ * from it has left the process. The relay returns `false` from the read callback when its
+ * write did not complete at once (Node then stops reading) and resumes when the write's
+ * callback runs. A buffer shared between sockets could not follow that rule: a partly
+ * completed write still reads from it while another socket would read into it.
+ *
+ * Buffers come in two sizes from slab pools: every socket starts with a small one (idle and
+ * request/response connections never need more); a read that fills it moves the socket to a
+ * large one, while the process holds fewer than {@link MAX_LARGE_BUFFERS}; a short read moves it
+ * back. Slab memory that is never read into is never touched, so it costs address space, not
+ * resident memory.
+ *
+ * Public API only: backends get this through `net.connect({ onread })`; accepted sockets through
+ * fast-path.ts, which is where the one dependency on Node internals lives.
+ */
+import type net from 'node:net';
+
+/** Size of the buffer every socket starts with. */
+export const SMALL_BUFFER_SIZE = 16 * 1024;
+/** Size of the buffer of a socket whose reads fill its small one (bulk transfer). */
+export const LARGE_BUFFER_SIZE = 256 * 1024;
+/** Large buffers the process hands out at most (256 MiB); beyond, sockets keep small ones. */
+export const MAX_LARGE_BUFFERS = 1024;
+
+/** Buffers per slab (one ArrayBuffer each): 1 MiB of small ones, 4 MiB of large ones. */
+const SMALL_PER_SLAB = 64;
+const LARGE_PER_SLAB = 16;
+
+/**
+ * Fixed-size buffers carved out of larger slabs. Freed buffers are reused last-in first-out,
+ * so a busy process keeps reusing the same few warm buffers. Slabs are kept for the life of
+ * the process: their untouched pages cost no resident memory.
+ */
+export class BufferPool {
+  readonly size: number;
+  readonly #perSlab: number;
+  readonly #max: number;
+  readonly #free: Buffer[] = [];
+  #allocated = 0;
+
+  constructor(size: number, perSlab: number, max = Infinity) {
+    this.size = size;
+    this.#perSlab = perSlab;
+    this.#max = max;
+  }
+
+  /** Buffers handed out and not yet given back. */
+  get inUse(): number {
+    return this.#allocated - this.#free.length;
+  }
+
+  /** A buffer, or undefined when the pool is at its maximum. */
+  take(): Buffer | undefined {
+    const b = this.#free.pop();
+    if (b !== undefined) return b;
+    if (this.#allocated >= this.#max) return undefined;
+    const n = Math.min(this.#perSlab, this.#max - this.#allocated);
+    // allocUnsafeSlow: a slab of its own, not zeroed (never read before being written).
+    const slab = Buffer.allocUnsafeSlow(this.size * n);
+    for (let i = n - 1; i > 0; i--) this.#free.push(slab.subarray(i * this.size, (i + 1) * this.size));
+    this.#allocated += n;
+    return slab.subarray(0, this.size);
+  }
+
+  give(b: Buffer): void {
+    this.#free.push(b);
+  }
+}
+
+const smallPool = new BufferPool(SMALL_BUFFER_SIZE, SMALL_PER_SLAB);
+const largePool = new BufferPool(LARGE_BUFFER_SIZE, LARGE_PER_SLAB, MAX_LARGE_BUFFERS);
+
+/** How many pooled read buffers are in use (for tests and diagnostics). */
+export function readBuffersInUse(): { small: number; large: number } {
+  return { small: smallPool.inUse, large: largePool.inUse };
+}
+
+/** Receives what a {@link SocketReader} reads. */
+export interface ReadSink {
+  /**
+   * `n` bytes were read into `buf` (from offset 0). Return true when `buf` may be read into
+   * again at once; false stops reading until the source socket is resumed.
+   */
+  onRead(n: number, buf: Buffer): boolean;
+}
+
+/** The `onread` option of net.connect / net.Socket, as Node takes it. */
+export interface OnReadOption {
+  buffer: () => Buffer;
+  callback: (n: number, buf: Buffer) => boolean;
+}
+
+/**
+ * Reads one socket into its own buffer and hands each read to a sink. Reads that arrive
+ * before a sink is attached stop the socket and wait (a backend's banner during connect).
+ */
+export class SocketReader {
+  #buffer: Buffer;
+  #sink: ReadSink | undefined;
+  /** Bytes read before a sink was attached (at the start of the buffer). */
+  #pending = 0;
+  /** What the last read's callback returned: false means the buffer is still in use. */
+  #free = true;
+  #lastRead = 0;
+  #released = false;
+  /** Pass as `onread` to net.connect (or to fast-path.ts for accepted sockets). */
+  readonly onread: OnReadOption;
+
+  constructor() {
+    this.#buffer = smallPool.take()!;
+    this.onread = {
+      buffer: () => this.#next(),
+      callback: (n, buf) => this.#onRead(n, buf),
+    };
+  }
+
+  /** Starts handing reads to `sink`; returns false when the bytes read so far are still being written. */
+  attach(sink: ReadSink): boolean {
+    this.#sink = sink;
+    if (this.#pending === 0) return true;
+    const n = this.#pending;
+    this.#pending = 0;
+    this.#free = sink.onRead(n, this.#buffer);
+    return this.#free;
+  }
+
+  /**
+   * Gives the buffers back to the pools. Only once the socket is closed (libuv reads into
+   * the buffer until then) and nothing written from them is pending (the peer is closed too).
+   */
+  release(): void {
+    if (this.#released) return;
+    this.#released = true;
+    const b = this.#buffer;
+    (b.length === LARGE_BUFFER_SIZE ? largePool : smallPool).give(b);
+  }
+
+  #onRead(n: number, buf: Buffer): boolean {
+    this.#lastRead = n;
+    const sink = this.#sink;
+    if (sink === undefined) {
+      this.#pending = n;
+      this.#free = false;
+      return false;
+    }
+    this.#free = sink.onRead(n, buf);
+    return this.#free;
+  }
+
+  /**
+   * Node asks for the buffer of the next read right after each read callback. The size moves
+   * only while the current buffer is free (not being written from).
+   */
+  #next(): Buffer {
+    const cur = this.#buffer;
+    if (!this.#free || this.#released) return cur;
+    if (cur.length === SMALL_BUFFER_SIZE) {
+      if (this.#lastRead === SMALL_BUFFER_SIZE) {
+        const big = largePool.take();
+        if (big !== undefined) {
+          smallPool.give(cur);
+          this.#buffer = big;
+        }
+      }
+    } else if (this.#lastRead < SMALL_BUFFER_SIZE) {
+      largePool.give(cur);
+      this.#buffer = smallPool.take()!;
+    }
+    return this.#buffer;
+  }
+}
+
+/** Where relay() finds the reader dial() gave a backend socket. */
+const readers = new WeakMap<net.Socket, SocketReader>();
+
+/** Records that `socket` reads through `reader` (it was created with `reader.onread`). */
+export function setReader(socket: net.Socket, reader: SocketReader): void {
+  readers.set(socket, reader);
+}
+
+/** The reader `socket` was created with, if any. */
+export function readerOf(socket: net.Socket): SocketReader | undefined {
+  return readers.get(socket);
+}

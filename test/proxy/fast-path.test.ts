@@ -1,0 +1,226 @@
+/**
+ * The fast data path: accepted sockets reading into buffers of their own (fast-path.ts, the
+ * one module relying on Node internals) and the pooled read buffers (socket-reader.ts).
+ * The data-path suites run again without the fast path in data-path-fallback.test.ts.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import tls from 'node:tls';
+import { once } from 'node:events';
+import { createHash, randomBytes } from 'node:crypto';
+import { attachReader, fastPathStatus, FAST_PATH_ENV } from '../../src/proxy/fast-path.js';
+import {
+  SocketReader, BufferPool, readBuffersInUse, SMALL_BUFFER_SIZE, LARGE_BUFFER_SIZE, type ReadSink,
+} from '../../src/proxy/socket-reader.js';
+import { startProxy } from '../../src/proxy/proxy.js';
+import { configFromBackends } from '../../src/config/quick.js';
+import { silentLogger } from '../../src/observability/log.js';
+import { startServer, connect, exchange, waitFor, type StreamResult } from '../support/net.js';
+
+const MiB = 1024 * 1024;
+const forcedOff = process.env[FAST_PATH_ENV] === '0';
+
+/** A server whose accepted sockets arrive paused, as l4lb's listener makes them. */
+async function pausedServer(t: { after(fn: () => unknown): void }): Promise<{ port: number; accepted: Promise<net.Socket> }> {
+  let resolveAccepted!: (s: net.Socket) => void;
+  const accepted = new Promise<net.Socket>((r) => (resolveAccepted = r));
+  const server = net.createServer({ pauseOnConnect: true, allowHalfOpen: true }, (s) => {
+    s.on('error', () => {});
+    t.after(() => s.destroy());
+    resolveAccepted(s);
+  });
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.after(() => server.close());
+  return { port: (server.address() as net.AddressInfo).port, accepted };
+}
+
+/** Collects what a reader hands over, copying it out (the buffer is reused). */
+class Collector implements ReadSink {
+  readonly hash = createHash('sha256');
+  bytes = 0;
+  reads = 0;
+  sizes = new Set<number>();
+  onRead(n: number, buf: Buffer): boolean {
+    this.reads++;
+    this.sizes.add(buf.length);
+    this.bytes += n;
+    this.hash.update(buf.subarray(0, n));
+    return true;
+  }
+}
+
+test('the fast path is available on this Node version', { skip: forcedOff && `${FAST_PATH_ENV}=0` }, () => {
+  // If a Node release moves the internals fast-path.ts relies on, this fails loudly rather
+  // than l4lb silently falling back to the slower 'data' path.
+  assert.deepEqual(fastPathStatus(), { enabled: true });
+});
+
+test('an accepted socket reads into its reader, never through data events', { skip: forcedOff && `${FAST_PATH_ENV}=0` }, async (t) => {
+  const { port, accepted } = await pausedServer(t);
+  const client = await connect(port);
+  t.after(() => client.destroy());
+  const socket = await accepted;
+  const reader = attachReader(socket, () => new SocketReader());
+  assert.ok(reader, 'the reader is attached');
+  t.after(() => reader.release());
+  const sink = new Collector();
+  assert.equal(reader.attach(sink), true);
+  let dataEvents = 0;
+  socket.on('data', () => dataEvents++);
+  const ended = once(socket, 'end');
+  socket.resume();
+
+  const payload = randomBytes(3 * MiB);
+  client.end(payload);
+  await ended;
+  assert.equal(dataEvents, 0);
+  assert.equal(sink.bytes, payload.length);
+  assert.equal(sink.hash.digest('hex'), createHash('sha256').update(payload).digest('hex'));
+  // Reads that fill the small buffer moved the socket to a large one.
+  assert.deepEqual([...sink.sizes].sort((a, b) => a - b), [SMALL_BUFFER_SIZE, LARGE_BUFFER_SIZE]);
+});
+
+test('a reader that returns false stops the socket until it is resumed, and loses nothing', { skip: forcedOff && `${FAST_PATH_ENV}=0` }, async (t) => {
+  const { port, accepted } = await pausedServer(t);
+  const client = await connect(port);
+  t.after(() => client.destroy());
+  const socket = await accepted;
+  const reader = attachReader(socket, () => new SocketReader())!;
+  t.after(() => reader.release());
+  const hash = createHash('sha256');
+  let bytes = 0;
+  let stopped = 0;
+  // Refuse every read once, as the relay does while a write is pending, and resume later.
+  reader.attach({
+    onRead(n, buf) {
+      hash.update(buf.subarray(0, n));
+      bytes += n;
+      stopped++;
+      setImmediate(() => socket.resume());
+      return false;
+    },
+  });
+  const ended = once(socket, 'end');
+  socket.resume();
+  const payload = randomBytes(MiB);
+  client.end(payload);
+  await ended;
+  assert.equal(bytes, payload.length);
+  assert.equal(hash.digest('hex'), createHash('sha256').update(payload).digest('hex'));
+  assert.ok(stopped > 1);
+});
+
+test('the fast path leaves TLS sockets and sockets with buffered data alone', async (t) => {
+  const { port, accepted } = await pausedServer(t);
+  const client = await connect(port);
+  t.after(() => client.destroy());
+  const socket = await accepted;
+  // Data already in the stream's buffer must be read the normal way first.
+  socket.unshift(Buffer.from('already read'));
+  let made = 0;
+  const make = () => {
+    made++;
+    return new SocketReader();
+  };
+  assert.equal(attachReader(socket, make), undefined);
+  const wrapped = new tls.TLSSocket(new net.Socket());
+  t.after(() => wrapped.destroy());
+  assert.equal(attachReader(wrapped, make), undefined);
+  assert.equal(made, 0, 'no reader (and no pooled buffer) is taken when it cannot be used');
+});
+
+test('a reader holds what arrives before a sink is attached, then hands it over first', async (t) => {
+  // A backend that speaks first (a banner) can send before the relay attaches.
+  const reader = new SocketReader();
+  t.after(() => reader.release());
+  const server = net.createServer((s) => s.end('banner\n'));
+  server.listen(0, '127.0.0.1');
+  await once(server, 'listening');
+  t.after(() => server.close());
+  const s = net.connect({ port: (server.address() as net.AddressInfo).port, host: '127.0.0.1', onread: reader.onread });
+  t.after(() => s.destroy());
+  await once(s, 'connect');
+  await new Promise((r) => setTimeout(r, 100)); // the banner has been read by now, with no sink
+  const got: string[] = [];
+  assert.equal(reader.attach({ onRead: (n, buf) => (got.push(buf.toString('latin1', 0, n)), true) }), true);
+  s.resume();
+  await once(s, 'end');
+  assert.deepEqual(got, ['banner\n']);
+});
+
+test('the buffer pool reuses freed buffers, carves slabs, and stops at its maximum', () => {
+  const pool = new BufferPool(1024, 4, 6);
+  const a = pool.take()!;
+  const b = pool.take()!;
+  assert.equal(a.length, 1024);
+  assert.equal(a.buffer, b.buffer, 'carved from one slab');
+  assert.notEqual(a.byteOffset, b.byteOffset);
+  const rest = [pool.take(), pool.take(), pool.take(), pool.take()];
+  assert.ok(rest.every((x) => x !== undefined));
+  assert.equal(pool.inUse, 6);
+  assert.equal(pool.take(), undefined, 'at the maximum');
+  pool.give(b);
+  assert.equal(pool.take(), b, 'the last freed is reused first');
+});
+
+test('relayed connections give every read buffer back, however they end', async (t) => {
+  let n = 0;
+  const backend = await startServer((s) => {
+    const kind = n++ % 3;
+    if (kind === 0) s.pipe(s);
+    else if (kind === 1) s.once('data', () => s.resetAndDestroy());
+    else s.resume().end();
+  });
+  const proxy = await startProxy(configFromBackends([`127.0.0.1:${backend.port}`], { accessLog: 'off' }), { logger: silentLogger() });
+  t.after(async () => {
+    await proxy.close();
+    await backend.close();
+  });
+  const port = proxy.addresses()[0].port;
+  const before = readBuffersInUse();
+  const jobs: Promise<void>[] = [];
+  for (let i = 0; i < 60; i++) {
+    jobs.push(
+      (async () => {
+        const c = await connect(port);
+        c.on('error', () => {});
+        if (i % 4 === 3) {
+          c.write(randomBytes(64 * 1024));
+          await new Promise((r) => setTimeout(r, 5));
+          c.resetAndDestroy();
+          return;
+        }
+        c.resume();
+        c.end(randomBytes(i % 2 === 0 ? 512 * 1024 : 10));
+        await once(c, 'close');
+      })(),
+    );
+  }
+  await Promise.all(jobs);
+  await waitFor(() => proxy.activeConnections() === 0, 10_000, 'all connections closed');
+  assert.deepEqual(readBuffersInUse(), before);
+});
+
+test('bulk transfer both ways through the proxy keeps every byte in order', async (t) => {
+  // Many mid-sized writes both ways at once: each direction's reads are written out while the
+  // other direction also reads, so a buffer reused too early would show up in the hashes.
+  const SIZE = 16 * MiB;
+  let backendSide: Promise<StreamResult> | undefined;
+  const backend = await startServer((s) => {
+    backendSide = exchange(s, SIZE, { chunk: 40_000 });
+  });
+  const proxy = await startProxy(configFromBackends([`127.0.0.1:${backend.port}`], { accessLog: 'off' }), { logger: silentLogger() });
+  t.after(async () => {
+    await proxy.close();
+    await backend.close();
+  });
+  const client = await connect(proxy.addresses()[0].port);
+  t.after(() => client.destroy());
+  const c = await exchange(client, SIZE, { chunk: 70_000 });
+  const b = await backendSide!;
+  assert.equal(b.receivedSha, c.sentSha);
+  assert.equal(c.receivedSha, b.sentSha);
+  assert.equal(c.receivedBytes, SIZE);
+});
