@@ -11,23 +11,7 @@ import { balancerNames, createBalancer, isBalancerName } from '../../src/balance
 import type { PickContext } from '../../src/balancers/types.js';
 import { L4lbError, ErrorCodes } from '../../src/errors.js';
 
-interface TestBackend {
-  name: string;
-  weight: number;
-  active: number;
-}
-
-/** mulberry32: a small seeded PRNG, so every run draws the same numbers. */
-function seededRandom(seed: number): () => number {
-  let s = seed >>> 0;
-  return () => {
-    s = (s + 0x6d2b79f5) >>> 0;
-    let t = s;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+import { seededRandom, type TestBackend } from './support.js';
 
 function makeBackends(weights: readonly number[]): TestBackend[] {
   return weights.map((weight, i) => ({ name: `backend-${i}`, weight, active: 0 }));
