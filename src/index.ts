@@ -25,3 +25,4 @@ export type { StatusSource, StatusSnapshot, AdminAction, ActionResult } from './
 export { MetricsRegistry } from './observability/metrics.js';
 export { MetricNames } from './observability/metric-names.js';
 export { DnsDiscovery, type DnsDiscoveryStats } from './discovery/dns.js';
+export { startCluster, startClusterAdmin, ClusterPrimary, type ClusterOptions } from './cluster/primary.js';

@@ -159,6 +159,8 @@ export class ClusterPrimary {
     const ports = new Map<string, number>();
     const holds: PortHold[] = [];
     try {
+      // What would fail in every worker fails here once: certificates, addresses in use.
+      for (const lc of config.listeners) compilePolicy(lc);
       for (const lc of config.listeners) {
         const h = await reservePort(lc.host, lc.port, lc.port === 0 && mode === 'reuseport', lc.port === 0 && mode === 'reuseport');
         holds.push(h);
@@ -235,7 +237,9 @@ export class ClusterPrimary {
         }
         if (m.t === 'ready') {
           slot.ready = true;
+          // Whatever changed while it started (a reload, health, discovery) reaches it now.
           if (slot.initConfig !== this.config) this.#catchUp(slot);
+          else this.#send(slot, { t: 'state', id: 0, state: this.#state() });
           if (this.#addresses.length === 0 || slot.id === this.#firstReady()?.id) this.#addresses = m.addresses;
           settle();
           return;

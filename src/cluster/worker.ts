@@ -34,6 +34,11 @@ function send(m: WorkerMessage): void {
 /** Runs this process as a cluster worker; returns once the worker is set up. */
 export async function runWorker(): Promise<void> {
   if (!process.send) throw new Error('cluster/worker: not started by the l4lb primary (no IPC channel)');
+  // Signals that arrive while starting must not kill the worker before it can drain.
+  const early: NodeJS.Signals[] = [];
+  const onEarly = (s: NodeJS.Signals) => early.push(s);
+  for (const s of ['SIGTERM', 'SIGINT'] as const) process.on(s, onEarly);
+  process.on('SIGHUP', () => {});
   const init = await new Promise<Extract<PrimaryMessage, { t: 'init' }>>((resolve) => {
     const onMessage = (m: unknown) => {
       if (isPrimaryMessage(m) && m.t === 'init') {
@@ -47,11 +52,6 @@ export async function runWorker(): Promise<void> {
   const index = init.worker - 1;
   const localConfig = (c: Config) => shareLimits(c, index, init.count);
   const logger = createLogger(init.config.log.level).child({ worker: init.worker });
-  // Signals that arrive while starting must not kill the worker before it can drain.
-  const early: NodeJS.Signals[] = [];
-  const onEarly = (s: NodeJS.Signals) => early.push(s);
-  for (const s of ['SIGTERM', 'SIGINT'] as const) process.on(s, onEarly);
-  process.on('SIGHUP', () => {});
 
   let proxy: Proxy;
   try {
