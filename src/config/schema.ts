@@ -930,6 +930,10 @@ function checkListener(l: Rec, at: PathSegment[], known: string[], poolNames: Ma
     if (!isRec(r)) return;
     const rat = [...at, 'routes', j];
     poolRef(r.pool, [...rat, 'pool'], known, poolNames, add);
+    if (isRec(l.tls) && l.tls.mode === 'terminate' && Array.isArray(r.alpn) && r.alpn.length > 0) {
+      // l4lb negotiates no ALPN protocol when it terminates TLS, so such a route never matches.
+      add([...rat, 'alpn'], 'ALPN routes work only with tls mode: passthrough (a terminating listener negotiates no ALPN)');
+    }
   });
   if (!has(l, 'pool') && routes.length === 0) add(at, 'needs a pool (or routes)');
   if (routes.length > 0 && !isRec(l.tls)) {

@@ -191,10 +191,16 @@ export class Proxy implements ListenerHost {
       return;
     }
     const opened: ListenerRuntime[] = [];
+    // Everything that can fail happens before the switch: binding new listeners and
+    // compiling the policies (certificates, ACLs) of the listeners that stay.
+    const compiled = new Map<ListenerRuntime, ReturnType<ListenerRuntime['compile']>>();
     try {
       for (const lc of next.listeners) {
         const cur = this.listeners.get(lc.name);
-        if (cur && cur.config.host === lc.host && cur.config.port === lc.port) continue;
+        if (cur && cur.config.host === lc.host && cur.config.port === lc.port) {
+          compiled.set(cur, cur.compile(lc));
+          continue;
+        }
         const l = new ListenerRuntime(lc, this);
         await l.listen();
         opened.push(l);
@@ -230,6 +236,9 @@ export class Proxy implements ListenerHost {
           const checker = new ActiveHealthChecker(pool, this.logger);
           this.#checkers.set(pc.name, checker);
           checker.start();
+        } else {
+          // No active check any more: nothing will bring back backends it held down.
+          for (const b of pool.backends) b.healthy = true;
         }
       }
     }
@@ -237,7 +246,8 @@ export class Proxy implements ListenerHost {
     const retire: ListenerRuntime[] = [];
     for (const [name, l] of this.listeners) {
       const lc = nextListeners.get(name);
-      if (lc && l.config.host === lc.host && l.config.port === lc.port) l.config = lc;
+      const policy = compiled.get(l);
+      if (lc && policy) l.apply(lc, policy);
       else retire.push(l);
     }
     for (const l of retire) {

@@ -815,3 +815,23 @@ test('parseConfigText resolves relative paths against the directory of the file 
   const cfg = parseConfigText(doc('log: { access: a.log }', ...BASE, ...BASE_BACKENDS), 'conf/l4lb.yaml', {});
   assert.equal(cfg.log.access, resolve('conf', 'a.log'));
 });
+
+test('an ALPN route on a terminating listener is rejected: it could never match', () => {
+  const yaml = `
+listeners:
+  - name: t
+    listen: 127.0.0.1:0
+    pool: p
+    tls: { mode: terminate, certificates: [ { cert: a.pem, key: a.key } ] }
+    routes:
+      - { alpn: [h2], pool: p }
+pools:
+  - { name: p, backends: [ 127.0.0.1:9001 ] }
+`;
+  assert.throws(
+    () => parseConfigText(yaml, 'alpn.yaml'),
+    (err: unknown) =>
+      err instanceof ConfigError &&
+      err.issues.some((i) => i.path === 'listeners[0].routes[0].alpn' && i.line === 8 && /passthrough/.test(i.message)),
+  );
+});
