@@ -14,6 +14,7 @@ import { ConnectError, ErrorCodes } from '../errors.js';
 import type { PoolTlsConfig } from '../config/types.js';
 import type { Backend } from './backend.js';
 import { SocketReader, setReader } from './socket-reader.js';
+import { connectRaw } from './fast-path.js';
 
 export type DialCallback = (err: ConnectError | null, socket: net.Socket | null) => void;
 
@@ -40,10 +41,12 @@ function caFor(cfg: PoolTlsConfig): Buffer | undefined {
 /** Connects to `backend`; calls `cb` exactly once unless aborted. Returns an abort function. */
 export function dial(backend: Backend, timeoutMs: number, opts: DialOptions | undefined, cb: DialCallback): () => void {
   let done = false;
-  // A plain backend reads into buffers of its own (public `onread` option; see socket-reader.ts);
-  // relay() finds the reader through the socket. TLS reads through its own layer instead.
-  const reader = opts?.tls ? undefined : new SocketReader();
-  const raw = net.connect({ host: backend.host, port: backend.port, allowHalfOpen: true, noDelay: true, onread: reader?.onread });
+  // A plain backend is a raw socket when the fast path is on (fast-path.ts), else a net.Socket
+  // reading into buffers of its own (public `onread` option; socket-reader.ts), which relay()
+  // finds through the socket. TLS reads through its own layer instead.
+  const fast = opts?.tls ? undefined : connectRaw(backend.host, backend.port);
+  const reader = opts?.tls || fast ? undefined : new SocketReader();
+  const raw = fast ?? net.connect({ host: backend.host, port: backend.port, allowHalfOpen: true, noDelay: true, onread: reader?.onread });
   if (reader) setReader(raw, reader);
   let socket: net.Socket = raw;
   const timer =

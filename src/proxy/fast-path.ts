@@ -1,93 +1,478 @@
 /**
- * @module proxy/fast-path — the one place l4lb relies on Node internals: reading ACCEPTED
- * sockets into buffers of their own.
+ * @module proxy/fast-path — the one place l4lb relies on Node internals. Two things live here:
  *
- * Node offers that mode publicly only to sockets it creates for you, through the `onread`
- * option of net.connect / new net.Socket; net.Server has no such option for the sockets it
- * accepts. This module gives an accepted socket exactly the state `new net.Socket({ onread })`
- * would have given it, so from then on Node's own code paths (onStreamRead, pause, resume)
- * treat it as a public `onread` socket. It relies on:
+ * 1. **Raw sockets** ({@link RawSocket}): plain TCP connections driven on their libuv handle,
+ *    without a net.Socket (no stream state machines, no per-write stream bookkeeping). Listeners
+ *    without preread or TLS accept onto them ({@link installFastAccept}) and plain backends are
+ *    dialled with them ({@link connectRaw}). A net.Socket costs roughly as much CPU per
+ *    connection as everything else l4lb does (docs/performance.md, "Profiles").
+ * 2. **Readers for accepted net.Sockets** ({@link attachReader}): a net.Socket that preread or
+ *    TLS needed reads into a buffer of its own, as `new net.Socket({ onread })` would.
  *
- * 1. net.Socket keeping its `onread` state in three own symbol-keyed properties (in Node 20–24:
- *    kBuffer, kBufferCb, kBufferGen). They are found by identity, not by name: two probe
- *    sockets are built with the public option and the properties holding the probe values are
- *    the ones used.
- * 2. The native stream handle's `useUserBuffer(buffer)` method (`socket._handle`), which is what
- *    net.Socket itself calls for `onread`.
+ * What this relies on (present and identical in Node 20 to 24, checked at load):
+ * - `process.binding('tcp_wrap')` (TCP, TCPConnectWrap) and `process.binding('stream_wrap')`
+ *   (WriteWrap, ShutdownWrap, streamBaseState and its indices): the handle classes net.Socket
+ *   itself is built on. process.binding is deprecated (DEP0111, documentation-only).
+ * - A listening net.Server's `_handle.onconnection(err, clientHandle)` callback.
+ * - Handle methods `readStart`, `readStop`, `useUserBuffer`, `writeBuffer`, `shutdown`, `close`,
+ *   `getpeername`, `getsockname`, `setNoDelay`, `connect`, `connect6`, and the `onread` /
+ *   `oncomplete` callbacks with the argument order net.js uses.
+ * - net.Socket keeping its `onread` state in three own symbol-keyed properties (kBuffer,
+ *   kBufferCb, kBufferGen), found by identity on probe sockets built with the public option.
  *
- * When either is missing, or `L4LB_FAST_PATH=0` is set, {@link attachReader} returns false and
- * the relay reads that socket through 'data' events (public API, slower). The test suite runs
- * the data-path tests both ways and asserts the fast path engages on the supported Node
- * versions, so a Node release that breaks it fails the tests instead of silently slowing down.
+ * When any of it is missing, or `L4LB_FAST_PATH=0` is set, nothing here is used: listeners hand
+ * out net.Sockets, backends are dialled with net.connect and its public `onread` option, and
+ * accepted sockets are read through 'data' events. The test suite runs the data-path tests both
+ * ways (test/proxy/data-path-fallback.test.ts) and asserts that the fast path is available on
+ * the supported Node versions, so a Node release that moves these internals fails the tests
+ * rather than silently slowing l4lb down.
  */
 import net from 'node:net';
-import type { SocketReader } from './socket-reader.js';
+import { EventEmitter } from 'node:events';
+import { getSystemErrorName } from 'node:util';
+import { SocketReader, type ReadSink } from './socket-reader.js';
+import type { RelayCore, RelaySide } from './relay.js';
 
-/** Set `L4LB_FAST_PATH=0` to read accepted sockets through 'data' events only. */
+/** Set `L4LB_FAST_PATH=0` to use public APIs only (slower; for diagnosis and tests). */
 export const FAST_PATH_ENV = 'L4LB_FAST_PATH';
 
-interface Internals {
+// --- what is taken from Node's internals, with the shapes this module expects ---
+interface TcpHandle {
+  onread: ((this: TcpHandle) => Buffer | undefined) | null;
+  owner: RawSocket | undefined;
+  readStart(): number;
+  readStop(): number;
+  useUserBuffer(buf: Uint8Array): void;
+  writeBuffer(req: object, buf: Uint8Array): number;
+  shutdown(req: object): number;
+  close(cb?: (this: TcpHandle) => void): void;
+  getpeername(out: AddressInfo): number;
+  getsockname(out: AddressInfo): number;
+  setNoDelay(on: boolean): number;
+  connect(req: object, address: string, port: number): number;
+  connect6(req: object, address: string, port: number): number;
+}
+interface AddressInfo {
+  address?: string;
+  port?: number;
+  family?: string;
+}
+interface Req {
+  oncomplete: (this: Req, status: number) => void;
+  handle: TcpHandle;
+  owner: RawSocket;
+  buffer?: Uint8Array;
+  address?: string;
+  port?: number;
+}
+interface Bindings {
+  TCP: new (type: number) => TcpHandle;
+  TCPConnectWrap: new () => Req;
+  WriteWrap: new () => Req;
+  ShutdownWrap: new () => Req;
+  SOCKET: number;
+  state: Int32Array;
+  kReadBytesOrError: number;
+  kLastWriteWasAsync: number;
+  /** The symbols behind net.Socket's public `onread` option. */
   kBuffer: symbol;
   kBufferCb: symbol;
   kBufferGen: symbol;
 }
 
-type Slots = Record<symbol, unknown>;
-type HandleLike = { useUserBuffer?: (b: Uint8Array) => void; reading?: boolean };
+const UV_EOF = -4095;
 
-/** The symbols behind the public `onread` option, found by identity on probe sockets. */
-function probe(): Internals | string {
+type Slots = Record<symbol, unknown>;
+
+/** Finds the internals; a string says why they are unusable. */
+function probe(): Bindings | string {
   try {
+    const binding = (process as unknown as { binding(name: string): Record<string, unknown> }).binding;
+    const tcp = binding('tcp_wrap') as { TCP?: unknown; TCPConnectWrap?: unknown; constants?: { SOCKET?: unknown } };
+    const stream = binding('stream_wrap') as Record<string, unknown>;
+    const fns = [tcp.TCP, tcp.TCPConnectWrap, stream.WriteWrap, stream.ShutdownWrap];
+    if (fns.some((f) => typeof f !== 'function')) return 'tcp_wrap/stream_wrap bindings are missing';
+    if (!(stream.streamBaseState instanceof Int32Array)) return 'streamBaseState is missing';
+    if (typeof stream.kReadBytesOrError !== 'number' || typeof stream.kLastWriteWasAsync !== 'number') return 'streamBaseState indices are missing';
+    if (typeof tcp.constants?.SOCKET !== 'number') return 'TCP constants are missing';
+    const proto = (tcp.TCP as { prototype: Record<string, unknown> }).prototype;
+    for (const m of ['readStart', 'readStop', 'useUserBuffer', 'writeBuffer', 'shutdown', 'close', 'getpeername', 'getsockname', 'setNoDelay', 'connect', 'connect6']) {
+      if (typeof proto[m] !== 'function') return `TCP handles have no ${m}()`;
+    }
+    // The onread state of net.Socket, found by identity: the properties holding the probe values.
     const buf = Buffer.alloc(1);
     const gen = () => buf;
     const cb = () => true;
     const withBuffer = new net.Socket({ onread: { buffer: buf, callback: cb } } as net.SocketConstructorOpts) as unknown as Slots;
     const withGen = new net.Socket({ onread: { buffer: gen, callback: cb } } as net.SocketConstructorOpts) as unknown as Slots;
     const find = (o: Slots, v: unknown) => Object.getOwnPropertySymbols(o).filter((s) => o[s] === v);
-    const kBuffer = find(withBuffer, buf);
-    const kBufferCb = find(withBuffer, cb);
-    const kBufferGen = find(withGen, gen);
-    if (kBuffer.length !== 1 || kBufferCb.length !== 1 || kBufferGen.length !== 1) {
-      return 'net.Socket does not keep its onread state where expected';
-    }
-    if (withBuffer[kBufferGen[0]] !== null || withGen[kBuffer[0]] !== true) {
-      return 'net.Socket onread state has an unexpected shape';
-    }
-    return { kBuffer: kBuffer[0], kBufferCb: kBufferCb[0], kBufferGen: kBufferGen[0] };
+    const [kBuffer, kBufferCb, kBufferGen] = [find(withBuffer, buf), find(withBuffer, cb), find(withGen, gen)];
+    if (kBuffer.length !== 1 || kBufferCb.length !== 1 || kBufferGen.length !== 1) return 'net.Socket keeps its onread state elsewhere';
+    if (withBuffer[kBufferGen[0]] !== null || withGen[kBuffer[0]] !== true) return 'net.Socket onread state has another shape';
+    return {
+      TCP: tcp.TCP as Bindings['TCP'],
+      TCPConnectWrap: tcp.TCPConnectWrap as Bindings['TCPConnectWrap'],
+      WriteWrap: stream.WriteWrap as Bindings['WriteWrap'],
+      ShutdownWrap: stream.ShutdownWrap as Bindings['ShutdownWrap'],
+      SOCKET: tcp.constants.SOCKET,
+      state: stream.streamBaseState,
+      kReadBytesOrError: stream.kReadBytesOrError,
+      kLastWriteWasAsync: stream.kLastWriteWasAsync,
+      kBuffer: kBuffer[0],
+      kBufferCb: kBufferCb[0],
+      kBufferGen: kBufferGen[0],
+    };
   } catch (err) {
     return `probe failed: ${(err as Error).message}`;
   }
 }
 
-let internals: Internals | undefined;
+let b: Bindings | undefined;
 let unavailable: string | undefined;
 
-/** Read once, on first use: process.env is slow to read on a hot path. */
-function resolve(): Internals | undefined {
-  if (internals === undefined && unavailable === undefined) {
+/** Read once, on first use (process.env is slow to read on a hot path). */
+function bindings(): Bindings | undefined {
+  if (b === undefined && unavailable === undefined) {
     const r = process.env[FAST_PATH_ENV] === '0' ? `${FAST_PATH_ENV}=0` : probe();
     if (typeof r === 'string') unavailable = r;
-    else internals = r;
+    else b = r;
   }
-  return internals;
+  return b;
 }
 
-/** Whether the fast path is on; when not, why (for the startup log and docs). */
+/** Whether the fast path is on; when not, why (logged at startup, see docs/performance.md). */
 export function fastPathStatus(): { enabled: boolean; reason?: string } {
-  resolve();
+  bindings();
   return unavailable === undefined ? { enabled: true } : { enabled: false, reason: unavailable };
 }
 
+function errnoError(status: number, syscall: string): NodeJS.ErrnoException {
+  let code: string;
+  try {
+    code = getSystemErrorName(status);
+  } catch {
+    code = `E${-status}`;
+  }
+  const err: NodeJS.ErrnoException = new Error(`${syscall} ${code}`);
+  err.errno = status;
+  err.code = code;
+  err.syscall = syscall;
+  return err;
+}
+
 /**
- * Makes an accepted plain TCP socket read through a reader made by `make` from its next read
- * on, as if it had been created with that reader's `onread`. The socket must have nothing
- * buffered; it may be paused or reading. Returns undefined, leaving the socket untouched,
- * when the fast path is off or does not apply (TLS socket, no native handle, data buffered).
+ * A TCP connection on its bare libuv handle.
+ *
+ * Before the relay it stands in for a net.Socket in the connection pipeline and implements
+ * that part of net.Socket: the address getters, `destroy()`, `destroyed`, `write(buf)` (the
+ * PROXY header), and the events 'connect' and 'error' while dialling and 'close' after
+ * destroy(). It is not read before the relay binds it (as a paused net.Socket). Once bound it
+ * is a {@link RelaySide}: reads go into pooled buffers of its own and to the relay, which
+ * writes each read through before reading again.
+ *
+ * Closing: after its peer's FIN was read and its own FIN sent (or right away, when end() finds
+ * the read side finished and nothing queued: close() then sends the FIN, saving a shutdown).
+ */
+export class RawSocket extends EventEmitter implements RelaySide, ReadSink {
+  readonly #h: TcpHandle;
+  #relay: RelayCore | undefined = undefined;
+  #reader: SocketReader | undefined = undefined;
+  #reading = false;
+  #readEnded = false;
+  #writeEnded = false;
+  #shutdownDone = false;
+  #closed = false;
+  #pendingWrites = 0;
+  /** Someone waits for the pending writes to finish (the relay, to read on). */
+  #waiting = false;
+  #peer: AddressInfo | null | undefined = undefined;
+  #local: AddressInfo | null | undefined = undefined;
+
+  constructor(handle: TcpHandle) {
+    super();
+    this.#h = handle;
+    handle.owner = this;
+  }
+
+  // --- the part of net.Socket the pipeline uses ---
+  get remoteAddress(): string | undefined {
+    return this.#peerInfo()?.address;
+  }
+  get remotePort(): number | undefined {
+    return this.#peerInfo()?.port;
+  }
+  get remoteFamily(): string | undefined {
+    return this.#peerInfo()?.family;
+  }
+  get localAddress(): string | undefined {
+    return this.#localInfo()?.address;
+  }
+  get localPort(): number | undefined {
+    return this.#localInfo()?.port;
+  }
+  get destroyed(): boolean {
+    return this.#closed;
+  }
+
+  /** Queues `data` (the PROXY header before the relay): written in order before relayed bytes. */
+  write(data: Buffer): boolean {
+    this.send(data, data.length, true);
+    return true;
+  }
+
+  // --- RelaySide ---
+  get readEnded(): boolean {
+    return this.#readEnded;
+  }
+  get writeEnded(): boolean {
+    return this.#writeEnded;
+  }
+
+  bind(relay: RelayCore): void {
+    this.#relay = relay;
+    const reader = new SocketReader();
+    this.#reader = reader;
+    reader.attach(this);
+    this.#h.onread = RawSocket.#onRead;
+    this.#h.useUserBuffer(reader.next());
+  }
+
+  resumeReading(): void {
+    if (this.#reading || this.#readEnded || this.#closed) return;
+    this.#reading = true;
+    const err = this.#h.readStart();
+    if (err !== 0) this.#fail(err, 'read');
+  }
+
+  pauseReading(): void {
+    if (!this.#reading) return;
+    this.#reading = false;
+    if (!this.#closed) this.#h.readStop();
+  }
+
+  send(buf: Buffer, n: number, _owned: boolean): boolean {
+    if (this.#writeEnded) return true;
+    const req = new b!.WriteWrap();
+    req.handle = this.#h;
+    req.owner = this;
+    req.oncomplete = RawSocket.#afterWrite;
+    const data = n === buf.length ? buf : buf.subarray(0, n);
+    const err = this.#h.writeBuffer(req, data);
+    if (err !== 0) {
+      this.#fail(err, 'write');
+      return true;
+    }
+    if (b!.state[b!.kLastWriteWasAsync] === 0) return true;
+    // libuv still reads from `data`: keep it referenced until the write completes.
+    req.buffer = data;
+    this.#pendingWrites++;
+    this.#waiting = true;
+    return false;
+  }
+
+  end(): void {
+    if (this.#writeEnded) return;
+    this.#writeEnded = true;
+    if (this.#readEnded && this.#pendingWrites === 0) return this.#close();
+    const req = new b!.ShutdownWrap();
+    req.handle = this.#h;
+    req.owner = this;
+    req.oncomplete = RawSocket.#afterShutdown;
+    const err = this.#h.shutdown(req);
+    if (err !== 0) this.#fail(err, 'shutdown');
+  }
+
+  destroy(): this {
+    this.#close();
+    return this;
+  }
+
+  release(): void {
+    this.#reader?.release();
+  }
+
+  /** A read into the reader's buffer (ReadSink). */
+  onRead(n: number, buf: Buffer): boolean {
+    return this.#relay!.read(this, n, buf, false);
+  }
+
+  // --- internals ---
+  #peerInfo(): AddressInfo | undefined {
+    if (this.#peer === undefined) {
+      const out: AddressInfo = {};
+      this.#peer = this.#closed || this.#h.getpeername(out) !== 0 ? null : out;
+    }
+    return this.#peer ?? undefined;
+  }
+
+  #localInfo(): AddressInfo | undefined {
+    if (this.#local === undefined) {
+      const out: AddressInfo = {};
+      this.#local = this.#closed || this.#h.getsockname(out) !== 0 ? null : out;
+    }
+    return this.#local ?? undefined;
+  }
+
+  #fail(status: number, syscall: string): void {
+    if (this.#closed) return;
+    const err = errnoError(status, syscall);
+    if (this.#relay) return this.#relay.failed(this, err);
+    // Before the relay (a PROXY header write): as net.Socket, closed now and the error
+    // emitted on the next tick; a relay bound meanwhile sees the close as a reset.
+    this.#close();
+    process.nextTick(emitError, this, err);
+  }
+
+  #close(): void {
+    if (this.#closed) return;
+    this.#closed = true;
+    this.#writeEnded = true;
+    this.#reading = false;
+    this.#h.close(RawSocket.#onClose);
+  }
+
+  #maybeClose(): void {
+    if (this.#readEnded && this.#shutdownDone) this.#close();
+  }
+
+  // Native callbacks: `this` is the handle or the request, which point back to the socket.
+  static #onRead(this: TcpHandle): Buffer | undefined {
+    const s = this.owner!;
+    const n = b!.state[b!.kReadBytesOrError];
+    if (n > 0) {
+      const reader = s.#reader!;
+      if (!reader.read(n) && s.#reading) {
+        s.#reading = false;
+        this.readStop();
+      }
+      return reader.next();
+    }
+    if (n === 0 || s.#closed) return undefined;
+    if (n !== UV_EOF) {
+      s.#fail(n, 'read');
+      return undefined;
+    }
+    s.#readEnded = true;
+    s.#reading = false;
+    this.readStop();
+    s.#relay!.ended(s);
+    s.#maybeClose();
+    return undefined;
+  }
+
+  static #afterWrite(this: Req, status: number): void {
+    const s = this.owner;
+    s.#pendingWrites--;
+    if (status < 0) return s.#fail(status, 'write');
+    if (s.#pendingWrites === 0 && s.#waiting) {
+      s.#waiting = false;
+      s.#relay?.writable(s);
+    }
+  }
+
+  static #afterShutdown(this: Req, status: number): void {
+    const s = this.owner;
+    s.#shutdownDone = true;
+    if (status < 0) return s.#fail(status, 'shutdown');
+    s.#maybeClose();
+  }
+
+  static #onClose(this: TcpHandle): void {
+    const s = this.owner!;
+    this.owner = undefined;
+    if (s.#relay) s.#relay.closed(s);
+    else s.emit('close', false);
+  }
+
+  static #afterConnect(this: Req, status: number): void {
+    const s = this.owner;
+    if (s.#closed) return; // aborted
+    if (status < 0) {
+      s.#close();
+      emitError(s, errnoError(status, 'connect'));
+      return;
+    }
+    s.#h.setNoDelay(true);
+    s.emit('connect');
+  }
+
+  /** @internal Dials `host:port` (an IP address) on a new handle; see {@link connectRaw}. */
+  static connect(host: string, port: number, family: 4 | 6): RawSocket {
+    const h = new b!.TCP(b!.SOCKET);
+    const s = new RawSocket(h);
+    const req = new b!.TCPConnectWrap();
+    req.oncomplete = RawSocket.#afterConnect;
+    req.owner = s;
+    req.handle = h;
+    req.address = host;
+    req.port = port;
+    const err = family === 6 ? h.connect6(req, host, port) : h.connect(req, host, port);
+    if (err !== 0) {
+      // As net.connect does: the error arrives as an event, after the caller has subscribed.
+      s.#close();
+      process.nextTick(emitError, s, errnoError(err, 'connect'));
+    }
+    return s;
+  }
+
+  /** @internal Wraps an accepted handle (with TCP_NODELAY, as l4lb's listeners set it). */
+  static accepted(handle: TcpHandle): RawSocket {
+    handle.setNoDelay(true);
+    return new RawSocket(handle);
+  }
+}
+
+/** An error for whoever listens; none listening is not a crash (a net.Socket would be destroyed too). */
+function emitError(s: RawSocket, err: Error): void {
+  if (s.listenerCount('error') > 0) s.emit('error', err);
+}
+
+/**
+ * Dials `host:port` on a raw socket when the fast path is on and `host` is an IP address;
+ * undefined otherwise (the caller uses net.connect). Emits 'connect' or 'error' once, as a
+ * net.Socket does; destroy() aborts. The socket is typed as net.Socket for the dial and
+ * connection code, which only use the part RawSocket implements (see its doc).
+ */
+export function connectRaw(host: string, port: number): net.Socket | undefined {
+  if (bindings() === undefined) return undefined;
+  const family = net.isIP(host);
+  if (family === 0) return undefined;
+  return RawSocket.connect(host, port, family === 6 ? 6 : 4) as unknown as net.Socket;
+}
+
+/** Whether `s` is a raw socket (relay() drives those directly). */
+export function isRawSocket(s: unknown): s is RawSocket {
+  return s instanceof RawSocket;
+}
+
+/**
+ * Makes `server` accept onto raw sockets (with TCP_NODELAY) while `wantRaw()` says so, passing
+ * them to `onSocket` (typed as net.Socket, as for {@link connectRaw}); other connections go
+ * through net.Server's own path to its 'connection' listeners. Call once the server listens.
+ * Returns false (nothing changed) when the fast path is off or the server has no handle.
+ */
+export function installFastAccept(server: net.Server, wantRaw: () => boolean, onSocket: (s: net.Socket) => void): boolean {
+  const k = bindings();
+  const handle = (server as unknown as { _handle?: { onconnection?: unknown } | null })._handle;
+  if (k === undefined || !handle || typeof handle.onconnection !== 'function') return false;
+  const original = handle.onconnection as (this: unknown, err: number, client: unknown) => void;
+  handle.onconnection = function onconnection(this: unknown, err: number, client: unknown): void {
+    if (err !== 0 || !(client instanceof k.TCP) || !wantRaw()) return original.call(this, err, client);
+    onSocket(RawSocket.accepted(client) as unknown as net.Socket);
+  };
+  return true;
+}
+
+/**
+ * Makes an accepted plain TCP net.Socket read through a reader made by `make` from its next
+ * read on, as if it had been created with that reader's `onread`. The socket must have nothing
+ * buffered; it may be paused or reading. Returns undefined, leaving the socket untouched, when
+ * the fast path is off or does not apply (TLS socket, no native handle, data buffered).
  */
 export function attachReader(socket: net.Socket, make: () => SocketReader): SocketReader | undefined {
-  const k = resolve();
+  const k = bindings();
   if (k === undefined) return undefined;
-  const s = socket as unknown as Slots & { _handle?: HandleLike | null };
+  const s = socket as unknown as Slots & { _handle?: { useUserBuffer?: (b: Uint8Array) => void } | null };
   const handle = s._handle;
   if (
     handle == null ||

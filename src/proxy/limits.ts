@@ -16,9 +16,12 @@
  * descriptor, accepts each pending connection and closes it at once, then reopens the reserve
  * (the "EMFILE trick"). It does not spin and it does not tell Node: no 'error' event. What l4lb
  * does see is the outgoing side: a backend dial fails with EMFILE/ENFILE. Those are counted and
- * logged (rate-limited) here, and must not count against the backend's health.
+ * logged (rate-limited) here, and must not count against the backend's health. To catch the
+ * silent case too, {@link FdPressure} looks at /proc/self/fd every few seconds (Linux) and warns
+ * when nearly every descriptor is in use, as nginx warns that worker_connections are not enough.
  */
 import { readFileSync } from 'node:fs';
+import { readdir } from 'node:fs/promises';
 import type net from 'node:net';
 import type { Logger } from '../observability/log.js';
 import { RateLimitedLog } from '../admission/source-limits.js';
@@ -29,15 +32,27 @@ export const ACCEPT_QUEUE_MAX = 4096;
 /** One line per this interval at most for "out of file descriptors" (plus a count of the others). */
 export const FD_LOG_INTERVAL_MS = 5_000;
 
+/** How often descriptors in use are counted (Linux only; one readdir of /proc/self/fd). */
+export const FD_CHECK_INTERVAL_MS = 5_000;
+
+/** Share of the descriptor limit in use above which l4lb warns. */
+export const FD_WARN_RATIO = 0.95;
+
 /** Errno codes meaning the process or the system is out of file descriptors. */
 const FD_EXHAUSTED = new Set(['EMFILE', 'ENFILE']);
 
 /** True when `err` (or its cause) says the process or system ran out of file descriptors. */
 export function isFdExhausted(err: unknown): boolean {
+  const code = errnoCode(err);
+  return code !== undefined && FD_EXHAUSTED.has(code);
+}
+
+/** The first errno-style code (`EMFILE`, not `L4LB_ERR_…`) in `err` or its causes. */
+function errnoCode(err: unknown): string | undefined {
   for (let e = err as { code?: unknown; cause?: unknown } | undefined, depth = 0; e && depth < 4; e = e.cause as typeof e, depth++) {
-    if (typeof e.code === 'string' && FD_EXHAUSTED.has(e.code)) return true;
+    if (typeof e.code === 'string' && /^E[A-Z]+$/.test(e.code)) return e.code;
   }
-  return false;
+  return undefined;
 }
 
 interface Held {
@@ -116,35 +131,88 @@ export class AcceptQueue {
 
 /**
  * Counts and logs running out of file descriptors, at most one line per
- * {@link FD_LOG_INTERVAL_MS} with the number of occurrences since the last line.
+ * {@link FD_LOG_INTERVAL_MS} with the number of occurrences since the last line; and, once
+ * started, counts the descriptors in use now and then and warns near the limit.
  */
 export class FdPressure {
   /** Times an operation failed with EMFILE/ENFILE. */
   count = 0;
+  /** Descriptors in use at the last check; undefined when not checked (not Linux, not started). */
+  inUse: number | undefined;
+  #limit: number | undefined;
   readonly #log = new RateLimitedLog({ perInterval: 1, intervalMs: FD_LOG_INTERVAL_MS });
   readonly #logger: Logger;
-  readonly #limit: number | undefined;
+  #timer: NodeJS.Timeout | undefined;
 
   constructor(logger: Logger) {
     this.#logger = logger;
     this.#limit = fdSoftLimit();
   }
 
-  /** Records one EMFILE/ENFILE from `where` ('accept' or 'connect'). */
+  /**
+   * The soft descriptor limit, as last read (it can change at run time: `prlimit --pid`);
+   * undefined where unknown.
+   */
+  get limit(): number | undefined {
+    return this.#limit;
+  }
+
+  #refreshLimit(): void {
+    // Reading /proc needs a descriptor too: when that fails, keep the last value.
+    this.#limit = fdSoftLimit() ?? this.#limit;
+  }
+
+  /** Records one EMFILE/ENFILE from `where` ('accept', 'connect' or 'check'). */
   record(where: string, err: unknown): void {
     this.count++;
     const take = this.#log.take('emfile');
     if (!take) return;
+    this.#refreshLimit();
     this.#logger.error(
       {
         where,
-        code: (err as { code?: string }).code ?? (err as { cause?: { code?: string } }).cause?.code,
+        code: errnoCode(err),
         suppressed: take.suppressed,
         total: this.count,
-        fdLimit: this.#limit,
+        fdLimit: this.limit,
       },
       'out of file descriptors: new connections are being closed until descriptors free up (raise the limit: ulimit -n / LimitNOFILE)',
     );
+  }
+
+  /** Starts the periodic count (no-op where the limit is unknown). */
+  start(intervalMs = FD_CHECK_INTERVAL_MS): void {
+    if (this.limit === undefined || this.#timer) return;
+    this.#timer = setInterval(() => void this.check(), intervalMs);
+    this.#timer.unref();
+  }
+
+  stop(): void {
+    if (this.#timer) clearInterval(this.#timer);
+    this.#timer = undefined;
+  }
+
+  /** Counts descriptors in use now; warns (rate-limited) near the limit. */
+  async check(): Promise<void> {
+    let n: number;
+    try {
+      n = (await readdir('/proc/self/fd')).length - 1; // minus the one readdir itself holds
+    } catch (err) {
+      // Cannot even open the directory: that is the answer.
+      if (isFdExhausted(err)) this.record('check', err);
+      return;
+    }
+    this.inUse = n;
+    this.#refreshLimit();
+    if (this.limit !== undefined && n >= this.limit * FD_WARN_RATIO) {
+      const take = this.#log.take('near');
+      if (take) {
+        this.#logger.warn(
+          { inUse: n, fdLimit: this.limit, suppressed: take.suppressed },
+          'file descriptors nearly exhausted: new connections will be closed at the limit (raise it: ulimit -n / LimitNOFILE)',
+        );
+      }
+    }
   }
 }
 

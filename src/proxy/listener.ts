@@ -10,6 +10,7 @@ import type { Logger } from '../observability/log.js';
 import { formatHostPort } from '../util/address.js';
 import type { Backend } from './backend.js';
 import type { Pool } from './pool.js';
+import { installFastAccept } from './fast-path.js';
 import { handleConnection, type AccessRecord, type LiveConnection } from './connection.js';
 import { Acl } from '../admission/acl.js';
 import { SourceLimiter, RateLimitedLog } from '../admission/source-limits.js';
@@ -166,6 +167,13 @@ export class ListenerRuntime {
       this.server.listen({ host: host || undefined, port, backlog: 4096, ...this.#host.listenOptions }, () => {
         this.server.removeListener('error', onError);
         this.#accepting = true;
+        // Listeners without preread or TLS accept onto raw sockets (fast-path.ts); the others,
+        // and all of them when the fast path is off, get net.Sockets through 'connection'.
+        installFastAccept(
+          this.server,
+          () => !this.#policy.proxyTrusted && !this.#policy.peekClientHello && !this.#policy.certificates,
+          (socket) => this.server.listeners('connection')[0]?.call(this.server, socket),
+        );
         const a = this.server.address() as net.AddressInfo;
         this.#address = { host: a.address, port: a.port };
         resolve(this.#address);

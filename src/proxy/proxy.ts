@@ -24,7 +24,7 @@ import { DISCOVERY_START_WAIT_MS, PoolDiscoveries } from '../discovery/manager.j
 import { BackendQueue } from '../admission/queue.js';
 import { handleConnection, type AccessRecord } from './connection.js';
 import { ListenerRuntime, type ListenerHost, type ListenOptions } from './listener.js';
-import { AcceptQueue, FdPressure, fdSoftLimit, isFdExhausted } from './limits.js';
+import { AcceptQueue, FdPressure, isFdExhausted } from './limits.js';
 import { Pool } from './pool.js';
 import { RateLimitedLog } from '../admission/source-limits.js';
 import type net from 'node:net';
@@ -110,7 +110,8 @@ export class Proxy implements ListenerHost {
       await this.close();
       throw err;
     }
-    const fdLimit = fdSoftLimit();
+    const fdLimit = this.#fd.limit;
+    this.#fd.start();
     this.logger.info({ listeners: this.addresses().map((a) => a.address), fdLimit }, 'l4lb started');
     this.#warnFdLimit(this.config, fdLimit);
   }
@@ -273,7 +274,7 @@ export class Proxy implements ListenerHost {
     // Limits may have been raised and backends added: let waiting connections in.
     for (const q of this.#backendQueues.values()) q.wake();
     this.#serveHeld();
-    this.#warnFdLimit(next, fdSoftLimit());
+    this.#warnFdLimit(next, this.#fd.limit);
   }
 
   #retire(l: ListenerRuntime): void {
@@ -342,6 +343,11 @@ export class Proxy implements ListenerHost {
   /** Times an accept or a dial failed because the process was out of file descriptors. */
   get fdExhausted(): number {
     return this.#fd.count;
+  }
+
+  /** Descriptors in use at the last periodic count (Linux), and the limit. */
+  get fdUsage(): { inUse: number | undefined; limit: number | undefined } {
+    return { inUse: this.#fd.inUse, limit: this.#fd.limit };
   }
 
   /** The wait queue of `pool` (for connections when all its backends are full). */
@@ -491,6 +497,7 @@ export class Proxy implements ListenerHost {
   async close(): Promise<void> {
     this.#closing = true;
     this.#closed = true;
+    this.#fd.stop();
     for (const c of this.#checkers.values()) c.stop();
     this.#checkers.clear();
     this.discovery.stopAll();

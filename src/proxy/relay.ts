@@ -1,35 +1,30 @@
 /**
- * @module proxy/relay — copy bytes both ways between a client and a backend socket.
+ * @module proxy/relay — copy bytes both ways between a client and a backend.
  *
- * Guarantees (tested in test/proxy/data-path.test.ts, backpressure.test.ts and
- * test/lifecycle/timeouts.test.ts, with and without the fast path):
+ * Guarantees (tested in test/proxy/data-path.test.ts, backpressure.test.ts, fast-path.test.ts
+ * and test/lifecycle/timeouts.test.ts, with and without the fast path):
  * - Byte-exact, both directions at once, in order.
- * - Backpressure: a socket is not read while what was read from it has not been written
- *   out, so memory per direction is bounded whatever the speed difference.
- * - Half-close: a FIN from one side becomes `end()` towards the other (both sockets
- *   are allowHalfOpen), and the other direction keeps flowing until it ends too. A
- *   half-closed connection is bounded by the fin timeout (inactivity while half-closed).
- * - An error or reset on one side ends the other promptly: what was already read from
- *   the failed side is still flushed to the healthy side, then it is closed (bounded by
- *   the fin timeout, then destroyed).
+ * - Backpressure: a side is not read while what was read from it has not been written out
+ *   (or, for 'data' chunks, while the other side's write buffer is full), so memory per
+ *   direction is bounded whatever the speed difference.
+ * - Half-close: a FIN from one side becomes a FIN towards the other, and the other direction
+ *   keeps flowing until it ends too. A half-closed connection is bounded by the fin timeout
+ *   (inactivity while half-closed).
+ * - An error or reset on one side ends the other promptly: what was already read from the
+ *   failed side is still flushed to the healthy side, then it is closed (bounded by the fin
+ *   timeout, then destroyed).
  *
- * Each direction reads its source one of two ways:
- * - into a buffer the source socket owns (socket-reader.ts): a read is written out at once
- *   and the next read waits until that write has left the process. Backends get this
- *   through net.connect's public `onread` option (connect.ts); accepted client sockets
- *   through fast-path.ts. This is the fast way (docs/performance.md).
- * - 'data' events, pausing the source while the sink's write() returns false until its
- *   'drain': TLS sockets, and clients when the fast path is off or unavailable.
+ * The relay drives two {@link RelaySide}s. A side is either a raw socket (fast-path.ts: a bare
+ * libuv handle, for plain TCP when the fast path is on) or a net.Socket wrapped here
+ * ({@link NetSide}: TLS, preread listeners, and everything when the fast path is off). Both
+ * read into buffers of their own where they can (socket-reader.ts): a read is written out at
+ * once and the side reads again only when that write has left the process.
  *
- * One inactivity timer serves both directions: every byte relayed is either read from
- * or written to the client socket, and a net.Socket's timeout is refreshed by both.
- *
- * Per-connection state lives in one Relay object; the socket listeners are shared
- * functions that find it through the socket, so a connection allocates no closures
- * beyond two write callbacks.
+ * One inactivity timer per connection serves both directions and both timeouts (idle, then
+ * fin once half-closed); it is not refreshed per read but re-armed when it fires early.
  */
 import type net from 'node:net';
-import { attachReader } from './fast-path.js';
+import { attachReader, isRawSocket } from './fast-path.js';
 import { SocketReader, readerOf, type ReadSink } from './socket-reader.js';
 
 /** How the relay ended, in words users read in the access log. */
@@ -71,80 +66,200 @@ export interface RelayHandle {
   readonly bytesDown: number;
 }
 
+/** One end of a relayed connection, as the relay drives it. */
+export interface RelaySide {
+  /** Called once, before anything else: from now on the side reports to `relay`. */
+  bind(relay: RelayCore): void;
+  /** Reads (again); a no-op once the read side ended or the side is closed. */
+  resumeReading(): void;
+  pauseReading(): void;
+  /**
+   * Writes `buf[0, n)`. True: done, the caller may reuse `buf` and read on. False: wait for
+   * `relay.writable(side)`. `owned` says the caller never reuses `buf` (a 'data' chunk).
+   */
+  send(buf: Buffer, n: number, owned: boolean): boolean;
+  /** FIN once what is queued is written. */
+  end(): void;
+  /** Closes now (queued writes are dropped). */
+  destroy(): void;
+  /** Closed or closing. */
+  readonly destroyed: boolean;
+  /** The peer's FIN was read. */
+  readonly readEnded: boolean;
+  /** end() or destroy() was called: nothing more goes out. */
+  readonly writeEnded: boolean;
+  /** Gives pooled buffers back; called once both sides are closed. */
+  release(): void;
+}
+
+/** What a side reports to the relay. */
+export interface RelayCore {
+  /** `n` bytes read into `buf`: false stops the side reading until the relay resumes it. */
+  read(from: RelaySide, n: number, buf: Buffer, owned: boolean): boolean;
+  /** Everything `side` was asked to write is written (after send() returned false). */
+  writable(side: RelaySide): void;
+  /** The peer's FIN was read. */
+  ended(side: RelaySide): void;
+  failed(side: RelaySide, err: NodeJS.ErrnoException): void;
+  /** The side is closed (its handle released). */
+  closed(side: RelaySide): void;
+}
+
 const RESET_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED']);
 /** How long a side closed after an error on the other may take to flush, without a fin timeout. */
 const DEFAULT_GRACE_MS = 30_000;
 
-const kRelay = Symbol('l4lb.relay');
-type RelaySocket = net.Socket & { [kRelay]?: Relay };
+const kSide = Symbol('l4lb.relaySide');
+type SideSocket = net.Socket & { [kSide]?: NetSide };
 
-/** One direction: what is read from `source` is written to `sink`. */
-class Flow implements ReadSink {
-  bytes = 0;
-  readonly source: net.Socket;
-  readonly sink: net.Socket;
-  /** The source reads into its own buffer (rather than through 'data' events). */
-  reader: SocketReader | undefined;
-  /** A write from the reader's buffer is pending: the source must not read until it completes. */
-  #waiting = false;
+/**
+ * A net.Socket as a relay side. It reads through a {@link SocketReader} when it has one (a
+ * backend dialled with `onread`, or an accepted plain socket that fast-path.ts could attach
+ * one to), through 'data' events otherwise (TLS, or the fast path off).
+ */
+class NetSide implements RelaySide, ReadSink {
+  readonly socket: SideSocket;
+  relay!: RelayCore;
+  reader: SocketReader | undefined = undefined;
+  /** Writes of borrowed buffers issued and completed, to know when the last one is done. */
   #issued = 0;
   #completed = 0;
+  #waitingWrite = false;
+  #waitingDrain = false;
   readonly #afterWrite: () => void;
 
-  constructor(source: net.Socket, sink: net.Socket) {
-    this.source = source;
-    this.sink = sink;
-    // Write callbacks run in order, so the write being waited for is the last one issued.
+  constructor(socket: net.Socket) {
+    this.socket = socket;
     this.#afterWrite = () => {
       this.#completed++;
-      if (this.#waiting && this.#completed === this.#issued) {
-        this.#waiting = false;
-        this.resumeSource();
+      if (this.#waitingWrite && this.#completed === this.#issued) {
+        this.#waitingWrite = false;
+        this.relay.writable(this);
       }
     };
   }
 
-  /** A read into the reader's buffer: true when the buffer is free again. */
+  bind(relay: RelayCore): void {
+    this.relay = relay;
+    const s = this.socket;
+    s[kSide] = this;
+    // A backend's reader may hold bytes read while connecting: attaching hands them over (to
+    // the other side, bound first) before anything below could start the socket reading.
+    const dialled = readerOf(s);
+    if (dialled) {
+      this.reader = dialled;
+      dialled.attach(this);
+    } else {
+      this.reader = attachReader(s, newReader);
+      this.reader?.attach(this);
+      // With a reader this never fires; it is there so that a Node release that stopped
+      // honouring it would deliver 'data' rather than drop it. Accepted sockets are paused
+      // here (pauseOnConnect, or by preread), so subscribing does not start reading.
+      s.on('data', onData);
+    }
+    s.on('drain', onDrain);
+    s.on('end', onEnd);
+    s.on('error', onError);
+    s.on('close', onClose);
+  }
+
   onRead(n: number, buf: Buffer): boolean {
-    this.bytes += n;
-    const sink = this.sink;
-    // The other side failed or was ended: what still arrives is discarded, so the source
-    // can read on to its FIN and close.
-    if (sink.destroyed || sink.writableEnded) return true;
+    return this.relay.read(this, n, buf, false);
+  }
+
+  resumeReading(): void {
+    const s = this.socket;
+    if (!s.destroyed && !s.readableEnded) s.resume();
+  }
+
+  pauseReading(): void {
+    this.socket.pause();
+  }
+
+  send(buf: Buffer, n: number, owned: boolean): boolean {
+    const s = this.socket;
+    const data = n === buf.length ? buf : buf.subarray(0, n);
+    if (owned) {
+      // The chunk is ours to keep: let the socket buffer up to its high-water mark.
+      if (s.write(data)) return true;
+      this.#waitingDrain = true;
+      return false;
+    }
     this.#issued++;
-    sink.write(n === buf.length ? buf : buf.subarray(0, n), this.#afterWrite);
+    s.write(data, this.#afterWrite);
     // Nothing queued means the kernel took all of it: the buffer can be read into again.
-    if (sink.writableLength === 0) return true;
-    this.#waiting = true;
+    if (s.writableLength === 0) return true;
+    this.#waitingWrite = true;
     return false;
   }
 
-  /** A chunk from a 'data' event (the chunk is ours to keep: no copy, no wait). */
-  onData(chunk: Buffer): void {
-    this.bytes += chunk.length;
-    const sink = this.sink;
-    if (sink.destroyed || sink.writableEnded) return;
-    if (!sink.write(chunk)) this.source.pause();
+  end(): void {
+    this.socket.end();
   }
 
-  /** Lets the source read again, unless a write from its buffer is still pending. */
-  resumeSource(): void {
-    if (this.#waiting) return;
-    const s = this.source;
-    if (!s.destroyed && !s.readableEnded) s.resume();
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  get destroyed(): boolean {
+    return this.socket.destroyed;
+  }
+
+  get readEnded(): boolean {
+    return this.socket.readableEnded;
+  }
+
+  get writeEnded(): boolean {
+    return this.socket.writableEnded || this.socket.destroyed;
+  }
+
+  release(): void {
+    this.reader?.release();
+  }
+
+  drained(): void {
+    if (!this.#waitingDrain) return;
+    this.#waitingDrain = false;
+    this.relay.writable(this);
   }
 }
 
+function newReader(): SocketReader {
+  return new SocketReader();
+}
+
+// --- net.Socket listeners, shared by every relay: `this` is the socket ---
+function onData(this: SideSocket, chunk: Buffer): void {
+  const side = this[kSide]!;
+  if (!side.relay.read(side, chunk.length, chunk, true)) this.pause();
+}
+function onDrain(this: SideSocket): void {
+  this[kSide]!.drained();
+}
+function onEnd(this: SideSocket): void {
+  const side = this[kSide]!;
+  side.relay.ended(side);
+}
+function onError(this: SideSocket, err: NodeJS.ErrnoException): void {
+  const side = this[kSide]!;
+  side.relay.failed(side, err);
+}
+function onClose(this: SideSocket): void {
+  const side = this[kSide]!;
+  side.relay.closed(side);
+}
+
 /** The state of one relayed connection (and the handle relay() returns). */
-class Relay implements RelayHandle {
-  readonly client: net.Socket;
-  readonly backend: net.Socket;
+class Relay implements RelayCore, RelayHandle {
+  readonly client: RelaySide;
+  readonly backend: RelaySide;
   readonly timeouts: RelayTimeouts;
   readonly onDone: (result: RelayResult) => void;
-  /** client → backend */
-  readonly up: Flow;
-  /** backend → client */
-  readonly down: Flow;
+  bytesUp = 0;
+  bytesDown = 0;
+  /** The client waits for the backend's writes to finish before reading again (and vice versa). */
+  clientWaits = false;
+  backendWaits = false;
   clientEnded = false;
   backendEnded = false;
   clientClosed = false;
@@ -154,18 +269,101 @@ class Relay implements RelayHandle {
   closeKind: RelayResult['closeKind'] = 'fin';
   reason: TerminationReason | undefined = undefined;
   reasonIsFinal = false;
+  /** Inactivity limit in force (idle, or fin once half-closed); 0 = none. */
+  timerMs = 0;
+  lastActive = 0;
+  timer: NodeJS.Timeout | undefined = undefined;
   lifetimeTimer: NodeJS.Timeout | undefined = undefined;
   guardTimer: NodeJS.Timeout | undefined = undefined;
 
-  constructor(client: net.Socket, backend: net.Socket, timeouts: RelayTimeouts, onDone: (r: RelayResult) => void) {
+  constructor(client: RelaySide, backend: RelaySide, timeouts: RelayTimeouts, onDone: (r: RelayResult) => void) {
     this.client = client;
     this.backend = backend;
     this.timeouts = timeouts;
     this.onDone = onDone;
-    this.up = new Flow(client, backend);
-    this.down = new Flow(backend, client);
   }
 
+  // --- RelayCore ---
+  read(from: RelaySide, n: number, buf: Buffer, owned: boolean): boolean {
+    if (this.timerMs > 0) this.lastActive = performance.now();
+    const up = from === this.client;
+    if (up) this.bytesUp += n;
+    else this.bytesDown += n;
+    const to = up ? this.backend : this.client;
+    // The other side failed or was ended: what still arrives is discarded, so this side can
+    // read on to its FIN and close.
+    if (to.writeEnded || to.send(buf, n, owned)) return true;
+    if (up) this.clientWaits = true;
+    else this.backendWaits = true;
+    return false;
+  }
+
+  writable(to: RelaySide): void {
+    if (to === this.backend) {
+      if (!this.clientWaits) return;
+      this.clientWaits = false;
+      if (!this.clientEnded) this.client.resumeReading();
+    } else {
+      if (!this.backendWaits) return;
+      this.backendWaits = false;
+      if (!this.backendEnded) this.backend.resumeReading();
+    }
+  }
+
+  ended(side: RelaySide): void {
+    if (side === this.client) {
+      this.clientEnded = true;
+      this.mark('client', 'fin', 'client_closed');
+      this.backend.end();
+      if (!this.backendEnded) this.armFinTimeout(this.timeouts.clientFinMs);
+    } else {
+      this.backendEnded = true;
+      this.mark('backend', 'fin', 'backend_closed');
+      this.client.end();
+      if (!this.clientEnded) this.armFinTimeout(this.timeouts.serverFinMs);
+    }
+  }
+
+  /** An error on one side: close it, flush then close the other. */
+  failed(side: RelaySide, err: NodeJS.ErrnoException): void {
+    const reset = RESET_CODES.has(err.code ?? '');
+    if (side === this.client) {
+      this.mark('client', 'rst', reset ? 'client_reset' : 'client_error');
+      this.client.destroy();
+      this.closeGracefully(this.backend);
+    } else {
+      this.mark('backend', 'rst', reset ? 'backend_reset' : 'backend_error');
+      this.backend.destroy();
+      this.closeGracefully(this.client);
+    }
+  }
+
+  // A side that closes without a FIN (destroyed, or reset without an error) ends the other
+  // gracefully: what it already sent is delivered, then FIN.
+  closed(side: RelaySide): void {
+    if (side === this.client) {
+      this.clientClosed = true;
+      if (!this.backendClosed && !this.clientEnded) {
+        this.mark('client', 'rst', 'client_reset');
+        this.closeGracefully(this.backend);
+      }
+    } else {
+      this.backendClosed = true;
+      if (!this.clientClosed && !this.backendEnded) {
+        this.mark('backend', 'rst', 'backend_reset');
+        this.closeGracefully(this.client);
+      }
+    }
+    this.maybeFinish();
+  }
+
+  // --- RelayHandle ---
+  stop(why: TerminationReason): void {
+    this.mark('proxy', 'proxy', why);
+    this.destroyBoth();
+  }
+
+  // --- bookkeeping ---
   /**
    * Records an ending. Who closed first and how is the first event; the reason is the
    * first abnormal event (reset, error, timeout), or else the first orderly FIN.
@@ -184,52 +382,38 @@ class Relay implements RelayHandle {
     }
   }
 
-  onClientEnd(): void {
-    this.clientEnded = true;
-    this.mark('client', 'fin', 'client_closed');
-    this.backend.end();
-    if (!this.backendEnded) this.armFinTimeout(this.timeouts.clientFinMs);
-  }
-
-  onBackendEnd(): void {
-    this.backendEnded = true;
-    this.mark('backend', 'fin', 'backend_closed');
-    this.client.end();
-    if (!this.clientEnded) this.armFinTimeout(this.timeouts.serverFinMs);
+  /** Sets the inactivity limit, counted from now (0 = none). */
+  setInactivity(ms: number): void {
+    this.timerMs = ms;
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.timer = undefined;
+    if (ms <= 0) return;
+    this.lastActive = performance.now();
+    this.timer = setTimeout(onInactivity, ms, this);
   }
 
   armFinTimeout(ms: number): void {
-    // While half-closed, the inactivity timer becomes the fin timer.
-    if (ms > 0) this.client.setTimeout(ms);
-    else if (this.timeouts.idleMs <= 0) this.client.setTimeout(0);
+    // While half-closed, the inactivity timer becomes the fin timer (or stays the idle timer
+    // when there is no fin timeout).
+    if (ms > 0) this.setInactivity(ms);
   }
 
-  onTimeout(): void {
+  timedOut(): void {
     if (this.clientEnded && !this.backendEnded) this.mark('proxy', 'timeout', 'client_fin_timeout');
     else if (this.backendEnded && !this.clientEnded) this.mark('proxy', 'timeout', 'server_fin_timeout');
     else this.mark('proxy', 'timeout', 'idle_timeout');
     this.destroyBoth();
   }
 
-  /** An error on one side: close it, flush then close the other. */
-  onError(fromClient: boolean, err: NodeJS.ErrnoException): void {
-    const reset = RESET_CODES.has(err.code ?? '');
-    if (fromClient) {
-      this.mark('client', 'rst', reset ? 'client_reset' : 'client_error');
-      this.client.destroy();
-      this.closeGracefully(this.backend);
-    } else {
-      this.mark('backend', 'rst', reset ? 'backend_reset' : 'backend_error');
-      this.backend.destroy();
-      this.closeGracefully(this.client);
-    }
-  }
-
-  closeGracefully(sock: net.Socket): void {
-    if (sock.destroyed) return;
+  closeGracefully(side: RelaySide): void {
+    if (side.destroyed) return;
     // Whatever was already read from the failed side reaches this side, then FIN.
-    sock.end();
-    sock.resume(); // discard further input so the socket can finish closing
+    side.end();
+    // The failed side is closed: nothing reads from this side's buffer any more, and what
+    // still arrives here is discarded, so it can read on to its FIN and close.
+    if (side === this.client) this.clientWaits = false;
+    else this.backendWaits = false;
+    side.resumeReading();
     const ms = this.timeouts.clientFinMs > 0 ? this.timeouts.clientFinMs : DEFAULT_GRACE_MS;
     this.guardTimer ??= setTimeout(destroyBoth, ms, this);
   }
@@ -239,51 +423,18 @@ class Relay implements RelayHandle {
     this.backend.destroy();
   }
 
-  // A side that closes without a FIN (destroyed, or reset without an 'error') ends
-  // the other gracefully: what it already sent is delivered, then FIN.
-  onClientClose(): void {
-    this.clientClosed = true;
-    if (!this.backendClosed && !this.clientEnded) {
-      this.mark('client', 'rst', 'client_reset');
-      this.closeGracefully(this.backend);
-    }
-    this.maybeFinish();
-  }
-
-  onBackendClose(): void {
-    this.backendClosed = true;
-    if (!this.clientClosed && !this.backendEnded) {
-      this.mark('backend', 'rst', 'backend_reset');
-      this.closeGracefully(this.client);
-    }
-    this.maybeFinish();
-  }
-
-  stop(why: TerminationReason): void {
-    this.mark('proxy', 'proxy', why);
-    this.destroyBoth();
-  }
-
-  get bytesUp(): number {
-    return this.up.bytes;
-  }
-
-  get bytesDown(): number {
-    return this.down.bytes;
-  }
-
   maybeFinish(): void {
     if (this.finished || !this.clientClosed || !this.backendClosed) return;
     this.finished = true;
-    if (this.lifetimeTimer) clearTimeout(this.lifetimeTimer);
-    if (this.guardTimer) clearTimeout(this.guardTimer);
-    this.client.setTimeout(0);
-    // Both handles are closed: libuv neither reads into nor writes from the buffers any more.
-    this.up.reader?.release();
-    this.down.reader?.release();
+    if (this.timer !== undefined) clearTimeout(this.timer);
+    if (this.lifetimeTimer !== undefined) clearTimeout(this.lifetimeTimer);
+    if (this.guardTimer !== undefined) clearTimeout(this.guardTimer);
+    // Both sides are closed: nothing reads into or writes from their buffers any more.
+    this.client.release();
+    this.backend.release();
     this.onDone({
-      bytesUp: this.up.bytes,
-      bytesDown: this.down.bytes,
+      bytesUp: this.bytesUp,
+      bytesDown: this.bytesDown,
       closedFirst: this.closedFirst ?? 'proxy',
       closeKind: this.closeKind,
       reason: this.reason ?? 'client_closed',
@@ -291,39 +442,13 @@ class Relay implements RelayHandle {
   }
 }
 
-// --- socket listeners, shared by every relay: `this` is the socket ---
-function onData(this: RelaySocket, chunk: Buffer): void {
-  const r = this[kRelay]!;
-  (this === r.client ? r.up : r.down).onData(chunk);
-}
-function onDrain(this: RelaySocket): void {
-  const r = this[kRelay]!;
-  // The client drained: the backend may read again (and vice versa).
-  if (this === r.client) {
-    if (!r.backendEnded) r.down.resumeSource();
-  } else if (!r.clientEnded) {
-    r.up.resumeSource();
-  }
-}
-function onEnd(this: RelaySocket): void {
-  const r = this[kRelay]!;
-  if (this === r.client) r.onClientEnd();
-  else r.onBackendEnd();
-}
-function onError(this: RelaySocket, err: NodeJS.ErrnoException): void {
-  const r = this[kRelay]!;
-  r.onError(this === r.client, err);
-}
-function onClose(this: RelaySocket): void {
-  const r = this[kRelay]!;
-  if (this === r.client) r.onClientClose();
-  else r.onBackendClose();
-}
-function onTimeout(this: RelaySocket): void {
-  this[kRelay]!.onTimeout();
-}
-function newReader(): SocketReader {
-  return new SocketReader();
+function onInactivity(r: Relay): void {
+  r.timer = undefined;
+  if (r.finished || r.timerMs <= 0) return;
+  // Activity since the timer was armed moves the deadline; re-arm for what is left.
+  const left = r.lastActive + r.timerMs - performance.now();
+  if (left >= 1) r.timer = setTimeout(onInactivity, left, r);
+  else r.timedOut();
 }
 function destroyBoth(r: Relay): void {
   r.destroyBoth();
@@ -334,9 +459,10 @@ function onLifetime(r: Relay): void {
 }
 
 /**
- * Relays between `client` and `backend` until both are closed, then calls `onDone`
- * once. `head` is client data already read (preread) to send to the backend first.
- * Returns a handle that can stop the relay (shutdown, admin action).
+ * Relays between `client` and `backend` until both are closed, then calls `onDone` once.
+ * Either may be a net.Socket or a raw socket from fast-path.ts. `head` is client data
+ * already read (preread) to send to the backend first. The returned handle stops the
+ * relay (shutdown, admin action).
  */
 export function relay(
   client: net.Socket,
@@ -345,52 +471,22 @@ export function relay(
   onDone: (result: RelayResult) => void,
   head?: Buffer,
 ): RelayHandle {
-  const r = new Relay(client, backend, timeouts, onDone);
-  (client as RelaySocket)[kRelay] = r;
-  (backend as RelaySocket)[kRelay] = r;
-
-  // How each source is read. The backend's reader (if dial gave it one) may hold bytes read
-  // during connect; attaching writes them to the client first, before any listener below
-  // could resume the backend.
-  let backendWaits = false;
-  const backendReader = readerOf(backend);
-  if (backendReader) {
-    r.down.reader = backendReader;
-    backendWaits = !backendReader.attach(r.down);
-  } else {
-    backend.on('data', onData);
-  }
-  const clientReader = attachReader(client, newReader);
-  if (clientReader) {
-    r.up.reader = clientReader;
-    clientReader.attach(r.up);
-  }
-  // With a reader this listener never fires; it is there so that a Node release that
-  // stopped honouring the reader would deliver 'data' rather than drop it. The client is
-  // paused here (pauseOnConnect, or by preread), so adding it does not start reading.
-  client.on('data', onData);
-
-  client.on('drain', onDrain);
-  backend.on('drain', onDrain);
-  client.on('end', onEnd);
-  backend.on('end', onEnd);
-  client.on('error', onError);
-  backend.on('error', onError);
-  client.on('close', onClose);
-  backend.on('close', onClose);
-  client.on('timeout', onTimeout);
-  if (timeouts.idleMs > 0) client.setTimeout(timeouts.idleMs);
+  const c: RelaySide = isRawSocket(client) ? client : new NetSide(client);
+  const b: RelaySide = isRawSocket(backend) ? backend : new NetSide(backend);
+  const r = new Relay(c, b, timeouts, onDone);
+  // The client first: binding the backend may hand over bytes it read while connecting.
+  c.bind(r);
+  b.bind(r);
+  if (timeouts.idleMs > 0) r.setInactivity(timeouts.idleMs);
   if (timeouts.maxLifetimeMs > 0) r.lifetimeTimer = setTimeout(onLifetime, timeouts.maxLifetimeMs, r);
 
-  let clientWaits = false;
   if (head && head.length > 0) {
-    r.up.bytes += head.length;
-    clientWaits = !backend.write(head);
+    r.bytesUp += head.length;
+    if (!b.send(head, head.length, true)) r.clientWaits = true;
   }
   // The client may already have ended (it sent everything and a FIN during preread).
-  if (client.readableEnded) r.onClientEnd();
-  else if (!clientWaits) client.resume();
-  if (!backendWaits) backend.resume();
-
+  if (c.readEnded) r.ended(c);
+  else if (!r.clientWaits) c.resumeReading();
+  if (!r.backendWaits) b.resumeReading();
   return r;
 }

@@ -118,9 +118,14 @@ export class SocketReader {
   constructor() {
     this.#buffer = smallPool.take()!;
     this.onread = {
-      buffer: () => this.#next(),
-      callback: (n, buf) => this.#onRead(n, buf),
+      buffer: () => this.next(),
+      callback: (n) => this.read(n),
     };
+  }
+
+  /** The buffer the next read goes into. */
+  get buffer(): Buffer {
+    return this.#buffer;
   }
 
   /** Starts handing reads to `sink`; returns false when the bytes read so far are still being written. */
@@ -144,7 +149,8 @@ export class SocketReader {
     (b.length === LARGE_BUFFER_SIZE ? largePool : smallPool).give(b);
   }
 
-  #onRead(n: number, buf: Buffer): boolean {
+  /** `n` bytes were read into {@link buffer}: hands them to the sink; false stops reading. */
+  read(n: number): boolean {
     this.#lastRead = n;
     const sink = this.#sink;
     if (sink === undefined) {
@@ -152,15 +158,15 @@ export class SocketReader {
       this.#free = false;
       return false;
     }
-    this.#free = sink.onRead(n, buf);
+    this.#free = sink.onRead(n, this.#buffer);
     return this.#free;
   }
 
   /**
-   * Node asks for the buffer of the next read right after each read callback. The size moves
-   * only while the current buffer is free (not being written from).
+   * The buffer for the next read, asked for right after each read (as Node does with a
+   * function `onread.buffer`). The size moves only while the current buffer is free.
    */
-  #next(): Buffer {
+  next(): Buffer {
     const cur = this.#buffer;
     if (!this.#free || this.#released) return cur;
     if (cur.length === SMALL_BUFFER_SIZE) {

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import net from 'node:net';
 import { connect, echoServer, waitFor } from '../support/net.js';
 import { assertNoLeaks, config, listener, pool, startL4lb } from './harness.js';
-import { echoOnce, inBatches } from './traffic.js';
+import { echoOnce, inBatches, roomyEchoServer } from './traffic.js';
 import { FAULT_WORKERS } from './workers.js';
 
 const T = { timeout: 90_000 };
@@ -56,13 +56,13 @@ for (const workers of FAULT_WORKERS) {
     assert.ok((await echoOnce(l4lb.port)).intact);
     const base = await l4lb.probe();
 
-    // Fill every descriptor: some connections are served, the rest closed at once.
-    const tries = await inBatches(40, 4, () => ping(l4lb.port));
+    // Fill every descriptor (of every process): some connections are served, the rest closed.
+    const tries = await inBatches(40 * workers, 4, () => ping(l4lb.port));
     for (const r of tries) if (r.served) held.push(r.socket);
     assert.ok(held.length >= 3, `${held.length} connections served before the limit`);
     assert.ok(held.length < tries.length, 'the limit was reached');
 
-    // While at the limit, keep knocking for a second: each is closed, and l4lb does not spin.
+    // While at the limit, keep knocking for a second: they are closed, and l4lb does not spin.
     const cpu0 = l4lb.cpuTicks();
     const t0 = Date.now();
     const knocks = [];
@@ -72,7 +72,11 @@ for (const workers of FAULT_WORKERS) {
     }
     const ticks = l4lb.cpuTicks() - cpu0;
     const knocked = await Promise.all(knocks);
-    assert.equal(knocked.filter((k) => k.intact).length, 0, 'nothing is served while out of descriptors');
+    // With one process nothing at all can be served; with several, one may still find room
+    // for a connection that another could not take.
+    const servedAtLimit = knocked.filter((k) => k.intact).length;
+    if (workers === 1) assert.equal(servedAtLimit, 0, 'nothing is served while out of descriptors');
+    else assert.ok(servedAtLimit < knocked.length, `${servedAtLimit} of ${knocked.length} served at the limit`);
     assert.ok(ticks < 50, `l4lb used ${ticks} ticks (1/100 s) of CPU in the second at the limit: it does not spin`);
 
     // The connections already open keep working.
@@ -92,10 +96,13 @@ for (const workers of FAULT_WORKERS) {
       assert.equal(await back, 'again');
     }
 
-    // It is logged, rate-limited: one line (with a count), not one per connection.
-    const lines = l4lb.logs().filter((l) => String(l.msg).startsWith('out of file descriptors'));
-    assert.ok(lines.length >= 1, 'running out of descriptors is logged');
-    assert.ok(lines.length <= 2, `${lines.length} log lines for ${tries.length - held.length + knocked.length} failures`);
+    // It is logged, rate-limited: a line (with a count), not one per connection. A failed
+    // backend dial says so at once; when accepts alone hit the limit (libuv then closes the
+    // connections without telling Node), the periodic descriptor count says so within 5s.
+    const isFdLine = (l: Record<string, unknown>) => /file descriptors/.test(String(l.msg));
+    await waitFor(() => l4lb.logs().some(isFdLine), 10_000, 'a log line about descriptors');
+    const lines = l4lb.logs().filter(isFdLine);
+    assert.ok(lines.length <= 2 * workers, `${lines.length} log lines for ${tries.length - held.length + knocked.length} failures`);
 
     // Descriptors free up: new connections are served again (the backend was not blamed).
     for (const s of held.splice(0)) s.destroy();
@@ -105,7 +112,7 @@ for (const workers of FAULT_WORKERS) {
   });
 
   test(`5000 idle connections are held, still answer, and are all released when closed${w}`, T, async (t) => {
-    const e = await echoServer();
+    const e = await roomyEchoServer();
     const l4lb = await startL4lb(config([listener('main', 'p')], [pool('p', [e.port])]), { workers });
     const clients: net.Socket[] = [];
     t.after(async () => {
@@ -116,12 +123,15 @@ for (const workers of FAULT_WORKERS) {
     assert.ok((await echoOnce(l4lb.port)).intact);
     const base = await l4lb.probe();
     const N = 5000;
-    await inBatches(N, 200, async () => {
+    let failed = 0;
+    await inBatches(N, 100, async () => {
       const s = await connect(l4lb.port);
       s.on('error', () => {});
+      s.on('close', () => failed++);
       clients.push(s);
     });
-    await waitFor(() => e.sockets.size === N, 30_000, `${N} connections through to the backend`);
+    await waitFor(() => e.sockets.size === N || failed > 0, 60_000, `${N} connections through to the backend`);
+    assert.equal(failed, 0, `${failed} connections were closed while held (${e.sockets.size} reached the backend)`);
     const full = await l4lb.probe();
     const perConn = (full.rss - base.rss) / N;
     assert.ok(full.fds - base.fds >= 2 * N, `two descriptors per connection (${full.fds - base.fds})`);

@@ -79,6 +79,11 @@ export interface StreamStats {
   completed: number;
   /** Connection refused by l4lb (ECONNREFUSED). */
   refused: number;
+  /**
+   * Reset before any byte came back: what a client in the kernel's accept backlog gets when
+   * the listening socket closes (shutdown). Never expected while l4lb keeps listening.
+   */
+  resetEmpty: number;
   /** Anything else that went wrong: reset, truncated, corrupted. */
   failed: number;
   errors: string[];
@@ -86,10 +91,11 @@ export interface StreamStats {
 
 /**
  * Opens short echo connections back to back from `concurrency` loops until `stop()` is
- * called; `stop()` resolves with the counts once the last connection has finished.
+ * called; `stop()` resolves with the counts once the last connection has finished. Call it
+ * from `t.after` too, so a failing test does not leave the loops running.
  */
 export function steadyStream(port: () => number, concurrency = 4, bytes = 1024): { stop(): Promise<StreamStats> } {
-  const stats: StreamStats = { attempted: 0, completed: 0, refused: 0, failed: 0, errors: [] };
+  const stats: StreamStats = { attempted: 0, completed: 0, refused: 0, resetEmpty: 0, failed: 0, errors: [] };
   let running = true;
   const loops = Array.from({ length: concurrency }, async () => {
     while (running) {
@@ -99,6 +105,8 @@ export function steadyStream(port: () => number, concurrency = 4, bytes = 1024):
       else if (r.error === 'ECONNREFUSED') {
         stats.refused++;
         await new Promise((res) => setTimeout(res, 10)); // no point hammering a closed port
+      } else if (r.received === 0 && (r.error === 'ECONNRESET' || r.error === 'EPIPE')) {
+        stats.resetEmpty++;
       }
       else {
         stats.failed++;
@@ -244,6 +252,32 @@ export async function echoOn(port: number): Promise<{ close(): Promise<void> }> 
   server.listen(port, '127.0.0.1');
   await once(server, 'listening');
   return {
+    async close() {
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => server.close(r));
+    },
+  };
+}
+
+/**
+ * An echo server with the largest accept backlog the kernel allows (net.core.somaxconn). For
+ * bursts of thousands of connections: with Node's default backlog of 511, a test process
+ * busy opening connections lets the queue overflow, and the kernel then silently drops
+ * handshakes that the connecting side (l4lb) already counts as established.
+ */
+export async function roomyEchoServer(): Promise<{ port: number; sockets: Set<net.Socket>; close(): Promise<void> }> {
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer({ allowHalfOpen: true }, (s) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+    s.on('error', () => {});
+    s.pipe(s);
+  });
+  server.listen({ port: 0, host: '127.0.0.1', backlog: 65535 });
+  await once(server, 'listening');
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    sockets,
     async close() {
       for (const s of sockets) s.destroy();
       await new Promise((r) => server.close(r));

@@ -7,4 +7,4 @@
  * multi-process l4lb. To run every case in multi-process mode too, add 2 here: `[1, 2]`.
  * Nothing is skipped on the quiet: a value listed here runs, or fails.
  */
-export const FAULT_WORKERS: readonly number[] = [1];
+export const FAULT_WORKERS: readonly number[] = [1, 2];

@@ -12,7 +12,8 @@ import { configFromBackends } from '../../src/config/quick.js';
 import { silentLogger } from '../../src/observability/log.js';
 import type { Config } from '../../src/config/types.js';
 import type { AccessRecord } from '../../src/proxy/connection.js';
-import { AcceptQueue } from '../../src/proxy/limits.js';
+import { pino } from 'pino';
+import { AcceptQueue, FdPressure, isFdExhausted } from '../../src/proxy/limits.js';
 import { BackendQueue, type QueueWaiter } from '../../src/admission/queue.js';
 import { connect, echoServer, waitFor, startServer, type TestServer } from '../support/net.js';
 import { startL4lb, config, listener, pool } from '../faults/harness.js';
@@ -291,4 +292,22 @@ test('BackendQueue serves waiters in order, stops at the first that must wait, a
   assert.equal(q.timedOut, 1);
   const none = new BackendQueue({ size: 0, timeoutMs: 1000 });
   assert.equal(none.enqueue(mk('e')), false, 'size 0 is no queue');
+});
+
+test('running out of descriptors is recognised in an error or its cause, counted every time, logged once per interval', async () => {
+  const lines: Array<Record<string, unknown>> = [];
+  const logger = pino({ level: 'info' }, { write: (l: string) => void lines.push(JSON.parse(l) as Record<string, unknown>) });
+  const fd = new FdPressure(logger);
+  const emfile = Object.assign(new Error('connect EMFILE'), { code: 'EMFILE' });
+  assert.equal(isFdExhausted(emfile), true);
+  assert.equal(isFdExhausted(new Error('wrapped', { cause: emfile })), true);
+  assert.equal(isFdExhausted(Object.assign(new Error('x'), { code: 'ECONNREFUSED' })), false);
+  for (let i = 0; i < 50; i++) fd.record('connect', emfile);
+  assert.equal(fd.count, 50);
+  assert.equal(lines.length, 1, 'one line per interval, not one per failure');
+  assert.equal(lines[0].total, 1);
+  await fd.check();
+  if (fd.limit !== undefined) {
+    assert.ok(fd.inUse !== undefined && fd.inUse > 0 && fd.inUse < fd.limit, `${fd.inUse} of ${fd.limit} descriptors in use`);
+  }
 });
