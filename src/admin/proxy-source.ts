@@ -78,6 +78,7 @@ export class ProxyStatusSource implements StatusSource {
   snapshot(): StatusSnapshot {
     const now = Date.now();
     this.#hookPools();
+    this.proxy.flushLiveBytes(); // counters include connections still open
     this.#poll(now);
     const p = this.proxy;
     return {

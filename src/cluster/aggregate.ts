@@ -14,6 +14,7 @@ import type { BackendCounters, ListenerCounters, WorkerStats } from './ipc.js';
 
 /** A worker's counters now. */
 export function collectWorkerStats(proxy: Proxy): WorkerStats {
+  proxy.flushLiveBytes(); // counters include connections still open
   return {
     at: Date.now(),
     pid: process.pid,

@@ -26,6 +26,12 @@ export interface LiveConnection {
   /** Stops the connection now (both sides destroyed). */
   stop(reason: TerminationReason): void;
   readonly backend: Backend | undefined;
+  /**
+   * Adds the bytes relayed since the last call to the listener's and backend's counters,
+   * so counters (and the dashboard's throughput) include connections still open. Called
+   * once per stats snapshot, never per chunk.
+   */
+  flushBytes(): void;
 }
 
 /** Why a connection ended before relaying, in access-log words. */
@@ -140,6 +146,9 @@ export function handleConnection(l: ListenerRuntime, socket: net.Socket): void {
   let lastError: ConnectError | null = null;
   let done = false;
   let relayStop: ((r: TerminationReason) => void) | undefined;
+  let relayHandle: { readonly bytesUp: number; readonly bytesDown: number } | undefined;
+  let reportedUp = 0;
+  let reportedDown = 0;
   /** The pool queue this connection waits in while every backend is full. */
   let queued: BackendQueue | undefined;
   const waiter: QueueWaiter = {
@@ -163,6 +172,18 @@ export function handleConnection(l: ListenerRuntime, socket: net.Socket): void {
   const live: LiveConnection = {
     get backend() {
       return relayStop ? tried[tried.length - 1] : undefined;
+    },
+    flushBytes() {
+      if (!relayHandle || done) return;
+      const b = tried[tried.length - 1];
+      const up = relayHandle.bytesUp - reportedUp;
+      const down = relayHandle.bytesDown - reportedDown;
+      reportedUp += up;
+      reportedDown += down;
+      b.bytesIn += up;
+      b.bytesOut += down;
+      stats.bytesUp += up;
+      stats.bytesDown += down;
     },
     stop(reason) {
       if (relayStop) return relayStop(reason);
@@ -379,6 +400,7 @@ export function handleConnection(l: ListenerRuntime, socket: net.Socket): void {
     if (client !== socket) socket.on('error', noop); // errors surface on the TLS socket
     backend.total++;
     const r = relay(client, sock, l.config.timeouts, (res) => finish(backend, res), head);
+    relayHandle = r;
     relayStop = (why) => r.stop(why);
   }
 
@@ -475,11 +497,12 @@ export function handleConnection(l: ListenerRuntime, socket: net.Socket): void {
     done = true;
     releaseSource?.();
     backend.active--;
-    backend.bytesIn += res.bytesUp;
-    backend.bytesOut += res.bytesDown;
+    // Only what earlier snapshots did not already count (see flushBytes).
+    backend.bytesIn += res.bytesUp - reportedUp;
+    backend.bytesOut += res.bytesDown - reportedDown;
     stats.active--;
-    stats.bytesUp += res.bytesUp;
-    stats.bytesDown += res.bytesDown;
+    stats.bytesUp += res.bytesUp - reportedUp;
+    stats.bytesDown += res.bytesDown - reportedDown;
     stats.countClosed(res.reason);
     l.connections.delete(live);
     l.accessLog({

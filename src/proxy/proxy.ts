@@ -436,6 +436,12 @@ export class Proxy implements ListenerHost {
     }
   }
 
+  /** Counts the bytes of connections still open into the counters (before a snapshot). */
+  flushLiveBytes(): void {
+    for (const l of this.listeners.values()) for (const c of l.connections) c.flushBytes();
+    for (const l of this.#retired.keys()) for (const c of l.connections) c.flushBytes();
+  }
+
   /** Connections open right now, over all listeners (including retired ones). */
   activeConnections(): number {
     let n = 0;
