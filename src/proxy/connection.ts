@@ -169,10 +169,11 @@ export function handleConnection(l: ListenerRuntime, socket: net.Socket): void {
     },
   };
 
-  const live: LiveConnection = {
-    get backend() {
-      return relayStop ? tried[tried.length - 1] : undefined;
-    },
+  // `backend` is a data property set when relaying starts, not a getter: every object literal
+  // with a getter closure gets a map of its own, and those maps (old generation) keep each
+  // connection's objects alive through young-generation GCs (docs/performance.md, "Profiles").
+  const live = {
+    backend: undefined as Backend | undefined,
     flushBytes() {
       if (!relayHandle || done) return;
       const b = tried[tried.length - 1];
@@ -185,12 +186,12 @@ export function handleConnection(l: ListenerRuntime, socket: net.Socket): void {
       stats.bytesUp += up;
       stats.bytesDown += down;
     },
-    stop(reason) {
+    stop(reason: TerminationReason) {
       if (relayStop) return relayStop(reason);
       stopped = true;
       failEarly('shutdown');
     },
-  };
+  } satisfies LiveConnection;
   l.connections.add(live);
   socket.on('error', onEarlyClientError);
 
@@ -402,6 +403,7 @@ export function handleConnection(l: ListenerRuntime, socket: net.Socket): void {
     const r = relay(client, sock, l.config.timeouts, (res) => finish(backend, res), head);
     relayHandle = r;
     relayStop = (why) => r.stop(why);
+    live.backend = backend;
   }
 
   function onEarlyClientError(): void {

@@ -11,6 +11,7 @@ import { formatHostPort } from '../util/address.js';
 import type { Backend } from './backend.js';
 import type { Pool } from './pool.js';
 import { installFastAccept } from './fast-path.js';
+import { ConnectionSet } from './connection-set.js';
 import { handleConnection, type AccessRecord, type LiveConnection } from './connection.js';
 import { Acl } from '../admission/acl.js';
 import { SourceLimiter, RateLimitedLog } from '../admission/source-limits.js';
@@ -107,7 +108,8 @@ export class ListenerRuntime {
   /** Rate-limits the log lines of rejected connections (per reason). */
   readonly rejectLog = new RateLimitedLog();
   readonly stats = new ListenerStats();
-  readonly connections = new Set<LiveConnection>();
+  /** Not a Set: see connection-set.ts for why. */
+  readonly connections = new ConnectionSet<LiveConnection>();
   readonly server: net.Server;
   readonly #host: ListenerHost;
   #address: { host: string; port: number } | undefined;
@@ -117,15 +119,18 @@ export class ListenerRuntime {
     this.#config = config;
     this.#policy = compilePolicy(config);
     this.#host = host;
-    this.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (socket) => {
-      if (!host.holdIfOverLimit(this, socket)) handleConnection(this, socket);
-    });
+    this.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (socket) => this.#accept(socket));
     // Accept errors (EMFILE, ENFILE…) must never crash the process: libuv keeps the
     // listening socket and retries on the next readable event.
     this.server.on('error', (err: NodeJS.ErrnoException) => {
       if (!this.#accepting) return; // listen() errors are reported by listen()
       host.acceptError(this, err);
     });
+  }
+
+  /** An accepted connection (a net.Socket, or a raw socket from fast-path.ts). */
+  #accept(socket: net.Socket): void {
+    if (!this.#host.holdIfOverLimit(this, socket)) handleConnection(this, socket);
   }
 
   get config(): ListenerConfig {
@@ -172,7 +177,7 @@ export class ListenerRuntime {
         installFastAccept(
           this.server,
           () => !this.#policy.proxyTrusted && !this.#policy.peekClientHello && !this.#policy.certificates,
-          (socket) => this.server.listeners('connection')[0]?.call(this.server, socket),
+          (socket) => this.#accept(socket),
         );
         const a = this.server.address() as net.AddressInfo;
         this.#address = { host: a.address, port: a.port };

@@ -20,12 +20,14 @@
  * read into buffers of their own where they can (socket-reader.ts): a read is written out at
  * once and the side reads again only when that write has left the process.
  *
- * One inactivity timer per connection serves both directions and both timeouts (idle, then
- * fin once half-closed); it is not refreshed per read but re-armed when it fires early.
+ * One inactivity deadline per connection serves both directions and both timeouts (idle,
+ * then fin once half-closed): an entry in a shared list (deadlines.ts), not a timer of its own;
+ * a read records the time, nothing more.
  */
 import type net from 'node:net';
 import { attachReader, isRawSocket } from './fast-path.js';
 import { SocketReader, readerOf, type ReadSink } from './socket-reader.js';
+import { deadlineList, type DeadlineEntry, type DeadlineList } from './deadlines.js';
 
 /** How the relay ended, in words users read in the access log. */
 export type TerminationReason =
@@ -250,7 +252,7 @@ function onClose(this: SideSocket): void {
 }
 
 /** The state of one relayed connection (and the handle relay() returns). */
-class Relay implements RelayCore, RelayHandle {
+class Relay implements RelayCore, RelayHandle, DeadlineEntry {
   readonly client: RelaySide;
   readonly backend: RelaySide;
   readonly timeouts: RelayTimeouts;
@@ -269,10 +271,12 @@ class Relay implements RelayCore, RelayHandle {
   closeKind: RelayResult['closeKind'] = 'fin';
   reason: TerminationReason | undefined = undefined;
   reasonIsFinal = false;
-  /** Inactivity limit in force (idle, or fin once half-closed); 0 = none. */
-  timerMs = 0;
-  lastActive = 0;
-  timer: NodeJS.Timeout | undefined = undefined;
+  // The inactivity deadline (idle, or fin once half-closed): see deadlines.ts.
+  dlPrev: DeadlineEntry | undefined = undefined;
+  dlNext: DeadlineEntry | undefined = undefined;
+  dlList: DeadlineList | undefined = undefined;
+  dlArmed = 0;
+  dlLastActive = 0;
   lifetimeTimer: NodeJS.Timeout | undefined = undefined;
   guardTimer: NodeJS.Timeout | undefined = undefined;
 
@@ -285,7 +289,7 @@ class Relay implements RelayCore, RelayHandle {
 
   // --- RelayCore ---
   read(from: RelaySide, n: number, buf: Buffer, owned: boolean): boolean {
-    if (this.timerMs > 0) this.lastActive = performance.now();
+    if (this.dlList !== undefined) this.dlLastActive = performance.now();
     const up = from === this.client;
     if (up) this.bytesUp += n;
     else this.bytesDown += n;
@@ -384,12 +388,12 @@ class Relay implements RelayCore, RelayHandle {
 
   /** Sets the inactivity limit, counted from now (0 = none). */
   setInactivity(ms: number): void {
-    this.timerMs = ms;
-    if (this.timer !== undefined) clearTimeout(this.timer);
-    this.timer = undefined;
-    if (ms <= 0) return;
-    this.lastActive = performance.now();
-    this.timer = setTimeout(onInactivity, ms, this);
+    this.dlList?.remove(this);
+    if (ms > 0) deadlineList(ms).add(this);
+  }
+
+  onDeadline(): void {
+    if (!this.finished) this.timedOut();
   }
 
   armFinTimeout(ms: number): void {
@@ -426,7 +430,7 @@ class Relay implements RelayCore, RelayHandle {
   maybeFinish(): void {
     if (this.finished || !this.clientClosed || !this.backendClosed) return;
     this.finished = true;
-    if (this.timer !== undefined) clearTimeout(this.timer);
+    this.dlList?.remove(this);
     if (this.lifetimeTimer !== undefined) clearTimeout(this.lifetimeTimer);
     if (this.guardTimer !== undefined) clearTimeout(this.guardTimer);
     // Both sides are closed: nothing reads into or writes from their buffers any more.
@@ -442,14 +446,6 @@ class Relay implements RelayCore, RelayHandle {
   }
 }
 
-function onInactivity(r: Relay): void {
-  r.timer = undefined;
-  if (r.finished || r.timerMs <= 0) return;
-  // Activity since the timer was armed moves the deadline; re-arm for what is left.
-  const left = r.lastActive + r.timerMs - performance.now();
-  if (left >= 1) r.timer = setTimeout(onInactivity, left, r);
-  else r.timedOut();
-}
 function destroyBoth(r: Relay): void {
   r.destroyBoth();
 }

@@ -112,15 +112,17 @@ export class SocketReader {
   #free = true;
   #lastRead = 0;
   #released = false;
-  /** Pass as `onread` to net.connect (or to fast-path.ts for accepted sockets). */
-  readonly onread: OnReadOption;
+  #onread: OnReadOption | undefined = undefined;
 
   constructor() {
     this.#buffer = smallPool.take()!;
-    this.onread = {
-      buffer: () => this.next(),
-      callback: (n) => this.read(n),
-    };
+  }
+
+  /** Pass as `onread` to net.connect (or to fast-path.ts for accepted sockets). */
+  get onread(): OnReadOption {
+    // Made on first use: raw sockets call read() and next() directly and never need it.
+    this.#onread ??= { buffer: () => this.next(), callback: (n) => this.read(n) };
+    return this.#onread;
   }
 
   /** The buffer the next read goes into. */
@@ -185,15 +187,20 @@ export class SocketReader {
   }
 }
 
-/** Where relay() finds the reader dial() gave a backend socket. */
-const readers = new WeakMap<net.Socket, SocketReader>();
+/**
+ * Where relay() finds the reader dial() gave a backend socket: a property on the socket, not a
+ * WeakMap, whose hash table churning with connections would keep them alive through young GCs
+ * (see connection-set.ts).
+ */
+const kReader = Symbol('l4lb.reader');
+type WithReader = net.Socket & { [kReader]?: SocketReader };
 
 /** Records that `socket` reads through `reader` (it was created with `reader.onread`). */
 export function setReader(socket: net.Socket, reader: SocketReader): void {
-  readers.set(socket, reader);
+  (socket as WithReader)[kReader] = reader;
 }
 
 /** The reader `socket` was created with, if any. */
 export function readerOf(socket: net.Socket): SocketReader | undefined {
-  return readers.get(socket);
+  return (socket as WithReader)[kReader];
 }

@@ -1,0 +1,85 @@
+/**
+ * Inactivity deadlines (src/proxy/deadlines.ts): one timer per duration, lazy activity.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { DeadlineList, type DeadlineEntry } from '../../src/proxy/deadlines.js';
+
+function entry(name: string, fired: string[]): DeadlineEntry & { at?: number } {
+  const e: DeadlineEntry & { at?: number } = {
+    dlPrev: undefined,
+    dlNext: undefined,
+    dlList: undefined,
+    dlArmed: 0,
+    dlLastActive: 0,
+    onDeadline() {
+      fired.push(name);
+      e.at = performance.now();
+    },
+  };
+  return e;
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+test('an entry without activity expires after the duration, not before', async () => {
+  const list = new DeadlineList(100);
+  const fired: string[] = [];
+  const a = entry('a', fired);
+  const t0 = performance.now();
+  list.add(a);
+  await sleep(60);
+  assert.deepEqual(fired, []);
+  await sleep(200);
+  assert.deepEqual(fired, ['a']);
+  assert.ok(a.at! - t0 >= 99, `fired after ${a.at! - t0} ms`);
+  assert.equal(list.size, 0);
+});
+
+test('activity moves the deadline, and entries behind an active one still expire on time', async () => {
+  const list = new DeadlineList(120);
+  const fired: string[] = [];
+  const active = entry('active', fired);
+  const idle = entry('idle', fired);
+  list.add(active);
+  await sleep(20);
+  list.add(idle);
+  const keepAlive = setInterval(() => (active.dlLastActive = performance.now()), 30);
+  await sleep(400);
+  clearInterval(keepAlive);
+  assert.deepEqual(fired, ['idle'], 'the active entry is still waiting');
+  assert.equal(list.size, 1);
+  await sleep(300);
+  assert.deepEqual(fired, ['idle', 'active']);
+});
+
+test('a removed entry never fires, and an empty list holds no timer', async () => {
+  const list = new DeadlineList(50);
+  const fired: string[] = [];
+  const a = entry('a', fired);
+  const b = entry('b', fired);
+  list.add(a);
+  list.add(b);
+  list.remove(a);
+  list.remove(a); // twice is harmless
+  await sleep(150);
+  assert.deepEqual(fired, ['b']);
+  list.add(a);
+  list.remove(a);
+  assert.equal(list.size, 0);
+  // Nothing keeps the event loop busy: no active Timeout is left by the list.
+  const before = fired.length;
+  await sleep(100);
+  assert.equal(fired.length, before);
+});
+
+test('many entries expire in deadline order', async () => {
+  const list = new DeadlineList(60);
+  const fired: string[] = [];
+  for (let i = 0; i < 5; i++) {
+    list.add(entry(String(i), fired));
+    await sleep(5);
+  }
+  await sleep(200);
+  assert.deepEqual(fired, ['0', '1', '2', '3', '4']);
+});
