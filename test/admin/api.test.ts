@@ -15,6 +15,8 @@ test('status lists listeners, pools and backends with state, health, weight, cou
   await waitFor(() => st.proxy.listeners.get('default')!.stats.closed.get('client_closed') === 4, 5000, 'four closed');
   const held = await holdConnections(st.port, 1);
   t.after(() => held.forEach((s) => s.destroy()));
+  // Counters include open connections: the held one has sent one byte ('x').
+  await waitFor(async () => (await call(st.url, '/api/v1/status')).json.listeners[0].bytesUp === 17, 5000, "the held connection's byte");
 
   const r = await call(st.url, '/api/v1/status');
   assert.equal(r.status, 200);
@@ -28,7 +30,7 @@ test('status lists listeners, pools and backends with state, health, weight, cou
   assert.equal(l.pool, 'default');
   assert.equal(l.accepted, 5);
   assert.equal(l.active, 1);
-  assert.equal(l.bytesUp, 16, '4 closed connections × "ping"');
+  assert.equal(l.bytesUp, 17, '4 closed connections × "ping" + 1 byte of the open one');
   assert.equal(l.closed.client_closed, 4);
   assert.equal(l.connectMs.count, 5);
 
@@ -53,7 +55,7 @@ test('status lists listeners, pools and backends with state, health, weight, cou
   }
   assert.equal(total, 5);
   assert.equal(active, 1);
-  assert.equal(bytesIn, 16);
+  assert.equal(bytesIn, 17);
   assert.equal(s.process.activeConnections, 1);
   assert.equal(s.process.pid, process.pid);
   assert.equal(s.ready.ready, true);
