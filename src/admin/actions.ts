@@ -35,18 +35,6 @@ export function findBackend(pool: Pool, name: string): Backend {
   return b;
 }
 
-/** The config a runtime backend would be re-created from, keeping what the API changed. */
-function configOf(b: Backend): BackendConfig {
-  return {
-    name: b.name,
-    host: b.host,
-    port: b.port,
-    weight: b.configuredWeight,
-    backup: b.backup,
-    state: b.admin,
-    maxConnections: b.maxConnections,
-  };
-}
 
 /** Validates `action` against the pools and applies it; throws {@link AdminError}. */
 export function applyAction(pools: ReadonlyMap<string, Pool>, action: AdminAction): Applied {
@@ -74,7 +62,7 @@ export function applyAction(pools: ReadonlyMap<string, Pool>, action: AdminActio
       const cfg: BackendConfig = {
         name: nb.name, host: nb.host, port: nb.port, weight: nb.weight, backup: nb.backup, state: nb.state, maxConnections: nb.maxConnections,
       };
-      pool.setBackends([...pool.backends.map(configOf), cfg]);
+      pool.setBackends([...pool.backends.map((x) => x.toConfig()), cfg]);
       return { pool, backend: findBackend(pool, nb.name) };
     }
     case 'remove-backend': {
@@ -87,7 +75,7 @@ export function applyAction(pools: ReadonlyMap<string, Pool>, action: AdminActio
         throw new AdminError(409, 'last_backend', `"${b.name}" is the last backend of pool "${pool.name}"; disable it instead`);
       }
       // Connections still on it keep running; it just stops being picked.
-      pool.setBackends(pool.backends.filter((x) => x !== b).map(configOf));
+      pool.setBackends(pool.backends.filter((x) => x !== b).map((x) => x.toConfig()));
       return { pool, backend: undefined };
     }
   }

@@ -36,13 +36,7 @@ export class StateTracker {
       this.#last.set(b, last);
     }
     return {
-      name: b.name,
-      host: b.host,
-      port: b.port,
-      weight: b.configuredWeight,
-      backup: b.backup,
-      state: b.admin,
-      maxConnections: b.maxConnections,
+      ...b.toConfig(),
       healthy: b.healthy,
       ejectedUntil: b.ejectedUntil,
       ejections: b.ejections,
@@ -54,15 +48,7 @@ export class StateTracker {
 
 /** The settings of a pool's runtime backends, as a worker compares them. */
 function runtimeConfigs(pool: Pool): BackendConfig[] {
-  return pool.backends.map((b) => ({
-    name: b.name,
-    host: b.host,
-    port: b.port,
-    weight: b.configuredWeight,
-    backup: b.backup,
-    state: b.admin,
-    maxConnections: b.maxConnections,
-  }));
+  return pool.backends.map((b) => b.toConfig());
 }
 
 /** Applies pushed states to a worker's pools. */

@@ -18,15 +18,7 @@ export const DISCOVERY_START_WAIT_MS = DnsDefaults.queryTimeoutMs;
 
 /** The backends a pool has now, as configs (to keep them across a config update). */
 export function currentBackendConfigs(pool: Pool): BackendConfig[] {
-  return pool.backends.map((b) => ({
-    name: b.name,
-    host: b.host,
-    port: b.port,
-    weight: b.configuredWeight,
-    backup: b.backup,
-    state: b.admin,
-    maxConnections: b.maxConnections,
-  }));
+  return pool.backends.map((b) => b.toConfig());
 }
 
 /** True when two dns configs ask the same thing the same way. */

@@ -101,6 +101,19 @@ export class Backend implements Candidate {
     }
   }
 
+  /** The config this backend would be re-created from, with what the API changed since. */
+  toConfig(): BackendConfig {
+    return {
+      name: this.name,
+      host: this.host,
+      port: this.port,
+      weight: this.configuredWeight,
+      backup: this.backup,
+      state: this.admin,
+      maxConnections: this.maxConnections,
+    };
+  }
+
   /** A plain snapshot for the admin API and IPC. */
   snapshot(now = Date.now()) {
     return {
