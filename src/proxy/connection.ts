@@ -105,8 +105,9 @@ export function handleConnection(l: ListenerRuntime, socket: net.Socket): void {
   let clientPort = socket.remotePort ?? 0;
   // The address the client connected to: ours, or the one a PROXY header names (as HAProxy
   // does, so a chain of proxies tells the backend the client's original destination).
-  let destAddress = socket.localAddress;
-  let destPort = socket.localPort;
+  // Read only when a PROXY header is sent: a getsockname() per connection otherwise.
+  let destAddress: string | undefined;
+  let destPort: number | undefined;
 
   // A client that reset before we got here has no peer address left (getpeername fails;
   // HAProxy's health checks do this): it left, it was not refused — no rejection, no warning.
@@ -387,7 +388,7 @@ export function handleConnection(l: ListenerRuntime, socket: net.Socket): void {
     if (!pp && !ptls?.enabled) return undefined;
     const opts: DialOptions = {};
     if (pp) {
-      const info = proxyInfoFor(clientAddress, clientPort, destAddress, destPort);
+      const info = proxyInfoFor(clientAddress, clientPort, destAddress ?? socket.localAddress, destPort ?? socket.localPort);
       opts.header = pp === 'v1' ? encodeProxyV1(info) : encodeProxyV2({ ...info, ...proxyHeaderTlv });
     }
     if (ptls?.enabled) opts.tls = ptls;

@@ -28,10 +28,10 @@
  * rather than silently slowing l4lb down.
  */
 import net from 'node:net';
-import { EventEmitter } from 'node:events';
 import { getSystemErrorName } from 'node:util';
-import { SocketReader, type ReadSink } from './socket-reader.js';
+import { nextReadBuffer, takeReadBuffer, giveReadBuffer, type SocketReader } from './socket-reader.js';
 import type { RelayCore, RelaySide } from './relay.js';
+import type { Logger } from '../observability/log.js';
 
 /** Set `L4LB_FAST_PATH=0` to use public APIs only (slower; for diagnosis and tests). */
 export const FAST_PATH_ENV = 'L4LB_FAST_PATH';
@@ -140,10 +140,26 @@ function bindings(): Bindings | undefined {
   return b;
 }
 
-/** Whether the fast path is on; when not, why (logged at startup, see docs/performance.md). */
+/** Whether the fast path is on; when not, why (see {@link reportFastPath}). */
 export function fastPathStatus(): { enabled: boolean; reason?: string } {
   bindings();
   return unavailable === undefined ? { enabled: true } : { enabled: false, reason: unavailable };
+}
+
+let reported = false;
+
+/**
+ * Says once per process when the fast path is off: a warning when Node lacks what it relies on
+ * (l4lb still works, more slowly), an info line when `L4LB_FAST_PATH=0` asked for it.
+ */
+export function reportFastPath(logger: Logger): void {
+  if (reported) return;
+  reported = true;
+  const st = fastPathStatus();
+  if (st.enabled) return;
+  const fields = { reason: st.reason, node: process.version };
+  if (process.env[FAST_PATH_ENV] === '0') logger.info(fields, 'fast data path off: using public Node APIs only');
+  else logger.warn(fields, 'fast data path unavailable on this Node version: using public Node APIs only (slower); see docs/performance.md');
 }
 
 function errnoError(status: number, syscall: string): NodeJS.ErrnoException {
@@ -160,6 +176,17 @@ function errnoError(status: number, syscall: string): NodeJS.ErrnoException {
   return err;
 }
 
+// RawSocket state bits.
+const READING = 1;
+const READ_ENDED = 2;
+const WRITE_ENDED = 4;
+const SHUTDOWN_DONE = 8;
+const CLOSED = 16;
+/** Someone waits for the pending writes to finish (the relay, to read on). */
+const WAITING = 32;
+
+type Listener = (...args: any[]) => void;
+
 /**
  * A TCP connection on its bare libuv handle.
  *
@@ -173,28 +200,71 @@ function errnoError(status: number, syscall: string): NodeJS.ErrnoException {
  * Closing: after its peer's FIN was read and its own FIN sent (or right away, when end() finds
  * the read side finished and nothing queued: close() then sends the FIN, saving a shutdown).
  */
-export class RawSocket extends EventEmitter implements RelaySide, ReadSink {
+export class RawSocket implements RelaySide {
   readonly #h: TcpHandle;
   #relay: RelayCore | undefined = undefined;
-  #reader: SocketReader | undefined = undefined;
-  #reading = false;
-  #readEnded = false;
-  #writeEnded = false;
-  #shutdownDone = false;
-  #closed = false;
+  /** The buffer libuv reads into (pooled, see socket-reader.ts); taken when the relay binds. */
+  #buffer: Buffer | undefined = undefined;
+  /** READING | READ_ENDED | WRITE_ENDED | SHUTDOWN_DONE | CLOSED | WAITING */
+  #flags = 0;
   #pendingWrites = 0;
-  /** Someone waits for the pending writes to finish (the relay, to read on). */
-  #waiting = false;
   #peer: AddressInfo | null | undefined = undefined;
   #local: AddressInfo | null | undefined = undefined;
 
+  /** Listeners of 'connect', 'error' and 'close', made on first use. */
+  #listeners: Array<{ event: string; fn: Listener; once: boolean }> | undefined = undefined;
+
   constructor(handle: TcpHandle) {
-    super();
     this.#h = handle;
     handle.owner = this;
+    rawOpen++;
   }
 
   // --- the part of net.Socket the pipeline uses ---
+  // A minimal emitter (not EventEmitter, whose per-object state is most of a raw socket's
+  // memory): the pipeline only adds and removes a few listeners before the relay.
+  on(event: string, fn: Listener): this {
+    (this.#listeners ??= []).push({ event, fn, once: false });
+    return this;
+  }
+  once(event: string, fn: Listener): this {
+    (this.#listeners ??= []).push({ event, fn, once: true });
+    return this;
+  }
+  removeListener(event: string, fn: Listener): this {
+    const l = this.#listeners;
+    if (l === undefined) return this;
+    for (let i = l.length - 1; i >= 0; i--) {
+      if (l[i].event === event && l[i].fn === fn) {
+        // Order matters for emit(): shift the rest down (a list of two or three).
+        for (let j = i; j < l.length - 1; j++) l[j] = l[j + 1];
+        l.pop();
+        break;
+      }
+    }
+    return this;
+  }
+  off(event: string, fn: Listener): this {
+    return this.removeListener(event, fn);
+  }
+  listenerCount(event: string): number {
+    let n = 0;
+    for (const r of this.#listeners ?? []) if (r.event === event) n++;
+    return n;
+  }
+  emit(event: string, ...args: unknown[]): boolean {
+    const l = this.#listeners;
+    if (l === undefined) return false;
+    let called = false;
+    for (const r of l.slice()) {
+      if (r.event !== event) continue;
+      if (r.once) this.removeListener(event, r.fn);
+      r.fn.apply(this, args);
+      called = true;
+    }
+    return called;
+  }
+
   get remoteAddress(): string | undefined {
     return this.#peerInfo()?.address;
   }
@@ -211,7 +281,7 @@ export class RawSocket extends EventEmitter implements RelaySide, ReadSink {
     return this.#localInfo()?.port;
   }
   get destroyed(): boolean {
-    return this.#closed;
+    return this.#is(CLOSED);
   }
 
   /** Queues `data` (the PROXY header before the relay): written in order before relayed bytes. */
@@ -222,36 +292,34 @@ export class RawSocket extends EventEmitter implements RelaySide, ReadSink {
 
   // --- RelaySide ---
   get readEnded(): boolean {
-    return this.#readEnded;
+    return this.#is(READ_ENDED);
   }
   get writeEnded(): boolean {
-    return this.#writeEnded;
+    return this.#is(WRITE_ENDED);
   }
 
   bind(relay: RelayCore): void {
     this.#relay = relay;
-    const reader = new SocketReader();
-    this.#reader = reader;
-    reader.attach(this);
+    this.#buffer = takeReadBuffer();
     this.#h.onread = RawSocket.#onRead;
-    this.#h.useUserBuffer(reader.next());
+    this.#h.useUserBuffer(this.#buffer);
   }
 
   resumeReading(): void {
-    if (this.#reading || this.#readEnded || this.#closed) return;
-    this.#reading = true;
+    if (this.#is(READING) || this.#is(READ_ENDED) || this.#is(CLOSED)) return;
+    this.#flags |= READING;
     const err = this.#h.readStart();
     if (err !== 0) this.#fail(err, 'read');
   }
 
   pauseReading(): void {
-    if (!this.#reading) return;
-    this.#reading = false;
-    if (!this.#closed) this.#h.readStop();
+    if (!this.#is(READING)) return;
+    this.#flags &= ~READING;
+    if (!this.#is(CLOSED)) this.#h.readStop();
   }
 
   send(buf: Buffer, n: number, _owned: boolean): boolean {
-    if (this.#writeEnded) return true;
+    if (this.#is(WRITE_ENDED)) return true;
     const req = new b!.WriteWrap();
     req.handle = this.#h;
     req.owner = this;
@@ -266,14 +334,14 @@ export class RawSocket extends EventEmitter implements RelaySide, ReadSink {
     // libuv still reads from `data`: keep it referenced until the write completes.
     req.buffer = data;
     this.#pendingWrites++;
-    this.#waiting = true;
+    this.#flags |= WAITING;
     return false;
   }
 
   end(): void {
-    if (this.#writeEnded) return;
-    this.#writeEnded = true;
-    if (this.#readEnded && this.#pendingWrites === 0) return this.#close();
+    if (this.#is(WRITE_ENDED)) return;
+    this.#flags |= WRITE_ENDED;
+    if (this.#is(READ_ENDED) && this.#pendingWrites === 0) return this.#close();
     const req = new b!.ShutdownWrap();
     req.handle = this.#h;
     req.owner = this;
@@ -288,19 +356,20 @@ export class RawSocket extends EventEmitter implements RelaySide, ReadSink {
   }
 
   release(): void {
-    this.#reader?.release();
-  }
-
-  /** A read into the reader's buffer (ReadSink). */
-  onRead(n: number, buf: Buffer): boolean {
-    return this.#relay!.read(this, n, buf, false);
+    if (this.#buffer === undefined) return;
+    giveReadBuffer(this.#buffer);
+    this.#buffer = undefined;
   }
 
   // --- internals ---
+  #is(bit: number): boolean {
+    return (this.#flags & bit) !== 0;
+  }
+
   #peerInfo(): AddressInfo | undefined {
     if (this.#peer === undefined) {
       const out: AddressInfo = {};
-      this.#peer = this.#closed || this.#h.getpeername(out) !== 0 ? null : out;
+      this.#peer = this.#is(CLOSED) || this.#h.getpeername(out) !== 0 ? null : out;
     }
     return this.#peer ?? undefined;
   }
@@ -308,13 +377,13 @@ export class RawSocket extends EventEmitter implements RelaySide, ReadSink {
   #localInfo(): AddressInfo | undefined {
     if (this.#local === undefined) {
       const out: AddressInfo = {};
-      this.#local = this.#closed || this.#h.getsockname(out) !== 0 ? null : out;
+      this.#local = this.#is(CLOSED) || this.#h.getsockname(out) !== 0 ? null : out;
     }
     return this.#local ?? undefined;
   }
 
   #fail(status: number, syscall: string): void {
-    if (this.#closed) return;
+    if (this.#is(CLOSED)) return;
     const err = errnoError(status, syscall);
     if (this.#relay) return this.#relay.failed(this, err);
     // Before the relay (a PROXY header write): as net.Socket, closed now and the error
@@ -324,15 +393,13 @@ export class RawSocket extends EventEmitter implements RelaySide, ReadSink {
   }
 
   #close(): void {
-    if (this.#closed) return;
-    this.#closed = true;
-    this.#writeEnded = true;
-    this.#reading = false;
+    if (this.#is(CLOSED)) return;
+    this.#flags = (this.#flags | CLOSED | WRITE_ENDED) & ~READING;
     this.#h.close(RawSocket.#onClose);
   }
 
   #maybeClose(): void {
-    if (this.#readEnded && this.#shutdownDone) this.#close();
+    if (this.#is(READ_ENDED) && this.#is(SHUTDOWN_DONE)) this.#close();
   }
 
   // Native callbacks: `this` is the handle or the request, which point back to the socket.
@@ -340,20 +407,27 @@ export class RawSocket extends EventEmitter implements RelaySide, ReadSink {
     const s = this.owner!;
     const n = b!.state[b!.kReadBytesOrError];
     if (n > 0) {
-      const reader = s.#reader!;
-      if (!reader.read(n) && s.#reading) {
-        s.#reading = false;
-        this.readStop();
+      const buf = s.#buffer!;
+      if (!s.#relay!.read(s, n, buf, false)) {
+        // The buffer is being written from: no read until the relay resumes this socket.
+        if (s.#is(READING)) {
+          s.#flags &= ~READING;
+          this.readStop();
+        }
+        return undefined;
       }
-      return reader.next();
+      // The buffer is free: the next read may go into one of another size.
+      const next = nextReadBuffer(buf, n);
+      if (next === buf) return undefined;
+      s.#buffer = next;
+      return next;
     }
-    if (n === 0 || s.#closed) return undefined;
+    if (n === 0 || s.#is(CLOSED)) return undefined;
     if (n !== UV_EOF) {
       s.#fail(n, 'read');
       return undefined;
     }
-    s.#readEnded = true;
-    s.#reading = false;
+    s.#flags = (s.#flags | READ_ENDED) & ~READING;
     this.readStop();
     s.#relay!.ended(s);
     s.#maybeClose();
@@ -364,15 +438,15 @@ export class RawSocket extends EventEmitter implements RelaySide, ReadSink {
     const s = this.owner;
     s.#pendingWrites--;
     if (status < 0) return s.#fail(status, 'write');
-    if (s.#pendingWrites === 0 && s.#waiting) {
-      s.#waiting = false;
+    if (s.#pendingWrites === 0 && s.#is(WAITING)) {
+      s.#flags &= ~WAITING;
       s.#relay?.writable(s);
     }
   }
 
   static #afterShutdown(this: Req, status: number): void {
     const s = this.owner;
-    s.#shutdownDone = true;
+    s.#flags |= SHUTDOWN_DONE;
     if (status < 0) return s.#fail(status, 'shutdown');
     s.#maybeClose();
   }
@@ -380,13 +454,14 @@ export class RawSocket extends EventEmitter implements RelaySide, ReadSink {
   static #onClose(this: TcpHandle): void {
     const s = this.owner!;
     this.owner = undefined;
+    rawOpen--;
     if (s.#relay) s.#relay.closed(s);
     else s.emit('close', false);
   }
 
   static #afterConnect(this: Req, status: number): void {
     const s = this.owner;
-    if (s.#closed) return; // aborted
+    if (s.#is(CLOSED)) return; // aborted
     if (status < 0) {
       s.#close();
       emitError(s, errnoError(status, 'connect'));
@@ -438,6 +513,13 @@ export function connectRaw(host: string, port: number): net.Socket | undefined {
   const family = net.isIP(host);
   if (family === 0) return undefined;
   return RawSocket.connect(host, port, family === 6 ? 6 : 4) as unknown as net.Socket;
+}
+
+let rawOpen = 0;
+
+/** Raw sockets not yet closed (for tests and diagnostics). */
+export function rawSocketsOpen(): number {
+  return rawOpen;
 }
 
 /** Whether `s` is a raw socket (relay() drives those directly). */

@@ -10,7 +10,7 @@ import type { Logger } from '../observability/log.js';
 import { formatHostPort } from '../util/address.js';
 import type { Backend } from './backend.js';
 import type { Pool } from './pool.js';
-import { installFastAccept } from './fast-path.js';
+import { installFastAccept, reportFastPath } from './fast-path.js';
 import { ConnectionSet } from './connection-set.js';
 import { handleConnection, type AccessRecord, type LiveConnection } from './connection.js';
 import { Acl } from '../admission/acl.js';
@@ -174,11 +174,12 @@ export class ListenerRuntime {
         this.#accepting = true;
         // Listeners without preread or TLS accept onto raw sockets (fast-path.ts); the others,
         // and all of them when the fast path is off, get net.Sockets through 'connection'.
-        installFastAccept(
+        const fast = installFastAccept(
           this.server,
           () => !this.#policy.proxyTrusted && !this.#policy.peekClientHello && !this.#policy.certificates,
           (socket) => this.#accept(socket),
         );
+        if (!fast) reportFastPath(this.#host.logger);
         const a = this.server.address() as net.AddressInfo;
         this.#address = { host: a.address, port: a.port };
         resolve(this.#address);

@@ -84,6 +84,34 @@ export function readBuffersInUse(): { small: number; large: number } {
   return { small: smallPool.inUse, large: largePool.inUse };
 }
 
+/** The buffer a socket starts reading into. */
+export function takeReadBuffer(): Buffer {
+  return smallPool.take()!;
+}
+
+/** Gives a read buffer back (its socket is closed and nothing written from it is pending). */
+export function giveReadBuffer(b: Buffer): void {
+  (b.length === LARGE_BUFFER_SIZE ? largePool : smallPool).give(b);
+}
+
+/**
+ * The buffer for a socket's next read, given its current one (which must be free: nothing
+ * written from it is pending) and the size of its last read: a read that filled a small buffer
+ * moves the socket to a large one (while the pool has some), a short read moves it back.
+ */
+export function nextReadBuffer(cur: Buffer, lastRead: number): Buffer {
+  if (cur.length === SMALL_BUFFER_SIZE) {
+    if (lastRead !== SMALL_BUFFER_SIZE) return cur;
+    const big = largePool.take();
+    if (big === undefined) return cur;
+    smallPool.give(cur);
+    return big;
+  }
+  if (lastRead >= SMALL_BUFFER_SIZE) return cur;
+  largePool.give(cur);
+  return smallPool.take()!;
+}
+
 /** Receives what a {@link SocketReader} reads. */
 export interface ReadSink {
   /**
@@ -115,7 +143,7 @@ export class SocketReader {
   #onread: OnReadOption | undefined = undefined;
 
   constructor() {
-    this.#buffer = smallPool.take()!;
+    this.#buffer = takeReadBuffer();
   }
 
   /** Pass as `onread` to net.connect (or to fast-path.ts for accepted sockets). */
@@ -147,8 +175,7 @@ export class SocketReader {
   release(): void {
     if (this.#released) return;
     this.#released = true;
-    const b = this.#buffer;
-    (b.length === LARGE_BUFFER_SIZE ? largePool : smallPool).give(b);
+    giveReadBuffer(this.#buffer);
   }
 
   /** `n` bytes were read into {@link buffer}: hands them to the sink; false stops reading. */
@@ -169,20 +196,7 @@ export class SocketReader {
    * function `onread.buffer`). The size moves only while the current buffer is free.
    */
   next(): Buffer {
-    const cur = this.#buffer;
-    if (!this.#free || this.#released) return cur;
-    if (cur.length === SMALL_BUFFER_SIZE) {
-      if (this.#lastRead === SMALL_BUFFER_SIZE) {
-        const big = largePool.take();
-        if (big !== undefined) {
-          smallPool.give(cur);
-          this.#buffer = big;
-        }
-      }
-    } else if (this.#lastRead < SMALL_BUFFER_SIZE) {
-      largePool.give(cur);
-      this.#buffer = smallPool.take()!;
-    }
+    if (this.#free && !this.#released) this.#buffer = nextReadBuffer(this.#buffer, this.#lastRead);
     return this.#buffer;
   }
 }

@@ -9,7 +9,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { once } from 'node:events';
 import { createHash, randomBytes } from 'node:crypto';
-import { attachReader, fastPathStatus, FAST_PATH_ENV } from '../../src/proxy/fast-path.js';
+import { attachReader, connectRaw, fastPathStatus, rawSocketsOpen, FAST_PATH_ENV } from '../../src/proxy/fast-path.js';
 import {
   SocketReader, BufferPool, readBuffersInUse, SMALL_BUFFER_SIZE, LARGE_BUFFER_SIZE, type ReadSink,
 } from '../../src/proxy/socket-reader.js';
@@ -229,4 +229,56 @@ test('bulk transfer both ways through the proxy keeps every byte in order', asyn
   assert.equal(b.receivedSha, c.sentSha);
   assert.equal(c.receivedSha, b.sentSha);
   assert.equal(c.receivedBytes, SIZE);
+});
+
+test('plain listeners relay on raw sockets, PROXY-protocol listeners on net.Sockets (both only with the fast path on)', async (t) => {
+  const backend = await startServer((s) => s.pipe(s));
+  const plainCfg = configFromBackends([`127.0.0.1:${backend.port}`], { accessLog: 'off' });
+  const proxyCfg = configFromBackends([`127.0.0.1:${backend.port}`], { accessLog: 'off' });
+  proxyCfg.listeners[0].acceptProxy = { trusted: ['127.0.0.1/32'] };
+  const plain = await startProxy(plainCfg, { logger: silentLogger() });
+  const withProxy = await startProxy(proxyCfg, { logger: silentLogger() });
+  t.after(async () => {
+    await plain.close();
+    await withProxy.close();
+    await backend.close();
+  });
+  const echo = async (port: number, preface: string, expected: number) => {
+    const before = rawSocketsOpen();
+    const c = await connect(port);
+    t.after(() => c.destroy());
+    const reply = once(c, 'data');
+    c.write(`${preface}ping`);
+    assert.equal(String((await reply)[0]), 'ping');
+    // While relaying: a raw client and/or a raw backend, or none at all with the fast path off.
+    assert.equal(rawSocketsOpen() - before, forcedOff ? 0 : expected);
+    c.end();
+    await once(c, 'close');
+  };
+  await echo(plain.addresses()[0].port, '', 2);
+  await echo(withProxy.addresses()[0].port, 'PROXY TCP4 192.0.2.1 127.0.0.1 5000 80\r\n', 1);
+  await waitFor(() => plain.activeConnections() + withProxy.activeConnections() === 0, 5000, 'connections closed');
+  await waitFor(() => rawSocketsOpen() === 0, 5000, 'raw sockets closed');
+});
+
+test('a raw socket emits to its listeners in order, once-listeners once, removed ones never', () => {
+  if (forcedOff) {
+    // With the fast path off there are no raw sockets to test; the test still checks that.
+    assert.equal(rawSocketsOpen(), 0);
+    return;
+  }
+  // connectRaw to a port nobody listens on gives a socket without connecting anything yet.
+  const s = connectRaw('127.0.0.1', 9)!;
+  s.on('error', () => {});
+  const calls: string[] = [];
+  const a = () => calls.push('a');
+  const b = () => calls.push('b');
+  const c = () => calls.push('c');
+  s.on('x', a).once('x', b).on('x', c);
+  s.removeListener('x', c);
+  s.emit('x');
+  s.emit('x');
+  assert.deepEqual(calls, ['a', 'b', 'a']);
+  assert.equal(s.listenerCount('x'), 1);
+  s.destroy();
 });
