@@ -12,6 +12,7 @@
  * after the second draw, so a pick still tries everything before giving up.
  */
 import type { Balancer, BalancerFactory, BalancerOptions, Candidate, PickContext } from './types.js';
+import { loadWeights } from './weights.js';
 
 /** Power of two choices with weighted draws. */
 export class PowerOfTwoChoicesBalancer<B extends Candidate> implements Balancer<B> {
@@ -31,11 +32,7 @@ export class PowerOfTwoChoicesBalancer<B extends Candidate> implements Balancer<
     if (n <= 1) return n === 1 && accept(backends[0]) ? backends[0] : undefined;
 
     const weights = this.#weights;
-    let total = 0;
-    for (let i = 0; i < n; i++) {
-      weights[i] = backends[i].weight;
-      total += weights[i];
-    }
+    const total = loadWeights(backends, weights);
     let first = this.#draw(total, -1);
     let second = this.#draw(total - weights[first], first);
     const a = backends[first];

@@ -7,6 +7,7 @@
  * share spreads over the others in proportion to their weights. O(N) per draw.
  */
 import type { Balancer, BalancerFactory, BalancerOptions, Candidate, PickContext } from './types.js';
+import { loadWeights } from './weights.js';
 import { VisitMarks } from './visit-marks.js';
 
 /** Weighted random choice without repeats. */
@@ -29,11 +30,7 @@ export class RandomBalancer<B extends Candidate> implements Balancer<B> {
     if (n <= 1) return n === 1 && accept(backends[0]) ? backends[0] : undefined;
 
     const weights = this.#weights;
-    let total = 0;
-    for (let i = 0; i < n; i++) {
-      weights[i] = backends[i].weight;
-      total += weights[i];
-    }
+    let total = loadWeights(backends, weights);
     const asked = this.#asked;
     asked.reset();
     for (let askedCount = 0; askedCount < n; askedCount++) {

@@ -11,15 +11,24 @@ import { startProxy } from '../../src/proxy/proxy.js';
 import { configFromBackends } from '../../src/config/quick.js';
 import { silentLogger } from '../../src/observability/log.js';
 import type { AccessRecord } from '../../src/proxy/connection.js';
+import type { TimeoutsConfig } from '../../src/config/types.js';
 import {
   startServer, exchange, connect, readAll, request, refusedPort, blackHole, waitFor, echoServer, type StreamResult,
 } from '../support/net.js';
 
 const MiB = 1024 * 1024;
 
-/** Starts a proxy in-process with a silent logger, capturing access records. */
-async function proxyFor(ports: number[], o: Parameters<typeof configFromBackends>[1] = {}) {
+/**
+ * Starts a proxy in-process with a silent logger, capturing access records; `timeouts`
+ * overrides the listener's timeouts.
+ */
+async function proxyFor(
+  ports: number[],
+  o: Parameters<typeof configFromBackends>[1] = {},
+  timeouts: Partial<TimeoutsConfig> = {},
+) {
   const cfg = configFromBackends(ports.map((p) => `127.0.0.1:${p}`), { accessLog: 'off', ...o });
+  Object.assign(cfg.listeners[0].timeouts, timeouts);
   const proxy = await startProxy(cfg, { logger: silentLogger() });
   const records: AccessRecord[] = [];
   const orig = proxy.accessLog.bind(proxy);
@@ -113,16 +122,12 @@ test('a backend that closes first lets the client keep sending until it is done'
 test('a half-closed connection is closed after the fin timeout', async (t) => {
   // The backend never answers or closes; the client half-closes and waits.
   const backend = await startServer(() => {});
-  const cfg = configFromBackends([`127.0.0.1:${backend.port}`], { accessLog: 'off' });
-  cfg.listeners[0].timeouts.clientFinMs = 300;
-  const proxy = await startProxy(cfg, { logger: silentLogger() });
-  const records: AccessRecord[] = [];
-  proxy.accessLog = (r) => records.push(r);
+  const { proxy, port, records } = await proxyFor([backend.port], {}, { clientFinMs: 300 });
   t.after(async () => {
     await proxy.close();
     await backend.close();
   });
-  const c = await connect(proxy.addresses()[0].port);
+  const c = await connect(port);
   c.on('error', () => {});
   const t0 = Date.now();
   c.end('bye');
@@ -135,16 +140,12 @@ test('a half-closed connection is closed after the fin timeout', async (t) => {
 
 test('an idle connection is closed after the idle timeout', async (t) => {
   const backend = await startServer(() => {});
-  const cfg = configFromBackends([`127.0.0.1:${backend.port}`], { accessLog: 'off' });
-  cfg.listeners[0].timeouts.idleMs = 300;
-  const proxy = await startProxy(cfg, { logger: silentLogger() });
-  const records: AccessRecord[] = [];
-  proxy.accessLog = (r) => records.push(r);
+  const { proxy, port, records } = await proxyFor([backend.port], {}, { idleMs: 300 });
   t.after(async () => {
     await proxy.close();
     await backend.close();
   });
-  const c = await connect(proxy.addresses()[0].port);
+  const c = await connect(port);
   c.on('error', () => {});
   c.resume();
   const t0 = Date.now();
