@@ -8,6 +8,8 @@ import { pino, type Logger } from 'pino';
 import type { AccessRecord } from '../proxy/connection.js';
 
 export interface AccessLog {
+  /** False for `off`: callers need not build records at all. */
+  readonly enabled: boolean;
   write(rec: AccessRecord): void;
   /** Reopens the file after logrotate moved it (no-op for stderr/off). */
   reopen(): void;
@@ -16,10 +18,11 @@ export interface AccessLog {
 
 /** Creates the access log for `target`: 'stderr', 'off', or a file path. */
 export function createAccessLog(target: string, processLogger: Logger): AccessLog {
-  if (target === 'off') return { write() {}, reopen() {}, flush() {} };
+  if (target === 'off') return { enabled: false, write() {}, reopen() {}, flush() {} };
   if (target === 'stderr') {
     const child = processLogger.child({ msg: 'access' });
     return {
+      enabled: true,
       write(rec) {
         child.info(rec);
       },
@@ -33,6 +36,7 @@ export function createAccessLog(target: string, processLogger: Logger): AccessLo
     dest,
   );
   return {
+    enabled: true,
     write(rec) {
       logger.info(rec);
     },

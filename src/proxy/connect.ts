@@ -2,9 +2,9 @@
  * @module proxy/connect — dial one backend with a timeout; optionally send a PROXY
  * protocol header first and/or speak TLS to it.
  *
- * Callback-style rather than a Promise: this runs once per attempt on the hot path and
- * a closure plus one timer is all it needs. The returned function aborts the attempt.
- * The timeout covers the TCP connect and, with TLS, the handshake.
+ * An object with shared methods rather than a Promise or closures: this runs once per attempt
+ * on the hot path. The timeout covers the TCP connect and, with TLS, the handshake; it is an
+ * entry in a shared deadline list (deadlines.ts), not a timer of its own.
  */
 import net from 'node:net';
 import tls from 'node:tls';
@@ -15,8 +15,12 @@ import type { PoolTlsConfig } from '../config/types.js';
 import type { Backend } from './backend.js';
 import { SocketReader, setReader } from './socket-reader.js';
 import { connectRaw } from './fast-path.js';
+import { deadlineList, type DeadlineEntry, type DeadlineList } from './deadlines.js';
 
-export type DialCallback = (err: ConnectError | null, socket: net.Socket | null) => void;
+/** Who a dial reports to, exactly once unless aborted. */
+export interface DialOwner {
+  dialed(err: ConnectError | null, socket: net.Socket | null): void;
+}
 
 export interface DialOptions {
   /** Bytes to send before anything else (a PROXY protocol header). */
@@ -38,34 +42,64 @@ function caFor(cfg: PoolTlsConfig): Buffer | undefined {
   return ca;
 }
 
-/** Connects to `backend`; calls `cb` exactly once unless aborted. Returns an abort function. */
-export function dial(backend: Backend, timeoutMs: number, opts: DialOptions | undefined, cb: DialCallback): () => void {
-  let done = false;
-  // A plain backend is a raw socket when the fast path is on (fast-path.ts), else a net.Socket
-  // reading into buffers of its own (public `onread` option; socket-reader.ts), which relay()
-  // finds through the socket. TLS reads through its own layer instead.
-  const fast = opts?.tls ? undefined : connectRaw(backend.host, backend.port);
-  const reader = opts?.tls || fast ? undefined : new SocketReader();
-  const raw = fast ?? net.connect({ host: backend.host, port: backend.port, allowHalfOpen: true, noDelay: true, onread: reader?.onread });
-  if (reader) setReader(raw, reader);
-  let socket: net.Socket = raw;
-  const timer =
-    timeoutMs > 0
-      ? setTimeout(() => {
-          fail(new ConnectError(ErrorCodes.CONNECT_TIMEOUT, `connect to ${backend.address} timed out after ${timeoutMs}ms`));
-        }, timeoutMs)
-      : undefined;
+const kDial = Symbol('l4lb.dial');
+type DialSocket = net.Socket & { [kDial]?: Dial };
 
-  function onConnect(): void {
-    if (done) return;
+/** Connects to `backend`; tells `owner` once unless aborted (`abort()`). */
+export function dial(backend: Backend, timeoutMs: number, opts: DialOptions | undefined, owner: DialOwner): Dial {
+  return new Dial(backend, timeoutMs, opts, owner);
+}
+
+/** One connection attempt to a backend. */
+export class Dial implements DeadlineEntry {
+  readonly backend: Backend;
+  readonly opts: DialOptions | undefined;
+  readonly owner: DialOwner;
+  /** The TCP socket; `socket` is the TLS socket over it once TLS starts. */
+  readonly raw: DialSocket;
+  socket: net.Socket;
+  reader: SocketReader | undefined;
+  done = false;
+  // The connect timeout (deadlines.ts).
+  dlPrev: DeadlineEntry | undefined = undefined;
+  dlNext: DeadlineEntry | undefined = undefined;
+  dlList: DeadlineList | undefined = undefined;
+  dlArmed = 0;
+  dlLastActive = 0;
+  readonly timeoutMs: number;
+
+  constructor(backend: Backend, timeoutMs: number, opts: DialOptions | undefined, owner: DialOwner) {
+    this.backend = backend;
+    this.opts = opts;
+    this.owner = owner;
+    this.timeoutMs = timeoutMs;
+    // A plain backend is a raw socket when the fast path is on (fast-path.ts), else a net.Socket
+    // reading into buffers of its own (public `onread` option; socket-reader.ts), which relay()
+    // finds through the socket. TLS reads through its own layer instead.
+    const fast = opts?.tls ? undefined : connectRaw(backend.host, backend.port);
+    const reader = opts?.tls || fast ? undefined : new SocketReader();
+    const raw: DialSocket = fast ?? net.connect({ host: backend.host, port: backend.port, allowHalfOpen: true, noDelay: true, onread: reader?.onread });
+    if (reader) setReader(raw, reader);
+    this.reader = reader;
+    this.raw = raw;
+    this.socket = raw;
+    raw[kDial] = this;
+    raw.once('connect', onConnect);
+    raw.once('error', onError);
+    if (timeoutMs > 0) deadlineList(timeoutMs).add(this);
+  }
+
+  connected(): void {
+    if (this.done) return;
+    const { raw, opts, backend } = this;
     raw.removeListener('error', onError);
     if (opts?.header) raw.write(opts.header);
-    if (!opts?.tls) return succeed(raw);
+    if (!opts?.tls) return this.succeed(raw);
     let ca: Buffer | undefined;
     try {
       ca = caFor(opts.tls);
     } catch (err) {
-      return fail(new ConnectError(ErrorCodes.CONNECT_FAILED, `cannot read CA ${opts.tls.ca}: ${(err as Error).message}`));
+      return this.fail(new ConnectError(ErrorCodes.CONNECT_FAILED, `cannot read CA ${opts.tls.ca}: ${(err as Error).message}`));
     }
     const servername = opts.tls.servername ?? (isIP(backend.host) === 0 ? backend.host : undefined);
     const t = tls.connect({
@@ -75,45 +109,63 @@ export function dial(backend: Backend, timeoutMs: number, opts: DialOptions | un
       rejectUnauthorized: !opts.tls.insecureSkipVerify,
       allowHalfOpen: true,
     } as tls.ConnectionOptions);
-    socket = t;
+    this.socket = t;
+    const onTlsError = (err: Error): void => {
+      this.fail(new ConnectError(ErrorCodes.CONNECT_FAILED, `TLS to ${backend.address} failed: ${err.message}`, { cause: err }));
+    };
     t.once('secureConnect', () => {
       t.removeListener('error', onTlsError);
-      succeed(t);
+      this.succeed(t);
     });
     t.once('error', onTlsError);
   }
-  function onTlsError(err: Error): void {
-    fail(new ConnectError(ErrorCodes.CONNECT_FAILED, `TLS to ${backend.address} failed: ${err.message}`, { cause: err }));
-  }
-  function succeed(s: net.Socket): void {
-    if (done) return;
-    done = true;
-    if (timer) clearTimeout(timer);
-    cb(null, s);
-  }
-  function onError(err: NodeJS.ErrnoException): void {
+
+  failed(err: NodeJS.ErrnoException): void {
     const code = err.code === 'ECONNREFUSED' ? ErrorCodes.CONNECT_REFUSED : ErrorCodes.CONNECT_FAILED;
-    fail(new ConnectError(code, `connect to ${backend.address} failed: ${err.code ?? err.message}`, { cause: err }));
+    this.fail(new ConnectError(code, `connect to ${this.backend.address} failed: ${err.code ?? err.message}`, { cause: err }));
   }
-  function fail(err: ConnectError): void {
-    if (done) return;
-    abort();
-    cb(err, null);
+
+  /** The connect timeout passed. */
+  onDeadline(): void {
+    this.fail(new ConnectError(ErrorCodes.CONNECT_TIMEOUT, `connect to ${this.backend.address} timed out after ${this.timeoutMs}ms`));
   }
-  function abort(): void {
-    if (done) return;
-    done = true;
-    if (timer) clearTimeout(timer);
+
+  succeed(s: net.Socket): void {
+    if (this.done) return;
+    this.done = true;
+    this.dlList?.remove(this);
+    this.raw[kDial] = undefined;
+    this.owner.dialed(null, s);
+  }
+
+  fail(err: ConnectError): void {
+    if (this.done) return;
+    this.abort();
+    this.owner.dialed(err, null);
+  }
+
+  /** Stops the attempt: the owner hears nothing more. */
+  abort(): void {
+    if (this.done) return;
+    this.done = true;
+    this.dlList?.remove(this);
+    const { raw, socket } = this;
+    raw[kDial] = undefined;
     raw.removeListener('connect', onConnect);
     raw.on('error', noop); // late errors from the destroyed socket
     socket.on('error', noop);
     socket.destroy();
     raw.destroy();
-    reader?.release(); // destroyed: libuv reads into it no more
+    this.reader?.release(); // destroyed: libuv reads into it no more
   }
-  raw.once('connect', onConnect);
-  raw.once('error', onError);
-  return abort;
+}
+
+// Socket listeners shared by every dial: `this` is the socket.
+function onConnect(this: DialSocket): void {
+  this[kDial]?.connected();
+}
+function onError(this: DialSocket, err: NodeJS.ErrnoException): void {
+  this[kDial]?.failed(err);
 }
 
 function noop(): void {}

@@ -5,19 +5,21 @@
  *
  * Each stage is a plain step below; stages that are not configured cost nothing (no
  * preread buffer without PROXY/SNI, no TLS without certificates, no timer without a
- * timeout). Every way out goes through `finish`, which writes the access-log line.
+ * timeout). Every way out goes through `finishEarly` or `relayDone`, which count it and write
+ * the access-log line (built only when someone reads it).
  */
 import type net from 'node:net';
 import tls from 'node:tls';
 import type { Backend } from './backend.js';
 import type { Pool } from './pool.js';
-import type { ListenerRuntime } from './listener.js';
-import { dial, type DialOptions } from './connect.js';
-import { relay, type RelayResult, type TerminationReason } from './relay.js';
+import type { ListenerRuntime, ListenerPolicy } from './listener.js';
+import { dial, type Dial, type DialOptions, type DialOwner } from './connect.js';
+import { relay, type RelayHandle, type RelayOwner, type RelayResult, type TerminationReason } from './relay.js';
 import { preread, type PrereadFailure, type PrereadResult } from './preread.js';
 import type { ConnectError } from '../errors.js';
 import { ErrorCodes } from '../errors.js';
 import { encodeProxyV1, encodeProxyV2, proxyInfoFor } from '../protocol/proxy-protocol.js';
+import type { PickContext } from '../balancers/types.js';
 import type { BackendQueue, QueueWaiter } from '../admission/queue.js';
 import { isFdExhausted } from './limits.js';
 
@@ -91,239 +93,265 @@ const EARLY_CODES: Partial<Record<EarlyReason, string>> = {
 
 /** Handles one accepted client socket. */
 export function handleConnection(l: ListenerRuntime, socket: net.Socket): void {
-  const start = Date.now();
-  const stats = l.stats;
-  const policy = l.policy;
-  stats.accepted++;
-  // Each connection is counted once, as rejected or as closed (accepted = rejected + closed + active).
-  let rejected = false;
-  const countRejected = (reason: string): void => {
-    rejected = true;
-    stats.countRejected(reason);
-  };
-  let clientAddress = socket.remoteAddress ?? '';
-  let clientPort = socket.remotePort ?? 0;
-  // The address the client connected to: ours, or the one a PROXY header names (as HAProxy
-  // does, so a chain of proxies tells the backend the client's original destination).
-  // Read only when a PROXY header is sent: a getsockname() per connection otherwise.
-  let destAddress: string | undefined;
-  let destPort: number | undefined;
+  new Connection(l, socket).admit();
+}
 
-  // A client that reset before we got here has no peer address left (getpeername fails;
-  // HAProxy's health checks do this): it left, it was not refused — no rejection, no warning.
-  if (socket.remoteAddress === undefined) {
-    socket.on('error', noop);
-    socket.destroy();
-    stats.countClosed('client_aborted');
-    return;
+/**
+ * One connection, from accept to close. A class rather than a function with closures: its
+ * methods are shared, so a connection costs one object (and the few callbacks the sockets
+ * and timers need), not twenty closures (docs/performance.md, "Per connection").
+ *
+ * It is also what the listener tracks ({@link LiveConnection}), what balancers read
+ * ({@link PickContext}), what waits in a pool's queue ({@link QueueWaiter}), and what a
+ * backend dial and the relay report to ({@link DialOwner}, {@link RelayOwner}).
+ */
+class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner, RelayOwner {
+  readonly l: ListenerRuntime;
+  readonly policy: ListenerPolicy;
+  readonly socket: net.Socket;
+  /** The client side: `socket`, or the TLS socket over it when l4lb terminates TLS. */
+  client: net.Socket;
+  readonly start = performance.now();
+  /** The backend relayed to (set when relaying starts; LiveConnection). */
+  backend: Backend | undefined = undefined;
+  // The client's address is read when first used (a getpeername() and a string per
+  // connection otherwise), or replaced by the one a PROXY header names.
+  #address: string | undefined = undefined;
+  #port = 0;
+  /**
+   * The address the client connected to: ours, or the one a PROXY header names (as HAProxy
+   * does, so a chain of proxies tells the backend the client's original destination).
+   * Read only when a PROXY header is sent: a getsockname() per connection otherwise.
+   */
+  destAddress: string | undefined = undefined;
+  destPort: number | undefined = undefined;
+  /** Counted once, as rejected or as closed (accepted = rejected + closed + active). */
+  rejected = false;
+  releaseSource: (() => void) | undefined = undefined;
+  pool: Pool | undefined = undefined;
+  serverName: string | undefined = undefined;
+  alpn: string[] | undefined = undefined;
+  /** Client bytes read during preread, for the backend first. */
+  head: Buffer | undefined = undefined;
+  readonly tried: Backend[] = [];
+  connectMs = 0;
+  /** Cancels the current preread or TLS handshake stage. */
+  cancel: (() => void) | undefined = undefined;
+  /** The backend dial in flight. */
+  dialing: Dial | undefined = undefined;
+  dialStart = 0;
+  lastError: ConnectError | null = null;
+  stopped = false;
+  done = false;
+  relayHandle: RelayHandle | undefined = undefined;
+  reportedUp = 0;
+  reportedDown = 0;
+  /** The pool queue this connection waits in while every backend is full. */
+  queued: BackendQueue | undefined = undefined;
+  /** The client's 'error' listener until the relay takes over. */
+  readonly onEarlyClientError: () => void;
+
+  constructor(l: ListenerRuntime, socket: net.Socket) {
+    this.l = l;
+    this.policy = l.policy;
+    this.socket = socket;
+    this.client = socket;
+    this.onEarlyClientError = () => {
+      // The client went away before relaying started.
+      this.stopped = true;
+      this.failEarly('client_aborted');
+    };
+  }
+
+  get clientAddress(): string {
+    if (this.#address === undefined) this.#readPeer();
+    return this.#address!;
+  }
+
+  get clientPort(): number {
+    if (this.#address === undefined) this.#readPeer();
+    return this.#port;
+  }
+
+  #readPeer(): void {
+    this.#address = this.socket.remoteAddress ?? '';
+    this.#port = this.socket.remotePort ?? 0;
   }
 
   // --- admit (1): limits, and the ACL on the socket's own address ---
-  if (policy.proxyTrusted) {
-    if (!policy.proxyTrusted.allows(clientAddress)) return refuse('proxy_untrusted');
-  } else if (policy.acl && !policy.acl.allows(clientAddress)) {
-    return refuse('acl');
+  admit(): void {
+    const { l, policy, socket } = this;
+    const stats = l.stats;
+    stats.accepted++;
+    // A client that reset before we got here has no peer address left (getpeername fails;
+    // HAProxy's health checks do this): it left, it was not refused — no rejection, no
+    // warning. Checked when something reads the address anyway; otherwise the relay finds
+    // the reset on its first read.
+    if ((policy.needsClientAddress || l.logsAccess) && socket.remoteAddress === undefined) {
+      socket.on('error', noop);
+      socket.destroy();
+      stats.countClosed('client_aborted');
+      return;
+    }
+    if (policy.proxyTrusted) {
+      if (!policy.proxyTrusted.allows(this.clientAddress)) return this.refuse('proxy_untrusted');
+    } else if (policy.acl && !policy.acl.allows(this.clientAddress)) {
+      return this.refuse('acl');
+    }
+    const limited = l.admitLimits();
+    if (limited) return this.refuse(limited.reason);
+    if (!policy.proxyTrusted && !this.admitSource()) return;
+
+    stats.active++;
+    l.connections.add(this);
+    socket.on('error', this.onEarlyClientError);
+    if (policy.proxyTrusted || policy.peekClientHello) this.preread();
+    else this.afterPreread();
   }
-  const limited = l.admitLimits();
-  if (limited) return refuse(limited.reason);
 
-  let releaseSource: (() => void) | undefined;
-  if (!policy.proxyTrusted && !admitSource()) return;
-
-  stats.active++;
-  let client: net.Socket = socket;
-  let pool: Pool | undefined;
-  let serverName: string | undefined;
-  let alpn: string[] | undefined;
-  let proxyHeaderTlv: { authority?: string; alpn?: string } = {};
-  let head: Buffer | undefined;
-  const tried: Backend[] = [];
-  let connectMs = 0;
-  /** Cancels the current preread or TLS handshake stage. */
-  let cancel: (() => void) | undefined;
-  /** Aborts the backend dial in flight. */
-  let abortDial: (() => void) | undefined;
-  let stopped = false;
-  let lastError: ConnectError | null = null;
-  let done = false;
-  let relayStop: ((r: TerminationReason) => void) | undefined;
-  let relayHandle: { readonly bytesUp: number; readonly bytesDown: number } | undefined;
-  let reportedUp = 0;
-  let reportedDown = 0;
-  /** The pool queue this connection waits in while every backend is full. */
-  let queued: BackendQueue | undefined;
-  const waiter: QueueWaiter = {
-    retry() {
-      if (done || stopped) return true;
-      const state = { full: false };
-      const backend = pickBackend(state);
-      if (!backend && state.full) return false;
-      queued = undefined;
-      if (backend) connectTo(backend);
-      else failEarly('no_backend', lastError?.message);
+  admitSource(): boolean {
+    const limits = this.policy.sourceLimits;
+    if (!limits) return true;
+    const a = limits.tryAdmit(this.clientAddress);
+    if (a.ok) {
+      this.releaseSource = a.release;
       return true;
-    },
-    expire(reason) {
-      queued = undefined;
-      if (reason === 'queue_timeout') l.reject('queue_timeout', { pool: pool?.name }, 'gave up waiting for a backend slot').log();
-      failEarly(reason, reason === 'queue_timeout' ? 'every backend stayed at maxConnections for the queue timeout' : undefined);
-    },
-  };
-
-  // `backend` is a data property set when relaying starts, not a getter: every object literal
-  // with a getter closure gets a map of its own, and those maps (old generation) keep each
-  // connection's objects alive through young-generation GCs (docs/performance.md, "Profiles").
-  const live = {
-    backend: undefined as Backend | undefined,
-    flushBytes() {
-      if (!relayHandle || done) return;
-      const b = tried[tried.length - 1];
-      const up = relayHandle.bytesUp - reportedUp;
-      const down = relayHandle.bytesDown - reportedDown;
-      reportedUp += up;
-      reportedDown += down;
-      b.bytesIn += up;
-      b.bytesOut += down;
-      stats.bytesUp += up;
-      stats.bytesDown += down;
-    },
-    stop(reason: TerminationReason) {
-      if (relayStop) return relayStop(reason);
-      stopped = true;
-      failEarly('shutdown');
-    },
-  } satisfies LiveConnection;
-  l.connections.add(live);
-  socket.on('error', onEarlyClientError);
+    }
+    if (!this.policy.proxyTrusted) this.refuse(a.reason);
+    else {
+      this.countRejected(a.reason);
+      this.l.reject(a.reason, { client: this.clientAddress }).log();
+    }
+    return false;
+  }
 
   // --- preread: PROXY header and/or TLS ClientHello (bounded in size and time) ---
-  if (policy.proxyTrusted || policy.peekClientHello) {
-    cancel = preread(
-      socket,
-      { proxy: policy.proxyTrusted !== undefined, clientHello: policy.peekClientHello, timeoutMs: l.config.timeouts.prereadMs },
-      onPreread,
+  preread(): void {
+    const { policy } = this;
+    this.cancel = preread(
+      this.socket,
+      { proxy: policy.proxyTrusted !== undefined, clientHello: policy.peekClientHello, timeoutMs: this.l.config.timeouts.prereadMs },
+      (err, res) => this.onPreread(err, res),
     );
-  } else {
-    afterPreread();
   }
 
-  function onPreread(err: PrereadFailure | null, res: PrereadResult | null): void {
-    cancel = undefined;
+  onPreread(err: PrereadFailure | null, res: PrereadResult | null): void {
+    const { l, policy } = this;
+    this.cancel = undefined;
     if (err) {
       if (err.kind === 'timeout') {
         // Slow-loris defence: counted and logged like a bad header, so a flood shows up.
-        countRejected('preread_timeout');
-        l.reject('preread_timeout', { client: clientAddress, timeoutMs: l.config.timeouts.prereadMs }, 'preread timeout').log();
-        return failEarly('preread_timeout', 'preread timeout');
+        this.countRejected('preread_timeout');
+        l.reject('preread_timeout', { client: this.clientAddress, timeoutMs: l.config.timeouts.prereadMs }, 'preread timeout').log();
+        return this.failEarly('preread_timeout', 'preread timeout');
       }
-      if (err.kind === 'closed') return failEarly('client_aborted', 'client closed during preread');
+      if (err.kind === 'closed') return this.failEarly('client_aborted', 'client closed during preread');
       const reason = err.error.code === ErrorCodes.PROXY_HEADER ? 'bad_proxy_header' : 'bad_client_hello';
-      countRejected(reason);
-      l.reject(reason, { client: clientAddress, detail: err.error.reason }, err.error.message).log();
-      return failEarly(reason, err.error.message);
+      this.countRejected(reason);
+      l.reject(reason, { client: this.clientAddress, detail: err.error.reason }, err.error.message).log();
+      return this.failEarly(reason, err.error.message);
     }
     const r = res!;
     if (r.proxy && r.proxy.command === 'PROXY' && (r.proxy.family === 'tcp4' || r.proxy.family === 'tcp6')) {
-      clientAddress = r.proxy.sourceAddress!;
-      clientPort = r.proxy.sourcePort!;
-      destAddress = r.proxy.destAddress;
-      destPort = r.proxy.destPort;
+      this.#address = r.proxy.sourceAddress!;
+      this.#port = r.proxy.sourcePort!;
+      this.destAddress = r.proxy.destAddress;
+      this.destPort = r.proxy.destPort;
     }
-    serverName = r.serverName;
-    alpn = r.alpn;
-    head = r.head.length > 0 ? r.head : undefined;
+    this.serverName = r.serverName;
+    this.alpn = r.alpn;
+    this.head = r.head.length > 0 ? r.head : undefined;
     // --- admit (2): with PROXY, the ACL and source limits see the real client ---
     if (policy.proxyTrusted) {
-      if (policy.acl && !policy.acl.allows(clientAddress)) return rejectLate('acl');
-      if (!admitSource()) return rejectLate('source');
+      if (policy.acl && !policy.acl.allows(this.clientAddress)) return this.rejectLate('acl');
+      if (!this.admitSource()) return this.rejectLate('source');
     }
-    afterPreread();
+    this.afterPreread();
   }
 
-  function afterPreread(): void {
-    if (policy.certificates) return terminateTls();
-    route();
+  afterPreread(): void {
+    if (this.policy.certificates) this.terminateTls();
+    else this.route();
   }
 
   // --- TLS termination: the handshake picks a certificate by SNI; routing follows ---
-  function terminateTls(): void {
-    const certs = policy.certificates!;
-    if (head) socket.unshift(head);
-    head = undefined;
+  terminateTls(): void {
+    const { l, socket } = this;
+    const certs = this.policy.certificates!;
+    if (this.head) socket.unshift(this.head);
+    this.head = undefined;
     const t = new tls.TLSSocket(socket, {
       isServer: true,
       secureContext: certs.defaultContext,
       SNICallback: (name, cb) => cb(null, certs.contextFor(name)),
     });
-    client = t;
+    this.client = t;
     // One deadline from accept for PROXY header and handshake together, so a slow client
     // cannot spend the preread time twice.
     const prereadMs = l.config.timeouts.prereadMs;
-    const left = Math.max(1, prereadMs - (Date.now() - start));
+    const left = Math.max(1, prereadMs - (performance.now() - this.start));
     const timer = prereadMs > 0 ? setTimeout(() => onTlsError(new Error('handshake timeout')), left) : undefined;
-    cancel = () => {
+    this.cancel = () => {
       if (timer) clearTimeout(timer);
       t.destroy();
+    };
+    const onTlsError = (err: Error): void => {
+      if (timer) clearTimeout(timer);
+      this.cancel = undefined;
+      if (this.done) return;
+      t.destroy();
+      socket.destroy();
+      const reason = err.message === 'handshake timeout' ? 'preread_timeout' : 'tls_handshake_failed';
+      this.countRejected(reason);
+      l.reject(reason, { client: this.clientAddress }, `TLS handshake failed: ${err.message}`).log();
+      this.finishEarly(reason, err.message);
     };
     t.on('error', onTlsError);
     t.once('secure', () => {
       if (timer) clearTimeout(timer);
-      cancel = undefined;
+      this.cancel = undefined;
       t.removeListener('error', onTlsError);
-      t.on('error', onEarlyClientError);
+      t.on('error', this.onEarlyClientError);
       t.pause();
-      serverName = (t as tls.TLSSocket & { servername?: string | false }).servername || undefined;
+      this.serverName = (t as tls.TLSSocket & { servername?: string | false }).servername || undefined;
       const proto = t.alpnProtocol;
-      alpn = proto ? [proto] : [];
-      route();
+      this.alpn = proto ? [proto] : [];
+      this.route();
     });
-    function onTlsError(err: Error): void {
-      if (timer) clearTimeout(timer);
-      cancel = undefined;
-      if (done) return;
-      t.destroy();
-      socket.destroy();
-      const reason = err.message === 'handshake timeout' ? 'preread_timeout' : 'tls_handshake_failed';
-      countRejected(reason);
-      l.reject(reason, { client: clientAddress }, `TLS handshake failed: ${err.message}`).log();
-      finishEarly(reason, err.message);
-    }
   }
 
   // --- route: SNI/ALPN routes, else the listener's pool ---
-  function route(): void {
-    if (stopped) return;
-    if (policy.router) {
-      const name = policy.router.route(serverName, alpn ?? []);
-      pool = l.pool(name);
-      if (!pool) return failEarly('no_route', `no route for server name ${serverName ?? '(none)'}`);
+  route(): void {
+    if (this.stopped) return;
+    const router = this.policy.router;
+    if (router) {
+      this.pool = this.l.pool(router.route(this.serverName, this.alpn ?? []));
+      if (!this.pool) return this.failEarly('no_route', `no route for server name ${this.serverName ?? '(none)'}`);
     } else {
-      pool = l.defaultPool();
+      this.pool = this.l.defaultPool();
     }
-    if (serverName) proxyHeaderTlv.authority = serverName;
-    // PP2_TYPE_ALPN is the protocol in use. In passthrough only the client's offer is known
-    // (the backend picks), so it is sent only when l4lb terminated TLS and negotiated it.
-    if (policy.certificates && alpn && alpn.length > 0) proxyHeaderTlv.alpn = alpn[0];
-    tryNext();
+    this.tryNext();
   }
 
   // --- balance + connect, retrying the next backend; wait in the pool's queue when all are full ---
-  function pickBackend(state: { full: boolean }): Backend | undefined {
-    return tried.length < l.maxTries(pool) && pool ? pool.pick({ clientAddress, clientPort }, tried, state) : undefined;
+  pickBackend(state: { full: boolean }): Backend | undefined {
+    const { pool, tried } = this;
+    return pool && tried.length < this.l.maxTries(pool) ? pool.pick(this, tried, state) : undefined;
   }
 
-  function tryNext(): void {
-    if (stopped) return;
+  tryNext(): void {
+    if (this.stopped) return;
+    const { l, pool, tried, lastError } = this;
     const queue = pool ? l.backendQueue(pool) : undefined;
     // Newcomers line up behind the connections already waiting for a slot (HAProxy's order).
     if (queue && queue.length > 0 && tried.length === 0) {
       queue.wake();
-      if (queue.length > 0) return wait(queue);
+      if (queue.length > 0) return this.wait(queue);
     }
     const state = { full: false };
-    const backend = pickBackend(state);
+    const backend = this.pickBackend(state);
     if (!backend) {
-      if (state.full && queue) return wait(queue);
+      if (state.full && queue) return this.wait(queue);
       const reason: EarlyReason =
         tried.length === 0 || !lastError
           ? 'no_backend'
@@ -333,199 +361,242 @@ export function handleConnection(l: ListenerRuntime, socket: net.Socket): void {
               ? 'backend_connect_refused'
               : 'backend_connect_failed';
       if (reason === 'no_backend') l.reject('no_backend', { pool: pool?.name }, 'no backend available').log();
-      return failEarly(reason, lastError?.message);
+      return this.failEarly(reason, lastError?.message);
     }
-    connectTo(backend);
+    this.connectTo(backend);
   }
 
-  function wait(queue: BackendQueue): void {
-    if (queue.enqueue(waiter)) {
-      queued = queue;
+  wait(queue: BackendQueue): void {
+    if (queue.enqueue(this)) {
+      this.queued = queue;
       return;
     }
-    l.reject('queue_full', { pool: pool?.name }, 'every backend is at maxConnections and the queue is full').log();
-    failEarly('queue_full', 'every backend is at maxConnections and the queue is full');
+    this.l.reject('queue_full', { pool: this.pool?.name }, 'every backend is at maxConnections and the queue is full').log();
+    this.failEarly('queue_full', 'every backend is at maxConnections and the queue is full');
   }
 
-  function connectTo(backend: Backend): void {
-    if (tried.length > 0) stats.retries++;
+  /** QueueWaiter: a slot may have freed. */
+  retry(): boolean {
+    if (this.done || this.stopped) return true;
+    const state = { full: false };
+    const backend = this.pickBackend(state);
+    if (!backend && state.full) return false;
+    this.queued = undefined;
+    if (backend) this.connectTo(backend);
+    else this.failEarly('no_backend', this.lastError?.message);
+    return true;
+  }
+
+  /** QueueWaiter: dropped from the queue unserved. */
+  expire(reason: 'queue_timeout' | 'no_backend'): void {
+    this.queued = undefined;
+    if (reason === 'queue_timeout') this.l.reject('queue_timeout', { pool: this.pool?.name }, 'gave up waiting for a backend slot').log();
+    this.failEarly(reason, reason === 'queue_timeout' ? 'every backend stayed at maxConnections for the queue timeout' : undefined);
+  }
+
+  connectTo(backend: Backend): void {
+    const { l, tried } = this;
+    if (tried.length > 0) l.stats.retries++;
     tried.push(backend);
     backend.active++; // counted from the attempt so least-connections sees dials in flight
-    const t0 = performance.now();
-    const p = pool!;
-    abortDial = dial(backend, l.config.timeouts.connectMs, dialOptions(p), (err, sock) => {
-      abortDial = undefined;
-      connectMs = performance.now() - t0;
-      if (err && isFdExhausted(err)) {
-        // l4lb's own shortage, not the backend's: no health penalty, and another backend
-        // would fail the same way. Counted and logged (rate-limited) by the host.
-        releaseBackend(backend);
-        lastError = err;
-        l.fdExhausted(err);
-        return failEarly('fd_exhausted', err.message);
-      }
-      p.recordConnectResult(backend, err === null, connectMs);
-      if (err) {
-        releaseBackend(backend);
-        lastError = err;
-        l.logBackendError(backend, p, err);
-        return tryNext();
-      }
-      stats.connectMs.observe(connectMs);
-      startRelay(backend, sock!);
-    });
+    this.dialStart = performance.now();
+    this.dialing = dial(backend, l.config.timeouts.connectMs, this.dialOptions(this.pool!), this);
+  }
+
+  /** DialOwner: the attempt on the last backend tried is over. */
+  dialed(err: ConnectError | null, sock: net.Socket | null): void {
+    const { l } = this;
+    const backend = this.dialing!.backend;
+    const p = this.pool!;
+    this.dialing = undefined;
+    this.connectMs = performance.now() - this.dialStart;
+    if (err && isFdExhausted(err)) {
+      // l4lb's own shortage, not the backend's: no health penalty, and another backend
+      // would fail the same way. Counted and logged (rate-limited) by the host.
+      this.releaseBackend(backend);
+      this.lastError = err;
+      l.fdExhausted(err);
+      return this.failEarly('fd_exhausted', err.message);
+    }
+    p.recordConnectResult(backend, err === null, this.connectMs);
+    if (err) {
+      this.releaseBackend(backend);
+      this.lastError = err;
+      l.logBackendError(backend, p, err);
+      return this.tryNext();
+    }
+    l.stats.connectMs.observe(this.connectMs);
+    this.startRelay(backend, sock!);
   }
 
   /** Gives back a slot on `backend`; a connection waiting in the pool's queue may take it. */
-  function releaseBackend(backend: Backend): void {
+  releaseBackend(backend: Backend): void {
     backend.active--;
-    if (pool) l.backendReleased(pool);
+    if (this.pool) this.l.backendReleased(this.pool);
   }
 
-  function dialOptions(p: Pool): DialOptions | undefined {
+  dialOptions(p: Pool): DialOptions | undefined {
     const pp = p.config.proxyProtocol;
     const ptls = p.config.tls;
     if (!pp && !ptls?.enabled) return undefined;
     const opts: DialOptions = {};
     if (pp) {
-      const info = proxyInfoFor(clientAddress, clientPort, destAddress ?? socket.localAddress, destPort ?? socket.localPort);
-      opts.header = pp === 'v1' ? encodeProxyV1(info) : encodeProxyV2({ ...info, ...proxyHeaderTlv });
+      const { socket } = this;
+      const info = proxyInfoFor(this.clientAddress, this.clientPort, this.destAddress ?? socket.localAddress, this.destPort ?? socket.localPort);
+      if (pp === 'v1') opts.header = encodeProxyV1(info);
+      else {
+        // PP2_TYPE_ALPN is the protocol in use. In passthrough only the client's offer is
+        // known (the backend picks), so it is sent only when l4lb terminated TLS.
+        const alpn = this.policy.certificates && this.alpn && this.alpn.length > 0 ? this.alpn[0] : undefined;
+        opts.header = encodeProxyV2({ ...info, authority: this.serverName || undefined, alpn });
+      }
     }
     if (ptls?.enabled) opts.tls = ptls;
     return opts;
   }
 
   // --- relay ---
-  function startRelay(backend: Backend, sock: net.Socket): void {
-    client.removeListener('error', onEarlyClientError);
-    socket.removeListener('error', onEarlyClientError);
+  startRelay(backend: Backend, sock: net.Socket): void {
+    const { client, socket } = this;
+    client.removeListener('error', this.onEarlyClientError);
+    socket.removeListener('error', this.onEarlyClientError);
     if (client !== socket) socket.on('error', noop); // errors surface on the TLS socket
     backend.total++;
-    const r = relay(client, sock, l.config.timeouts, (res) => finish(backend, res), head);
-    relayHandle = r;
-    relayStop = (why) => r.stop(why);
-    live.backend = backend;
+    this.backend = backend;
+    this.relayHandle = relay(client, sock, this.l.config.timeouts, this, this.head);
   }
 
-  function onEarlyClientError(): void {
-    // The client went away before relaying started.
-    stopped = true;
-    failEarly('client_aborted');
+  // --- LiveConnection ---
+  stop(reason: TerminationReason): void {
+    if (this.relayHandle) return this.relayHandle.stop(reason);
+    this.stopped = true;
+    this.failEarly('shutdown');
   }
 
-  function cancelDial(): void {
-    if (!abortDial) return;
-    abortDial();
-    abortDial = undefined;
-    releaseBackend(tried[tried.length - 1]);
+  flushBytes(): void {
+    const r = this.relayHandle;
+    if (!r || this.done) return;
+    const b = this.backend!;
+    const up = r.bytesUp - this.reportedUp;
+    const down = r.bytesDown - this.reportedDown;
+    this.reportedUp += up;
+    this.reportedDown += down;
+    b.bytesIn += up;
+    b.bytesOut += down;
+    this.l.stats.bytesUp += up;
+    this.l.stats.bytesDown += down;
   }
 
-  function admitSource(): boolean {
-    if (!policy.sourceLimits) return true;
-    const a = policy.sourceLimits.tryAdmit(clientAddress);
-    if (a.ok) {
-      releaseSource = a.release;
-      return true;
-    }
-    if (!policy.proxyTrusted) refuse(a.reason);
-    else {
-      countRejected(a.reason);
-      l.reject(a.reason, { client: clientAddress }).log();
-    }
-    return false;
+  // --- refusals ---
+  countRejected(reason: string): void {
+    this.rejected = true;
+    this.l.stats.countRejected(reason);
   }
 
   /** Refused at accept: counted as rejected, closed, logged (rate-limited). */
-  function refuse(reason: string): void {
-    countRejected(reason);
-    socket.on('error', noop);
-    socket.destroy();
-    l.reject(reason, { client: clientAddress }).log();
+  refuse(reason: string): void {
+    this.countRejected(reason);
+    this.socket.on('error', noop);
+    this.socket.destroy();
+    this.l.reject(reason, { client: this.clientAddress }).log();
   }
 
   /** Refused after the PROXY header named the real client. */
-  function rejectLate(kind: 'acl' | 'source'): void {
+  rejectLate(kind: 'acl' | 'source'): void {
     if (kind === 'acl') {
-      countRejected('acl');
-      l.reject('acl', { client: clientAddress }).log();
+      this.countRejected('acl');
+      this.l.reject('acl', { client: this.clientAddress }).log();
     }
-    failEarly(kind === 'acl' ? 'acl' : 'source_limit', `rejected by ${kind}`);
+    this.failEarly(kind === 'acl' ? 'acl' : 'source_limit', `rejected by ${kind}`);
   }
 
   // --- close ---
-  function failEarly(reason: EarlyReason, error?: string): void {
-    cancel?.();
-    cancel = undefined;
-    if (queued) {
-      queued.remove(waiter);
-      queued = undefined;
+  failEarly(reason: EarlyReason, error?: string): void {
+    this.cancel?.();
+    this.cancel = undefined;
+    if (this.queued) {
+      this.queued.remove(this);
+      this.queued = undefined;
     }
-    cancelDial();
-    client.destroy();
-    socket.destroy();
-    finishEarly(reason, error);
+    if (this.dialing) {
+      this.dialing.abort();
+      this.releaseBackend(this.dialing.backend);
+      this.dialing = undefined;
+    }
+    this.client.destroy();
+    this.socket.destroy();
+    this.finishEarly(reason, error);
   }
 
-  function finishEarly(reason: EarlyReason, error?: string): void {
-    if (done) return;
-    done = true;
-    releaseSource?.();
-    stats.active--;
-    if (!rejected) stats.countClosed(reason);
-    l.connections.delete(live);
-    l.accessLog({
-      listener: l.config.name,
-      client: clientAddress,
-      clientPort,
-      pool: pool?.name,
-      backend: tried.length ? tried[tried.length - 1].address : undefined,
-      serverName,
-      tries: tried.length,
-      retries: Math.max(0, tried.length - 1),
-      connectMs: 0,
-      durationMs: Date.now() - start,
-      bytesUp: 0,
-      bytesDown: 0,
-      closedFirst: 'proxy',
-      closeKind: 'proxy',
-      reason,
-      code: EARLY_CODES[reason],
-      error: error ?? lastError?.message,
-    });
+  finishEarly(reason: EarlyReason, error?: string): void {
+    if (this.done) return;
+    this.done = true;
+    const { l, tried } = this;
+    this.releaseSource?.();
+    l.stats.active--;
+    if (!this.rejected) l.stats.countClosed(reason);
+    l.connections.delete(this);
+    if (l.logsAccess) {
+      l.accessLog({
+        listener: l.config.name,
+        client: this.clientAddress,
+        clientPort: this.clientPort,
+        pool: this.pool?.name,
+        backend: tried.length ? tried[tried.length - 1].address : undefined,
+        serverName: this.serverName,
+        tries: tried.length,
+        retries: Math.max(0, tried.length - 1),
+        connectMs: 0,
+        durationMs: Math.round(performance.now() - this.start),
+        bytesUp: 0,
+        bytesDown: 0,
+        closedFirst: 'proxy',
+        closeKind: 'proxy',
+        reason,
+        code: EARLY_CODES[reason],
+        error: error ?? this.lastError?.message,
+      });
+    }
     l.released();
   }
 
-  function finish(backend: Backend, res: RelayResult): void {
-    if (done) return;
-    done = true;
-    releaseSource?.();
+  /** RelayOwner: both sides are closed. */
+  relayDone(res: RelayResult): void {
+    if (this.done) return;
+    this.done = true;
+    const backend = this.backend!;
+    const { l } = this;
+    const stats = l.stats;
+    this.releaseSource?.();
     backend.active--;
     // Only what earlier snapshots did not already count (see flushBytes).
-    backend.bytesIn += res.bytesUp - reportedUp;
-    backend.bytesOut += res.bytesDown - reportedDown;
+    backend.bytesIn += res.bytesUp - this.reportedUp;
+    backend.bytesOut += res.bytesDown - this.reportedDown;
     stats.active--;
-    stats.bytesUp += res.bytesUp - reportedUp;
-    stats.bytesDown += res.bytesDown - reportedDown;
+    stats.bytesUp += res.bytesUp - this.reportedUp;
+    stats.bytesDown += res.bytesDown - this.reportedDown;
     stats.countClosed(res.reason);
-    l.connections.delete(live);
-    l.accessLog({
-      listener: l.config.name,
-      client: clientAddress,
-      clientPort,
-      pool: pool?.name,
-      backend: backend.address,
-      serverName,
-      tries: tried.length,
-      retries: tried.length - 1,
-      connectMs: Math.round(connectMs * 100) / 100,
-      durationMs: Date.now() - start,
-      bytesUp: res.bytesUp,
-      bytesDown: res.bytesDown,
-      closedFirst: res.closedFirst,
-      closeKind: res.closeKind,
-      reason: res.reason,
-    });
-    if (pool) l.backendReleased(pool);
+    l.connections.delete(this);
+    if (l.logsAccess) {
+      l.accessLog({
+        listener: l.config.name,
+        client: this.clientAddress,
+        clientPort: this.clientPort,
+        pool: this.pool?.name,
+        backend: backend.address,
+        serverName: this.serverName,
+        tries: this.tried.length,
+        retries: this.tried.length - 1,
+        connectMs: Math.round(this.connectMs * 100) / 100,
+        durationMs: Math.round(performance.now() - this.start),
+        bytesUp: res.bytesUp,
+        bytesDown: res.bytesDown,
+        closedFirst: res.closedFirst,
+        closeKind: res.closeKind,
+        reason: res.reason,
+      });
+    }
+    if (this.pool) l.backendReleased(this.pool);
     l.released();
   }
 }

@@ -180,7 +180,6 @@ function errnoError(status: number, syscall: string): NodeJS.ErrnoException {
 const READING = 1;
 const READ_ENDED = 2;
 const WRITE_ENDED = 4;
-const SHUTDOWN_DONE = 8;
 const CLOSED = 16;
 /** Someone waits for the pending writes to finish (the relay, to read on). */
 const WAITING = 32;
@@ -197,15 +196,16 @@ type Listener = (...args: any[]) => void;
  * is a {@link RelaySide}: reads go into pooled buffers of its own and to the relay, which
  * writes each read through before reading again.
  *
- * Closing: after its peer's FIN was read and its own FIN sent (or right away, when end() finds
- * the read side finished and nothing queued: close() then sends the FIN, saving a shutdown).
+ * Closing: once its peer's FIN was read and its own writes and FIN were handed to libuv; when
+ * end() finds the read side finished and nothing queued, close() sends the FIN itself, saving
+ * a shutdown. 'close' (before the relay) and `relay.closed()` come on the next tick.
  */
 export class RawSocket implements RelaySide {
   readonly #h: TcpHandle;
   #relay: RelayCore | undefined = undefined;
   /** The buffer libuv reads into (pooled, see socket-reader.ts); taken when the relay binds. */
   #buffer: Buffer | undefined = undefined;
-  /** READING | READ_ENDED | WRITE_ENDED | SHUTDOWN_DONE | CLOSED | WAITING */
+  /** READING | READ_ENDED | WRITE_ENDED | CLOSED | WAITING */
   #flags = 0;
   #pendingWrites = 0;
   #peer: AddressInfo | null | undefined = undefined;
@@ -342,11 +342,11 @@ export class RawSocket implements RelaySide {
     if (this.#is(WRITE_ENDED)) return;
     this.#flags |= WRITE_ENDED;
     if (this.#is(READ_ENDED) && this.#pendingWrites === 0) return this.#close();
-    const req = new b!.ShutdownWrap();
-    req.handle = this.#h;
-    req.owner = this;
-    req.oncomplete = RawSocket.#afterShutdown;
-    const err = this.#h.shutdown(req);
+    // libuv sends the FIN once the queued writes are out. No completion callback (Node calls
+    // none for a request without `oncomplete`): the socket closes when its read side ends
+    // and its writes are out (#maybeClose), whether or not the FIN has left yet — close()
+    // sends it then, and a peer that resets shows on the read side.
+    const err = this.#h.shutdown(new b!.ShutdownWrap());
     if (err !== 0) this.#fail(err, 'shutdown');
   }
 
@@ -392,14 +392,26 @@ export class RawSocket implements RelaySide {
     process.nextTick(emitError, this, err);
   }
 
+  /**
+   * Closes the socket: uv_close() closes the descriptor at once (a queued FIN or write is
+   * dropped; close() itself sends the FIN when nothing is unread). Only the handle's memory
+   * is freed later, and no JavaScript needs to run then: no close callback is passed (it
+   * would cost a property set and a callback into JavaScript per socket). The relay hears
+   * of the close on the next tick, never from inside its own calls.
+   */
   #close(): void {
     if (this.#is(CLOSED)) return;
     this.#flags = (this.#flags | CLOSED | WRITE_ENDED) & ~READING;
-    this.#h.close(RawSocket.#onClose);
+    const h = this.#h;
+    h.owner = undefined;
+    h.close();
+    rawOpen--;
+    process.nextTick(RawSocket.#closed, this);
   }
 
+  /** Both directions are done: the FIN read, and everything (FIN included) handed to libuv. */
   #maybeClose(): void {
-    if (this.#is(READ_ENDED) && this.#is(SHUTDOWN_DONE)) this.#close();
+    if (this.#is(READ_ENDED) && this.#is(WRITE_ENDED) && this.#pendingWrites === 0) this.#close();
   }
 
   // Native callbacks: `this` is the handle or the request, which point back to the socket.
@@ -438,23 +450,16 @@ export class RawSocket implements RelaySide {
     const s = this.owner;
     s.#pendingWrites--;
     if (status < 0) return s.#fail(status, 'write');
-    if (s.#pendingWrites === 0 && s.#is(WAITING)) {
-      s.#flags &= ~WAITING;
-      s.#relay?.writable(s);
+    if (s.#pendingWrites === 0) {
+      if (s.#is(WAITING)) {
+        s.#flags &= ~WAITING;
+        s.#relay?.writable(s);
+      }
+      s.#maybeClose();
     }
   }
 
-  static #afterShutdown(this: Req, status: number): void {
-    const s = this.owner;
-    s.#flags |= SHUTDOWN_DONE;
-    if (status < 0) return s.#fail(status, 'shutdown');
-    s.#maybeClose();
-  }
-
-  static #onClose(this: TcpHandle): void {
-    const s = this.owner!;
-    this.owner = undefined;
-    rawOpen--;
+  static #closed(s: RawSocket): void {
     if (s.#relay) s.#relay.closed(s);
     else s.emit('close', false);
   }

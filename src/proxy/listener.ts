@@ -33,13 +33,15 @@ export interface ListenerPolicy {
   peekClientHello: boolean;
   router: SniRouter<string> | undefined;
   certificates: CertificateStore | undefined;
+  /** Admission reads the client's address (ACL, trusted PROXY sources, source limits). */
+  needsClientAddress: boolean;
 }
 
 /** Compiles a listener config; throws (L4lbError) on unusable certificates. */
 export function compilePolicy(c: ListenerConfig, previous?: { config: ListenerConfig; policy: ListenerPolicy }): ListenerPolicy {
   const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
   const keepLimiter = previous && same(previous.config.sourceLimits, c.sourceLimits);
-  return {
+  const policy: Omit<ListenerPolicy, 'needsClientAddress'> = {
     acl: c.acl.length > 0 || c.aclDefault === 'deny' ? new Acl(c.acl, c.aclDefault) : undefined,
     proxyTrusted: c.acceptProxy ? new Acl(c.acceptProxy.trusted.map((cidr) => ({ action: 'allow' as const, cidr })), 'deny') : undefined,
     sourceLimits: keepLimiter
@@ -59,6 +61,7 @@ export function compilePolicy(c: ListenerConfig, previous?: { config: ListenerCo
         : undefined,
     certificates: c.tls?.mode === 'terminate' ? new CertificateStore(c.tls.certificates) : undefined,
   };
+  return { ...policy, needsClientAddress: !!(policy.acl || policy.proxyTrusted || policy.sourceLimits) };
 }
 
 /** What a listener needs from the process around it. */
@@ -66,6 +69,8 @@ export interface ListenerHost {
   readonly logger: Logger;
   pool(name: string): Pool | undefined;
   accessLog(rec: AccessRecord): void;
+  /** Whether access-log lines go anywhere (`log.access` is not `off`). */
+  readonly logsAccess: boolean;
   /** Global admission (process-wide maxConnections); null = admitted. */
   admitGlobal(): string | null;
   countAcceptError(): void;
@@ -275,6 +280,11 @@ export class ListenerRuntime {
       { listener: this.config.name, pool: pool.name, backend: backend.address, code: err.code },
       err.message,
     );
+  }
+
+  /** Whether closed connections write an access-log line (else none is built). */
+  get logsAccess(): boolean {
+    return this.#host.logsAccess;
   }
 
   accessLog(rec: AccessRecord): void {

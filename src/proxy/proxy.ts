@@ -39,6 +39,11 @@ export interface StartOptions {
    * once every worker has applied a reload (docs/cluster.md). Default false.
    */
   quietReload?: boolean;
+  /**
+   * Receives every access record as an object, as well as (not instead of) `log.access`.
+   * For embedding l4lb and for tests; with neither, no record is built at all.
+   */
+  onAccess?: (record: AccessRecord) => void;
 }
 
 /** A bound listener's address. */
@@ -80,6 +85,7 @@ export class Proxy implements ListenerHost {
   readonly #fd: FdPressure;
   readonly #acceptErrorLog = new RateLimitedLog({ perInterval: 1, intervalMs: 5_000 });
   #access: AccessLog;
+  readonly #onAccess: ((record: AccessRecord) => void) | undefined;
   /** Listeners removed by a reload whose connections are still draining. */
   readonly #retired = new Map<ListenerRuntime, NodeJS.Timeout>();
   /** Tail of the reload chain: reloads run one after the other. */
@@ -96,6 +102,7 @@ export class Proxy implements ListenerHost {
     this.#reloadLogLevel = options.quietReload ? 'debug' : 'info';
     this.discovery = new PoolDiscoveries(this.logger);
     this.#access = createAccessLog(config.log.access, this.logger);
+    this.#onAccess = options.onAccess;
     this.#fd = new FdPressure(this.logger);
   }
 
@@ -305,6 +312,11 @@ export class Proxy implements ListenerHost {
 
   accessLog(rec: AccessRecord): void {
     this.#access.write(rec);
+    this.#onAccess?.(rec);
+  }
+
+  get logsAccess(): boolean {
+    return this.#access.enabled || this.#onAccess !== undefined;
   }
 
   admitGlobal(): string | null {

@@ -61,6 +61,11 @@ export interface RelayResult {
   reason: TerminationReason;
 }
 
+/** Who hears, once, that both sides are closed. */
+export interface RelayOwner {
+  relayDone(result: RelayResult): void;
+}
+
 /** What relay() returns: stop the relay (shutdown, admin action) and read its counters. */
 export interface RelayHandle {
   stop(reason: TerminationReason): void;
@@ -256,7 +261,7 @@ class Relay implements RelayCore, RelayHandle, DeadlineEntry {
   readonly client: RelaySide;
   readonly backend: RelaySide;
   readonly timeouts: RelayTimeouts;
-  readonly onDone: (result: RelayResult) => void;
+  readonly owner: RelayOwner;
   bytesUp = 0;
   bytesDown = 0;
   /** The client waits for the backend's writes to finish before reading again (and vice versa). */
@@ -280,11 +285,11 @@ class Relay implements RelayCore, RelayHandle, DeadlineEntry {
   lifetimeTimer: NodeJS.Timeout | undefined = undefined;
   guardTimer: NodeJS.Timeout | undefined = undefined;
 
-  constructor(client: RelaySide, backend: RelaySide, timeouts: RelayTimeouts, onDone: (r: RelayResult) => void) {
+  constructor(client: RelaySide, backend: RelaySide, timeouts: RelayTimeouts, owner: RelayOwner) {
     this.client = client;
     this.backend = backend;
     this.timeouts = timeouts;
-    this.onDone = onDone;
+    this.owner = owner;
   }
 
   // --- RelayCore ---
@@ -436,7 +441,7 @@ class Relay implements RelayCore, RelayHandle, DeadlineEntry {
     // Both sides are closed: nothing reads into or writes from their buffers any more.
     this.client.release();
     this.backend.release();
-    this.onDone({
+    this.owner.relayDone({
       bytesUp: this.bytesUp,
       bytesDown: this.bytesDown,
       closedFirst: this.closedFirst ?? 'proxy',
@@ -455,7 +460,7 @@ function onLifetime(r: Relay): void {
 }
 
 /**
- * Relays between `client` and `backend` until both are closed, then calls `onDone` once.
+ * Relays between `client` and `backend` until both are closed, then tells `owner` once.
  * Either may be a net.Socket or a raw socket from fast-path.ts. `head` is client data
  * already read (preread) to send to the backend first. The returned handle stops the
  * relay (shutdown, admin action).
@@ -464,12 +469,12 @@ export function relay(
   client: net.Socket,
   backend: net.Socket,
   timeouts: RelayTimeouts,
-  onDone: (result: RelayResult) => void,
+  owner: RelayOwner,
   head?: Buffer,
 ): RelayHandle {
   const c: RelaySide = isRawSocket(client) ? client : new NetSide(client);
   const b: RelaySide = isRawSocket(backend) ? backend : new NetSide(backend);
-  const r = new Relay(c, b, timeouts, onDone);
+  const r = new Relay(c, b, timeouts, owner);
   // The client first: binding the backend may hand over bytes it read while connecting.
   c.bind(r);
   b.bind(r);

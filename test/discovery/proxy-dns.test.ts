@@ -17,13 +17,8 @@ const MiB = 1024 * 1024;
 
 /** Starts a proxy from YAML, capturing its access records. */
 async function proxyFrom(yaml: string, logger: Logger = silentLogger()) {
-  const proxy = await startProxy(configFrom(yaml), { logger });
   const records: AccessRecord[] = [];
-  const orig = proxy.accessLog.bind(proxy);
-  proxy.accessLog = (r) => {
-    records.push(r);
-    orig(r);
-  };
+  const proxy = await startProxy(configFrom(yaml), { logger, onAccess: (r) => records.push(r) });
   return { proxy, port: proxy.addresses()[0].port, records };
 }
 

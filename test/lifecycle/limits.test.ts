@@ -25,13 +25,8 @@ const QUIET_MS = 300;
 async function startWith(backends: TestServer[], tweak: (c: Config) => void) {
   const cfg = configFromBackends(backends.map((b) => `127.0.0.1:${b.port}`), { accessLog: 'off' });
   tweak(cfg);
-  const proxy = await startProxy(cfg, { logger: silentLogger() });
   const records: AccessRecord[] = [];
-  const orig = proxy.accessLog.bind(proxy);
-  proxy.accessLog = (r) => {
-    records.push(r);
-    orig(r);
-  };
+  const proxy = await startProxy(cfg, { logger: silentLogger(), onAccess: (r) => records.push(r) });
   return { proxy, records, ports: proxy.addresses().map((a) => a.port) };
 }
 

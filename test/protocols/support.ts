@@ -211,12 +211,9 @@ export async function startL4lb(t: TestContext, dir: string, yaml: string): Prom
   const file = join(dir, 'l4lb.yaml');
   const parse = (text: string) => parseConfigText(`log: { access: 'off' }\n${text}`, file, {}, { baseDir: dir });
   const log = memoryLogger();
-  const proxy = await startProxy(parse(yaml), { logger: log.logger });
-  t.after(() => proxy.close());
   const records: AccessRecord[] = [];
-  proxy.accessLog = (r) => {
-    records.push(r);
-  };
+  const proxy = await startProxy(parse(yaml), { logger: log.logger, onAccess: (r) => records.push(r) });
+  t.after(() => proxy.close());
   const listener = (i = 0) => [...proxy.listeners.values()][i];
   return {
     proxy,

@@ -29,13 +29,8 @@ async function proxyFor(
 ) {
   const cfg = configFromBackends(ports.map((p) => `127.0.0.1:${p}`), { accessLog: 'off', ...o });
   Object.assign(cfg.listeners[0].timeouts, timeouts);
-  const proxy = await startProxy(cfg, { logger: silentLogger() });
   const records: AccessRecord[] = [];
-  const orig = proxy.accessLog.bind(proxy);
-  proxy.accessLog = (r) => {
-    records.push(r);
-    orig(r);
-  };
+  const proxy = await startProxy(cfg, { logger: silentLogger(), onAccess: (r) => records.push(r) });
   return { proxy, port: proxy.addresses()[0].port, records };
 }
 
@@ -245,9 +240,8 @@ test('a black-holed backend times out within connect timeout × tries, and does 
   const extra = configFromBackends([`127.0.0.1:${good.port}`]);
   cfg.listeners.push({ ...extra.listeners[0], name: 'good', pool: 'good' });
   cfg.pools.push({ ...extra.pools[0], name: 'good' });
-  const proxy = await startProxy(cfg, { logger: silentLogger() });
   const records: AccessRecord[] = [];
-  proxy.accessLog = (r) => records.push(r);
+  const proxy = await startProxy(cfg, { logger: silentLogger(), onAccess: (r) => records.push(r) });
   t.after(async () => {
     await proxy.close();
     await hole.close();
