@@ -81,6 +81,7 @@ interface Bindings {
 }
 
 const UV_EOF = -4095;
+const UV_ECONNABORTED = -103;
 
 type Slots = Record<symbol, unknown>;
 
@@ -300,6 +301,10 @@ export class RawSocket implements RelaySide {
 
   bind(relay: RelayCore): void {
     this.#relay = relay;
+    if (this.#buffer === undefined) this.#prepareRead();
+  }
+
+  #prepareRead(): void {
     this.#buffer = takeReadBuffer();
     this.#h.onread = RawSocket.#onRead;
     this.#h.useUserBuffer(this.#buffer);
@@ -406,6 +411,9 @@ export class RawSocket implements RelaySide {
     h.owner = undefined;
     h.close();
     rawOpen--;
+    // A dial that never reached the relay gives its read buffer back here (libuv reads into
+    // it no more); a relayed socket's buffer goes back through release().
+    if (this.#relay === undefined) this.release();
     process.nextTick(RawSocket.#closed, this);
   }
 
@@ -418,6 +426,13 @@ export class RawSocket implements RelaySide {
   static #onRead(this: TcpHandle): Buffer | undefined {
     const s = this.owner!;
     const n = b!.state[b!.kReadBytesOrError];
+    if (s.#relay === undefined) {
+      // Cannot happen: a dialled socket reads from its connect on, but libuv reports no read
+      // in the loop turn that completes the connect, and the relay binds in that turn's
+      // connect callback. Should it ever, the connection fails loudly rather than drop bytes.
+      s.#fail(UV_ECONNABORTED, 'read');
+      return undefined;
+    }
     if (n > 0) {
       const buf = s.#buffer!;
       if (!s.#relay!.read(s, n, buf, false)) {
@@ -491,7 +506,13 @@ export class RawSocket implements RelaySide {
       // As net.connect does: the error arrives as an event, after the caller has subscribed.
       s.#close();
       process.nextTick(emitError, s, errnoError(err, 'connect'));
+      return s;
     }
+    // Reading from now on keeps the socket in epoll through the connect: libuv would otherwise
+    // drop its interest when the connect completes and re-add it for the relay's first read
+    // (an EPOLL_CTL_ADD that fails with EEXIST, then a MOD: one more syscall per connection).
+    s.#prepareRead();
+    if (h.readStart() === 0) s.#flags |= READING;
     return s;
   }
 
