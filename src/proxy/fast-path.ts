@@ -17,6 +17,8 @@
  * - Handle methods `readStart`, `readStop`, `useUserBuffer`, `writeBuffer`, `shutdown`, `close`,
  *   `getpeername`, `getsockname`, `setNoDelay`, `connect`, `connect6`, and the `onread` /
  *   `oncomplete` callbacks with the argument order net.js uses.
+ * - `close()` without a callback calls no JavaScript later; a ShutdownWrap without `oncomplete`
+ *   reports nothing; `readStart()` works on a handle that is still connecting.
  * - net.Socket keeping its `onread` state in three own symbol-keyed properties (kBuffer,
  *   kBufferCb, kBufferGen), found by identity on probe sockets built with the public option.
  *
