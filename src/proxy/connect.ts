@@ -15,7 +15,7 @@ import type { PoolTlsConfig } from '../config/types.js';
 import type { Backend } from './backend.js';
 import { SocketReader, setReader } from './socket-reader.js';
 import { connectRaw } from './fast-path.js';
-import { deadlineList, type DeadlineEntry, type DeadlineList } from './deadlines.js';
+import { deadlineList, DeadlineEntryBase } from './deadlines.js';
 
 /** Who a dial reports to, exactly once unless aborted. */
 export interface DialOwner {
@@ -50,8 +50,8 @@ export function dial(backend: Backend, timeoutMs: number, opts: DialOptions | un
   return new Dial(backend, timeoutMs, opts, owner);
 }
 
-/** One connection attempt to a backend. */
-export class Dial implements DeadlineEntry {
+/** One connection attempt to a backend; its connect timeout is a deadline-list entry. */
+export class Dial extends DeadlineEntryBase {
   readonly backend: Backend;
   readonly opts: DialOptions | undefined;
   readonly owner: DialOwner;
@@ -60,15 +60,10 @@ export class Dial implements DeadlineEntry {
   socket: net.Socket;
   reader: SocketReader | undefined;
   done = false;
-  // The connect timeout (deadlines.ts).
-  dlPrev: DeadlineEntry | undefined = undefined;
-  dlNext: DeadlineEntry | undefined = undefined;
-  dlList: DeadlineList | undefined = undefined;
-  dlArmed = 0;
-  dlLastActive = 0;
   readonly timeoutMs: number;
 
   constructor(backend: Backend, timeoutMs: number, opts: DialOptions | undefined, owner: DialOwner) {
+    super();
     this.backend = backend;
     this.opts = opts;
     this.owner = owner;

@@ -537,17 +537,7 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
     if (!this.rejected) l.stats.countClosed(reason);
     l.connections.delete(this);
     if (l.logsAccess) {
-      l.accessLog({
-        listener: l.config.name,
-        client: this.clientAddress,
-        clientPort: this.clientPort,
-        pool: this.pool?.name,
-        backend: tried.length ? tried[tried.length - 1].address : undefined,
-        serverName: this.serverName,
-        tries: tried.length,
-        retries: Math.max(0, tried.length - 1),
-        connectMs: 0,
-        durationMs: Math.round(performance.now() - this.start),
+      this.logAccess(tried.length ? tried[tried.length - 1].address : undefined, 0, {
         bytesUp: 0,
         bytesDown: 0,
         closedFirst: 'proxy',
@@ -578,17 +568,7 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
     stats.countClosed(res.reason);
     l.connections.delete(this);
     if (l.logsAccess) {
-      l.accessLog({
-        listener: l.config.name,
-        client: this.clientAddress,
-        clientPort: this.clientPort,
-        pool: this.pool?.name,
-        backend: backend.address,
-        serverName: this.serverName,
-        tries: this.tried.length,
-        retries: this.tried.length - 1,
-        connectMs: Math.round(this.connectMs * 100) / 100,
-        durationMs: Math.round(performance.now() - this.start),
+      this.logAccess(backend.address, Math.round(this.connectMs * 100) / 100, {
         bytesUp: res.bytesUp,
         bytesDown: res.bytesDown,
         closedFirst: res.closedFirst,
@@ -598,6 +578,24 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
     }
     if (this.pool) l.backendReleased(this.pool);
     l.released();
+  }
+
+  /** One access-log line: what every ending shares, and `how` it ended. */
+  logAccess(backend: string | undefined, connectMs: number, how: Pick<AccessRecord, 'bytesUp' | 'bytesDown' | 'closedFirst' | 'closeKind' | 'reason' | 'code' | 'error'>): void {
+    const { l, tried } = this;
+    l.accessLog({
+      listener: l.config.name,
+      client: this.clientAddress,
+      clientPort: this.clientPort,
+      pool: this.pool?.name,
+      backend,
+      serverName: this.serverName,
+      tries: tried.length,
+      retries: Math.max(0, tried.length - 1),
+      connectMs,
+      durationMs: Math.round(performance.now() - this.start),
+      ...how,
+    });
   }
 }
 

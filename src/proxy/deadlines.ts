@@ -27,6 +27,16 @@ export interface DeadlineEntry {
   onDeadline(): void;
 }
 
+/** The list's fields of a {@link DeadlineEntry}, for classes to extend. */
+export abstract class DeadlineEntryBase implements DeadlineEntry {
+  dlPrev: DeadlineEntry | undefined = undefined;
+  dlNext: DeadlineEntry | undefined = undefined;
+  dlList: DeadlineList | undefined = undefined;
+  dlArmed = 0;
+  dlLastActive = 0;
+  abstract onDeadline(): void;
+}
+
 /** Entries with the same inactivity limit, sorted by armed deadline. */
 export class DeadlineList {
   readonly ms: number;

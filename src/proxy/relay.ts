@@ -27,7 +27,7 @@
 import type net from 'node:net';
 import { attachReader, isRawSocket } from './fast-path.js';
 import { SocketReader, readerOf, type ReadSink } from './socket-reader.js';
-import { deadlineList, type DeadlineEntry, type DeadlineList } from './deadlines.js';
+import { deadlineList, DeadlineEntryBase } from './deadlines.js';
 
 /** How the relay ended, in words users read in the access log. */
 export type TerminationReason =
@@ -257,7 +257,8 @@ function onClose(this: SideSocket): void {
 }
 
 /** The state of one relayed connection (and the handle relay() returns). */
-class Relay implements RelayCore, RelayHandle, DeadlineEntry {
+/** The inactivity deadline (idle, or fin once half-closed) is a deadline-list entry. */
+class Relay extends DeadlineEntryBase implements RelayCore, RelayHandle {
   readonly client: RelaySide;
   readonly backend: RelaySide;
   readonly timeouts: RelayTimeouts;
@@ -276,16 +277,11 @@ class Relay implements RelayCore, RelayHandle, DeadlineEntry {
   closeKind: RelayResult['closeKind'] = 'fin';
   reason: TerminationReason | undefined = undefined;
   reasonIsFinal = false;
-  // The inactivity deadline (idle, or fin once half-closed): see deadlines.ts.
-  dlPrev: DeadlineEntry | undefined = undefined;
-  dlNext: DeadlineEntry | undefined = undefined;
-  dlList: DeadlineList | undefined = undefined;
-  dlArmed = 0;
-  dlLastActive = 0;
   lifetimeTimer: NodeJS.Timeout | undefined = undefined;
   guardTimer: NodeJS.Timeout | undefined = undefined;
 
   constructor(client: RelaySide, backend: RelaySide, timeouts: RelayTimeouts, owner: RelayOwner) {
+    super();
     this.client = client;
     this.backend = backend;
     this.timeouts = timeouts;

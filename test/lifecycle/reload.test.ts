@@ -101,6 +101,9 @@ test('backends added, removed and reweighted take effect for new connections; op
   };
   assert.deepEqual(new Set(await ask(3)), new Set(['a']));
   const inFlight = pacedEcho(l4lb.ports[1], { chunks: 30, chunkSize: 8 * 1024, intervalMs: 20 });
+  // The long connection must reach its backend before the reload takes that backend away
+  // (otherwise l4lb may dial it after the reload, to the pool's new backend).
+  await waitFor(() => slow.accepted === 1, 5000, 'the long connection to reach its backend');
 
   // Remove a, add b and c; the pool of the long connection loses its only backend.
   assert.ok((await l4lb.reload(config([listener('main', 'p'), listener('long', 'q')], [pool('p', [b, c]), pool('q', [a])]))).ok);
