@@ -17,8 +17,9 @@ import { formatHostPort } from '../util/address.js';
 import { applyAction } from './actions.js';
 import { EventRing, DEFAULT_EVENT_CAPACITY } from './events.js';
 import type {
-  ActionResult, AdminAction, ListenerStatus, PoolStatus, StatusSnapshot, StatusSource,
+  ActionResult, AdminAction, ListenerStatus, PoolQueueStatus, PoolStatus, StatusSnapshot, StatusSource,
 } from './status.js';
+import type { BackendQueue } from '../admission/queue.js';
 
 /** Options of {@link ProxyStatusSource}. */
 export interface ProxyStatusSourceOptions {
@@ -93,9 +94,11 @@ export class ProxyStatusSource implements StatusSource {
         reloads: p.stats.reloads,
         reloadFailures: p.stats.reloadFailures,
         acceptErrors: p.stats.acceptErrors,
+        fdExhausted: p.fdExhausted,
+        heldConnections: p.heldConnections,
       },
       listeners: [...p.listeners.values()].map(listenerStatus),
-      pools: [...p.pools.values()].map((pool) => poolStatus(pool, now)),
+      pools: [...p.pools.values()].map((pool) => poolStatus(pool, now, p.backendQueue(pool))),
       events: this.events.list(),
     };
   }
@@ -220,8 +223,13 @@ function listenerStatus(l: ListenerRuntime): ListenerStatus {
   };
 }
 
-/** A pool's status at `now`. */
-export function poolStatus(pool: Pool, now = Date.now()): PoolStatus {
+/** The counters of a pool's wait queue. */
+export function queueStatus(q: BackendQueue | undefined): PoolQueueStatus | undefined {
+  return q && q.limits.size > 0 ? { waiting: q.length, queued: q.total, overflowed: q.overflowed, timedOut: q.timedOut } : undefined;
+}
+
+/** A pool's status at `now` (with its wait queue's counters when given one). */
+export function poolStatus(pool: Pool, now = Date.now(), queue?: BackendQueue): PoolStatus {
   const backends = pool.backends.map((b) => b.snapshot(now));
   return {
     name: pool.name,
@@ -230,5 +238,6 @@ export function poolStatus(pool: Pool, now = Date.now()): PoolStatus {
     discovery: pool.config.dns ? 'dns' : 'static',
     backendsUp: backends.filter((b) => b.state === 'up').length,
     backends,
+    queue: queueStatus(queue),
   };
 }

@@ -49,6 +49,18 @@ export interface ListenerStatus {
 export type BackendStatus = BackendSnapshot;
 
 /** One pool and its backends. */
+/** A pool's wait queue (connections waiting for a backend slot). */
+export interface PoolQueueStatus {
+  /** Waiting now. */
+  waiting: number;
+  /** Connections that ever waited. */
+  queued: number;
+  /** Closed because the queue was full (`queue_full`). */
+  overflowed: number;
+  /** Closed after waiting the queue timeout (`queue_timeout`). */
+  timedOut: number;
+}
+
 export interface PoolStatus {
   name: string;
   balance: BalancerName;
@@ -59,6 +71,8 @@ export interface PoolStatus {
   /** Backends in state `up`. */
   backendsUp: number;
   backends: BackendStatus[];
+  /** The wait queue for when every backend is at maxConnections; undefined without one. */
+  queue: PoolQueueStatus | undefined;
 }
 
 /** Process-wide numbers. */
@@ -73,6 +87,10 @@ export interface ProcessStatus {
   reloads: number;
   reloadFailures: number;
   acceptErrors: number;
+  /** Accepts and backend dials that failed for lack of file descriptors. */
+  fdExhausted: number;
+  /** Connections held over an accept-time limit (`overLimit: queue`) right now. */
+  heldConnections: number;
 }
 
 /** A recent notable event (backend state change, connect failures, reload…). */

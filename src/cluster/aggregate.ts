@@ -9,7 +9,8 @@
  */
 import type { Proxy } from '../proxy/proxy.js';
 import { formatHostPort } from '../util/address.js';
-import type { HistogramSnapshot } from '../admin/status.js';
+import type { HistogramSnapshot, PoolQueueStatus } from '../admin/status.js';
+import { queueStatus } from '../admin/proxy-source.js';
 import type { BackendCounters, ListenerCounters, WorkerStats } from './ipc.js';
 
 /** A worker's counters now. */
@@ -20,6 +21,8 @@ export function collectWorkerStats(proxy: Proxy): WorkerStats {
     pid: process.pid,
     activeConnections: proxy.activeConnections(),
     acceptErrors: proxy.stats.acceptErrors,
+    fdExhausted: proxy.fdExhausted,
+    heldConnections: proxy.heldConnections,
     reloads: proxy.stats.reloads,
     reloadFailures: proxy.stats.reloadFailures,
     listeners: [...proxy.listeners.values()].map((l): ListenerCounters => {
@@ -51,6 +54,7 @@ export function collectWorkerStats(proxy: Proxy): WorkerStats {
         bytesOut: b.bytesOut,
         connectMsAvg: b.connectMsAvg,
       })),
+      queue: queueStatus(proxy.backendQueue(p)),
     })),
   };
 }
@@ -59,6 +63,10 @@ export function collectWorkerStats(proxy: Proxy): WorkerStats {
 export interface ClusterTotals {
   activeConnections: number;
   acceptErrors: number;
+  fdExhausted: number;
+  heldConnections: number;
+  /** Pool wait queues by pool name (pools with a queue only). */
+  queues: Map<string, PoolQueueStatus>;
   /** By listener name. */
   listeners: Map<string, ListenerCounters>;
   /** By `pool\0backend`. */
@@ -117,6 +125,16 @@ function zeroListener(from: ListenerCounters): ListenerCounters {
   };
 }
 
+/** Adds a worker's queue counters to `into[name]` (the waiting gauge too when `gauges`). */
+function addQueue(into: Map<string, PoolQueueStatus>, name: string, q: PoolQueueStatus, gauges: boolean): void {
+  let t = into.get(name);
+  if (!t) into.set(name, (t = { waiting: 0, queued: 0, overflowed: 0, timedOut: 0 }));
+  if (gauges) t.waiting += q.waiting;
+  t.queued += q.queued;
+  t.overflowed += q.overflowed;
+  t.timedOut += q.timedOut;
+}
+
 function zeroBackend(name: string): BackendCounters {
   return { name, active: 0, total: 0, failures: 0, bytesIn: 0, bytesOut: 0, connectMsAvg: 0 };
 }
@@ -126,6 +144,8 @@ export class StatsAggregator {
   readonly #live = new Map<number, WorkerStats>();
   /** Counters of workers that exited. */
   #baseAcceptErrors = 0;
+  #baseFdExhausted = 0;
+  readonly #baseQueues = new Map<string, PoolQueueStatus>();
   readonly #baseListeners = new Map<string, ListenerCounters>();
   readonly #baseBackends = new Map<string, BackendCounters>();
 
@@ -145,6 +165,8 @@ export class StatsAggregator {
     if (!s) return;
     this.#live.delete(slot);
     this.#baseAcceptErrors += s.acceptErrors;
+    this.#baseFdExhausted += s.fdExhausted;
+    for (const p of s.pools) if (p.queue) addQueue(this.#baseQueues, p.name, p.queue, false);
     for (const l of s.listeners) {
       let b = this.#baseListeners.get(l.name);
       if (!b) this.#baseListeners.set(l.name, (b = zeroListener(l)));
@@ -173,9 +195,16 @@ export class StatsAggregator {
     const avgWeight = new Map<string, number>();
     let active = 0;
     let acceptErrors = this.#baseAcceptErrors;
+    let fdExhausted = this.#baseFdExhausted;
+    let heldConnections = 0;
+    const queues = new Map<string, PoolQueueStatus>();
+    for (const [name, q] of this.#baseQueues) queues.set(name, { ...q });
     for (const s of this.#live.values()) {
       active += s.activeConnections;
       acceptErrors += s.acceptErrors;
+      fdExhausted += s.fdExhausted;
+      heldConnections += s.heldConnections;
+      for (const p of s.pools) if (p.queue) addQueue(queues, p.name, p.queue, true);
       for (const l of s.listeners) {
         let into = listeners.get(l.name);
         if (!into) listeners.set(l.name, (into = zeroListener(l)));
@@ -203,6 +232,6 @@ export class StatsAggregator {
         }
       }
     }
-    return { activeConnections: active, acceptErrors, listeners, backends };
+    return { activeConnections: active, acceptErrors, fdExhausted, heldConnections, queues, listeners, backends };
   }
 }

@@ -10,7 +10,7 @@
  */
 import type { BackendConfig, Config } from '../config/types.js';
 import type { BoundAddress } from '../proxy/proxy.js';
-import type { HistogramSnapshot } from '../admin/status.js';
+import type { HistogramSnapshot, PoolQueueStatus } from '../admin/status.js';
 
 /** A backend as the primary sees it: its settings plus the health the primary decided. */
 export interface BackendState extends BackendConfig {
@@ -75,10 +75,12 @@ export interface WorkerStats {
   pid: number;
   activeConnections: number;
   acceptErrors: number;
+  fdExhausted: number;
+  heldConnections: number;
   reloads: number;
   reloadFailures: number;
   listeners: ListenerCounters[];
-  pools: { name: string; backends: BackendCounters[] }[];
+  pools: { name: string; backends: BackendCounters[]; queue: PoolQueueStatus | undefined }[];
 }
 
 /** A failure in plain form (error objects do not survive JSON). */

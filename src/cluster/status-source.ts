@@ -85,8 +85,12 @@ export class ClusterStatusSource implements StatusSource {
         reloads: p.reloads,
         reloadFailures: p.reloadFailures,
         acceptErrors: totals.acceptErrors,
+        fdExhausted: totals.fdExhausted,
+        heldConnections: totals.heldConnections,
       },
       listeners,
+      // Queues live in the workers: their sums replace the primary's (idle) ones.
+      pools: s.pools.map((pool) => (pool.queue ? { ...pool, queue: totals.queues.get(pool.name) ?? pool.queue } : pool)),
     };
   }
 

@@ -47,10 +47,22 @@ export const MetricNames = {
   poolBackendsUp: 'l4lb_pool_backends_up',
   /** Backends of a pool. Labels: pool. */
   poolBackends: 'l4lb_pool_backends',
+  /** Connections waiting in a pool's queue for a backend slot now. Labels: pool. */
+  poolQueueWaiting: 'l4lb_pool_queue_waiting',
+  /** Connections that waited in a pool's queue. Labels: pool. */
+  poolQueued: 'l4lb_pool_queued_total',
+  /** Connections closed because a pool's queue was full (queue_full). Labels: pool. */
+  poolQueueOverflows: 'l4lb_pool_queue_overflows_total',
+  /** Connections closed after waiting a pool's queue timeout (queue_timeout). Labels: pool. */
+  poolQueueTimeouts: 'l4lb_pool_queue_timeouts_total',
   /** Config reloads, by result. Labels: result (success, failure). */
   configReloads: 'l4lb_config_reloads_total',
   /** Errors accepting connections (EMFILE…). No labels. */
   acceptErrors: 'l4lb_accept_errors_total',
+  /** Accepts and backend dials that failed for lack of file descriptors. No labels. */
+  fdExhausted: 'l4lb_fd_exhausted_total',
+  /** Connections held over an accept-time limit (overLimit: queue) now. No labels. */
+  connectionsHeld: 'l4lb_connections_held',
   /** Admin API actions, by action and HTTP status. Labels: action, status. */
   adminActions: 'l4lb_admin_actions_total',
 } as const;

@@ -201,6 +201,27 @@ export class MetricsRegistry {
         for (const p of snap().pools) this.set({ pool: p.name }, p.backends.length);
       },
     });
+    // Pools with a queue (queue.size > 0) only.
+    new Gauge({
+      name: n.poolQueueWaiting, help: "Connections waiting in a pool's queue for a backend slot.", labelNames: ['pool'], registers: reg,
+      collect() {
+        this.reset();
+        for (const p of snap().pools) if (p.queue) this.set({ pool: p.name }, p.queue.waiting);
+      },
+    });
+    for (const [name, help, field] of [
+      [n.poolQueued, "Connections that waited in a pool's queue.", 'queued'],
+      [n.poolQueueOverflows, "Connections closed because a pool's queue was full.", 'overflowed'],
+      [n.poolQueueTimeouts, "Connections closed after waiting a pool's queue timeout.", 'timedOut'],
+    ] as const) {
+      new Counter({
+        name, help, labelNames: ['pool'], registers: reg,
+        collect() {
+          this.reset();
+          for (const p of snap().pools) if (p.queue) this.inc({ pool: p.name }, p.queue[field]);
+        },
+      });
+    }
 
     // --- process ---
     new Counter({
@@ -216,6 +237,19 @@ export class MetricsRegistry {
       collect() {
         this.reset();
         this.inc(snap().process.acceptErrors);
+      },
+    });
+    new Counter({
+      name: n.fdExhausted, help: 'Accepts and backend dials that failed for lack of file descriptors.', registers: reg,
+      collect() {
+        this.reset();
+        this.inc(snap().process.fdExhausted);
+      },
+    });
+    new Gauge({
+      name: n.connectionsHeld, help: 'Connections held over an accept-time limit (overLimit: queue).', registers: reg,
+      collect() {
+        this.set(snap().process.heldConnections);
       },
     });
     this.#adminActions = new Counter({

@@ -4,6 +4,8 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import net from 'node:net';
+import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MetricNames } from '../../src/observability/metric-names.js';
@@ -142,6 +144,53 @@ test('metrics count retries, connect failures and rejections by reason', TIMEOUT
   assert.equal(m.get('l4lb_connect_retries_total{listener="default"}'), failures, 'each failure was retried on the live backend');
   assert.equal(m.get('l4lb_connections_rejected_total{listener="default",reason="listener_limit"}'), 1);
   assert.equal(m.get('l4lb_connections_accepted_total{listener="default"}'), 6);
+});
+
+test('metrics show a pool queue filling, overflowing and timing out, and connections held over a listener limit', TIMEOUT, async (t) => {
+  const st = await startStack({
+    backends: 1,
+    tweak: (cfg) => {
+      cfg.pools[0].backends[0].maxConnections = 1;
+      cfg.pools[0].queue = { size: 1, timeoutMs: 400 };
+    },
+  });
+  t.after(() => st.close());
+  const q = (name: string) => `${name}{pool="default"}`;
+  const first = await holdConnections(st.port, 1);
+  t.after(() => first.forEach((s) => s.destroy()));
+  // The backend is full: the next client waits in the queue, the one after finds it full.
+  const waiting = net.connect({ port: st.port, host: '127.0.0.1' });
+  waiting.on('error', () => {});
+  t.after(() => waiting.destroy());
+  await waitFor(() => st.proxy.backendQueue(st.proxy.pools.get('default')!)!.length === 1, 5000, 'a client waiting');
+  let m = await scrape(st);
+  assert.equal(m.get(q('l4lb_pool_queue_waiting')), 1);
+  assert.equal(m.get(q('l4lb_pool_queued_total')), 1);
+  assert.equal(await request(st.port, 'x').catch(() => ''), '', 'the queue is full: closed');
+  // The waiting client gives up after the queue timeout.
+  await once(waiting, 'close');
+  m = await scrape(st);
+  assert.equal(m.get(q('l4lb_pool_queue_waiting')), 0);
+  assert.equal(m.get(q('l4lb_pool_queued_total')), 1);
+  assert.equal(m.get(q('l4lb_pool_queue_overflows_total')), 1);
+  assert.equal(m.get(q('l4lb_pool_queue_timeouts_total')), 1);
+  assert.equal(m.get('l4lb_connections_held'), 0);
+
+  // Over a listener limit with overLimit: queue, a client is held (unread) until a slot frees.
+  const cfg = structuredClone(st.proxy.config);
+  cfg.pools[0].queue = { size: 0, timeoutMs: 400 };
+  cfg.listeners[0].maxConnections = 1;
+  cfg.listeners[0].overLimit = 'queue';
+  await st.proxy.reload(cfg);
+  const held = net.connect({ port: st.port, host: '127.0.0.1' });
+  held.on('error', () => {});
+  t.after(() => held.destroy());
+  await waitFor(() => st.proxy.heldConnections === 1, 5000, 'a client held');
+  assert.equal((await scrape(st)).get('l4lb_connections_held'), 1);
+  first.forEach((s) => s.destroy());
+  await waitFor(() => st.proxy.heldConnections === 0, 5000, 'the held client served');
+  assert.equal((await scrape(st)).get('l4lb_connections_held'), 0);
+  assert.equal(m.get('l4lb_fd_exhausted_total'), 0);
 });
 
 test('every metric name is documented in docs/metrics.md, and /metrics exports no undocumented l4lb metric', TIMEOUT, async (t) => {

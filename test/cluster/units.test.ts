@@ -118,9 +118,13 @@ function listenerCounters(accepted: number, active: number): ListenerCounters {
 
 function stats(accepted: number, active: number, total: number, avg: number): WorkerStats {
   return {
-    at: Date.now(), pid: 1, activeConnections: active, acceptErrors: 1, reloads: 0, reloadFailures: 0,
+    at: Date.now(), pid: 1, activeConnections: active, acceptErrors: 1, fdExhausted: 2, heldConnections: active, reloads: 0, reloadFailures: 0,
     listeners: [listenerCounters(accepted, active)],
-    pools: [{ name: 'web', backends: [{ name: 'a', active, total, failures: 1, bytesIn: 5, bytesOut: 6, connectMsAvg: avg }] }],
+    pools: [{
+      name: 'web',
+      backends: [{ name: 'a', active, total, failures: 1, bytesIn: 5, bytesOut: 6, connectMsAvg: avg }],
+      queue: { waiting: active, queued: accepted, overflowed: 1, timedOut: 2 },
+    }],
   };
 }
 
@@ -136,6 +140,9 @@ test('counters are summed over workers and kept when a worker exits', () => {
   assert.equal(l.connectMs.count, 40);
   assert.equal(t.activeConnections, 5);
   assert.equal(t.acceptErrors, 2);
+  assert.equal(t.fdExhausted, 4);
+  assert.equal(t.heldConnections, 5);
+  assert.deepEqual(t.queues.get('web'), { waiting: 5, queued: 40, overflowed: 2, timedOut: 4 });
   const b = t.backends.get(backendKey('web', 'a'))!;
   assert.equal(b.total, 40);
   assert.equal(b.connectMsAvg, 4, 'average weighted by connections');
@@ -147,6 +154,9 @@ test('counters are summed over workers and kept when a worker exits', () => {
   assert.equal(t.listeners.get('main')!.active, 3, 'gauges count live workers only');
   assert.equal(t.backends.get(backendKey('web', 'a'))!.total, 41);
   assert.equal(t.acceptErrors, 3);
+  assert.equal(t.fdExhausted, 6, 'an exited worker keeps its counts');
+  assert.equal(t.heldConnections, 3, 'gauges count live workers only');
+  assert.deepEqual(t.queues.get('web'), { waiting: 3, queued: 41, overflowed: 3, timedOut: 6 });
 });
 
 test('only our own messages pass the IPC guards', () => {
