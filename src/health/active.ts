@@ -27,6 +27,7 @@ import { Defaults, type ActiveHealthConfig, type ExpectMatcher } from '../config
 import type { Backend } from '../proxy/backend.js';
 import type { Pool } from '../proxy/pool.js';
 import { compileMatcher, sendExpectCheck, tcpCheck, type CompiledMatcher } from './checks.js';
+import { encodeProxyV1, encodeProxyV2 } from '../protocol/proxy-protocol.js';
 
 /** Options of {@link ActiveHealthChecker}. */
 export interface ActiveHealthCheckerOptions {
@@ -51,6 +52,20 @@ export interface ResolvedHealthSettings {
 }
 
 const EMPTY = Buffer.alloc(0);
+
+/**
+ * What a check sends first to a pool that speaks PROXY protocol to its backends: a header
+ * for the checker's own connection (v1 `PROXY UNKNOWN`, v2 `LOCAL`), as HAProxy's
+ * `check-send-proxy` does, so that backends which require the header answer checks too.
+ */
+const CHECK_HEADERS = {
+  v1: encodeProxyV1({ command: 'LOCAL', family: 'unknown' }),
+  v2: encodeProxyV2({ command: 'LOCAL', family: 'unknown' }),
+};
+
+export function checkPreamble(proxyProtocol: 'v1' | 'v2' | undefined): Buffer | undefined {
+  return proxyProtocol ? CHECK_HEADERS[proxyProtocol] : undefined;
+}
 /** Smallest delay between two checks of one backend, whatever the jitter draws. */
 const MIN_DELAY_MS = 1;
 
@@ -261,10 +276,11 @@ export class ActiveHealthChecker {
     let check: Promise<void>;
     try {
       // `send-expect` without an expectation (the loader rejects it) degrades to a connect check.
+      const preamble = checkPreamble(this.#pool.config.proxyProtocol);
       check =
         s.type === 'send-expect' && s.expect
-          ? sendExpectCheck(host, port, s.send, this.#compiled(s.expect), s.timeoutMs, ac.signal)
-          : tcpCheck(host, port, s.timeoutMs, ac.signal);
+          ? sendExpectCheck(host, port, s.send, this.#compiled(s.expect), s.timeoutMs, ac.signal, preamble)
+          : tcpCheck(host, port, s.timeoutMs, ac.signal, preamble);
     } catch (err) {
       // An invalid expectation the loader let through: every check fails with the reason.
       check = Promise.reject(err);

@@ -123,17 +123,18 @@ function quoteText(reply: Buffer): string {
 
 /**
  * Succeeds when a TCP connection to host:port is established within `timeoutMs`,
- * then closes it at once (HAProxy's plain `check`).
+ * then closes it at once (HAProxy's plain `check`) — after writing `preamble` (a PROXY
+ * header, as HAProxy's `check-send-proxy`), when given.
  */
-export function tcpCheck(host: string, port: number, timeoutMs: number, signal?: AbortSignal): Promise<void> {
-  return probe(host, port, timeoutMs, signal, undefined, undefined);
+export function tcpCheck(host: string, port: number, timeoutMs: number, signal?: AbortSignal, preamble?: Buffer): Promise<void> {
+  return probe(host, port, timeoutMs, signal, undefined, undefined, preamble);
 }
 
 /**
  * Connects, writes `send` (when empty, nothing is written and the banner the backend
  * sends on its own is read), and succeeds once the accumulated reply matches `expect`
  * (substring or regex on the UTF-8 text, or a hex byte prefix) within `timeoutMs` —
- * one deadline for connect and reply together.
+ * one deadline for connect and reply together. `preamble` (a PROXY header) goes first.
  */
 export function sendExpectCheck(
   host: string,
@@ -142,6 +143,7 @@ export function sendExpectCheck(
   expect: ExpectMatcher | CompiledMatcher,
   timeoutMs: number,
   signal?: AbortSignal,
+  preamble?: Buffer,
 ): Promise<void> {
   let matcher: CompiledMatcher;
   try {
@@ -149,7 +151,7 @@ export function sendExpectCheck(
   } catch (err) {
     return Promise.reject(err);
   }
-  return probe(host, port, timeoutMs, signal, send, matcher);
+  return probe(host, port, timeoutMs, signal, send, matcher, preamble);
 }
 
 /** The one probe both checks share; without a matcher, a connect is success. */
@@ -160,6 +162,7 @@ function probe(
   signal: AbortSignal | undefined,
   send: Buffer | undefined,
   matcher: CompiledMatcher | undefined,
+  preamble: Buffer | undefined,
 ): Promise<void> {
   return new Promise<void>((resolve, reject) => {
     if (signal?.aborted) {
@@ -190,9 +193,13 @@ function probe(
     function onConnect(): void {
       connected = true;
       if (!matcher) {
-        settle();
+        // A connect is success; a preamble is sent whole first, so the backend sees a
+        // complete header rather than a connection cut in the middle of one.
+        if (preamble) socket.write(preamble, () => settle());
+        else settle();
         return;
       }
+      if (preamble) socket.write(preamble);
       if (send && send.length > 0) socket.write(send);
     }
     function onData(chunk: Buffer): void {

@@ -93,6 +93,42 @@ pools:
   }
 });
 
+test('health checks of a pool that sends PROXY headers send one too (v1 UNKNOWN, v2 LOCAL), so a backend that requires it answers', async (t) => {
+  const dir = await tempDir(t);
+  const np = await freePort();
+  // The same send-expect check on three pools of one nginx that requires the header: only the
+  // pools that speak PROXY to it can pass.
+  const check = `{ type: send-expect, send: "GET / HTTP/1.0\\r\\n\\r\\n", expect: "200 OK", interval: 200ms, timeout: 150ms, rise: 1, fall: 1, jitter: 0 }`;
+  const l4 = await startL4lb(
+    t,
+    dir,
+    `
+listeners:
+  - { name: v1, listen: 127.0.0.1:0, pool: v1 }
+pools:
+  - { name: v1, proxyProtocol: v1, backends: [127.0.0.1:${np}], healthCheck: ${check} }
+  - { name: v2, proxyProtocol: v2, backends: [127.0.0.1:${np}], healthCheck: ${check} }
+  - { name: plain, backends: [127.0.0.1:${np}], healthCheck: ${check} }
+`,
+  );
+  await startNginx(
+    t,
+    dir,
+    `server {
+    listen 127.0.0.1:${np} proxy_protocol;
+    location / { return 200 "ok"; }
+  }`,
+    [np],
+  );
+  const backend = (pool: string) => l4.proxy.pools.get(pool)!.backends[0];
+  await waitFor(() => ['v1', 'v2', 'plain'].every((p) => backend(p).lastCheckAt > 0), 10_000, 'checks of every pool');
+  await waitFor(() => backend('v1').healthy && backend('v2').healthy, 10_000, 'the PROXY pools healthy');
+  await waitFor(() => !backend('plain').healthy, 10_000, 'the plain pool unhealthy');
+  assert.equal(backend('v1').snapshot(Date.now()).lastCheckOk, true);
+  assert.equal(backend('v2').snapshot(Date.now()).lastCheckOk, true);
+  assert.equal(backend('plain').snapshot(Date.now()).lastCheckOk, false, 'without a header nginx refuses the request');
+});
+
 test('a v2 header sent after SNI routing carries the server name as the authority TLV', async (t) => {
   // client --TLS, SNI a.example--> l4lb (passthrough, routes by SNI) --PROXY v2 + same TLS-->
   // HAProxy (accept-proxy, terminates TLS) answering with the address and the TLV it read.
