@@ -18,7 +18,9 @@ import { relay, type RelayHandle, type RelayOwner, type RelayResult, type Termin
 import { preread, type PrereadFailure, type PrereadResult } from './preread.js';
 import type { ConnectError } from '../errors.js';
 import { ErrorCodes } from '../errors.js';
-import { encodeProxyV1, encodeProxyV2, proxyInfoFor } from '../protocol/proxy-protocol.js';
+import {
+  encodeProxyV1, encodeProxyV2, proxyInfoFor, PP2_TYPE_ALPN, PP2_TYPE_AUTHORITY, PP2_TYPE_SSL, PP2_TYPE_UNIQUE_ID, type ProxyTlv,
+} from '../protocol/proxy-protocol.js';
 import type { PickContext } from '../balancers/types.js';
 import type { BackendQueue, QueueWaiter } from '../admission/queue.js';
 import { isFdExhausted } from './limits.js';
@@ -77,6 +79,14 @@ export interface AccessRecord {
   error?: string;
 }
 
+/**
+ * TLVs of a received PROXY v2 header passed on to backends in the v2 header l4lb sends: what
+ * the sender knew of the client's connection (server name, protocol, TLS, request id). The
+ * CRC32C and NOOP TLVs belong to one header and are not copied; l4lb's own authority and ALPN
+ * (from its own TLS handling) win over received ones.
+ */
+const FORWARDED_TLVS = new Set([PP2_TYPE_ALPN, PP2_TYPE_AUTHORITY, PP2_TYPE_UNIQUE_ID, PP2_TYPE_SSL]);
+
 /** The stable error code of each early ending (docs/errors.md). */
 const EARLY_CODES: Partial<Record<EarlyReason, string>> = {
   no_backend: ErrorCodes.NO_BACKEND,
@@ -133,6 +143,8 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
   alpn: string[] | undefined = undefined;
   /** Client bytes read during preread, for the backend first. */
   head: Buffer | undefined = undefined;
+  /** TLVs of a received PROXY v2 header that l4lb passes on in the v2 header it sends. */
+  forwardTlvs: ProxyTlv[] | undefined = undefined;
   readonly tried: Backend[] = [];
   connectMs = 0;
   /** Cancels the current preread or TLS handshake stage. */
@@ -257,6 +269,8 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
       this.#port = r.proxy.sourcePort!;
       this.destAddress = r.proxy.destAddress;
       this.destPort = r.proxy.destPort;
+      const tlvs = r.proxy.tlvs.filter((x) => FORWARDED_TLVS.has(x.type));
+      if (tlvs.length > 0) this.forwardTlvs = tlvs;
     }
     this.serverName = r.serverName;
     this.alpn = r.alpn;
@@ -448,7 +462,12 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
         // PP2_TYPE_ALPN is the protocol in use. In passthrough only the client's offer is
         // known (the backend picks), so it is sent only when l4lb terminated TLS.
         const alpn = this.policy.certificates && this.alpn && this.alpn.length > 0 ? this.alpn[0] : undefined;
-        opts.header = encodeProxyV2({ ...info, authority: this.serverName || undefined, alpn });
+        const authority = this.serverName || undefined;
+        // What a received v2 header said that l4lb does not know better passes on unchanged.
+        const tlvs = this.forwardTlvs?.filter(
+          (x) => !(x.type === PP2_TYPE_AUTHORITY && authority !== undefined) && !(x.type === PP2_TYPE_ALPN && alpn !== undefined),
+        );
+        opts.header = encodeProxyV2({ ...info, authority, alpn, tlvs });
       }
     }
     if (ptls?.enabled) opts.tls = ptls;

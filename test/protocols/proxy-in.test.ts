@@ -7,6 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { connect, readAll, startServer, waitFor } from '../support/net.js';
+import { encodeProxyV2 } from '../../src/protocol/proxy-protocol.js';
 import {
   assertCountsBalance, freePort, httpGet, recordWhere, splitHttp, startHaproxy, startL4lb, tempDir,
 } from './support.js';
@@ -182,4 +183,39 @@ pools:
   assert.equal(l4.log.warns().length, 0);
   assert.equal(stats.closed.get('client_aborted'), N);
   assertCountsBalance(l4.listener());
+});
+
+test('TLVs of a received v2 header (authority, unique id) are passed on in the v2 header l4lb sends', async (t) => {
+  const dir = await tempDir(t);
+  const origin = await freePort();
+  const l4 = await startL4lb(
+    t,
+    dir,
+    `
+listeners:
+  - { name: in, listen: 127.0.0.1:0, pool: origin, acceptProxy: { trusted: [127.0.0.1/32] } }
+pools:
+  - { name: origin, proxyProtocol: v2, backends: [127.0.0.1:${origin}] }
+`,
+  );
+  // A PROXY-aware HAProxy answering with the address and the TLVs it read from l4lb's header.
+  await startHaproxy(
+    t,
+    dir,
+    `frontend origin
+  bind 127.0.0.1:${origin} accept-proxy
+  mode http
+  http-request return status 200 content-type text/plain lf-string "%ci %[fc_pp_authority] %[fc_pp_unique_id]"
+`,
+    [origin],
+  );
+  const header = encodeProxyV2({
+    command: 'PROXY', family: 'tcp4', sourceAddress: '10.1.2.3', sourcePort: 4321, destAddress: '10.0.0.1', destPort: 443,
+    authority: 'shop.example', uniqueId: Buffer.from('req-42'), crc32c: true,
+  });
+  const c = await connect(l4.port());
+  const reply = readAll(c);
+  c.write(Buffer.concat([header, Buffer.from('GET / HTTP/1.0\r\n\r\n')]));
+  const body = splitHttp((await reply).toString()).body;
+  assert.equal(body, '10.1.2.3 shop.example req-42');
 });
