@@ -109,7 +109,7 @@ export function handleConnection(l: ListenerRuntime, socket: net.Socket): void {
 /**
  * One connection, from accept to close. A class rather than a function with closures: its
  * methods are shared, so a connection costs one object (and the few callbacks the sockets
- * and timers need), not twenty closures (docs/performance.md, "Per connection").
+ * and timers need), not twenty closures (docs/performance.md, "Per connection, second pass").
  *
  * It is also what the listener tracks ({@link LiveConnection}), what balancers read
  * ({@link PickContext}), what waits in a pool's queue ({@link QueueWaiter}), and what a
