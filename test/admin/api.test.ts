@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { request, startServer, waitFor } from '../support/net.js';
-import { call, enc, holdConnections, startStack, TIMEOUT } from './helpers.js';
+import { call, enc, holdConnections, startStack, TIMEOUT, namedBackends } from './helpers.js';
 
 test('status lists listeners, pools and backends with state, health, weight, counters and connect latency', TIMEOUT, async (t) => {
   const st = await startStack({ backends: 2 });
@@ -68,9 +68,7 @@ test('drain, disable and enable change the state, answer with it, and steer new 
   const st = await startStack({
     backends: 0,
     tweak: (cfg) => {
-      cfg.pools[0].backends = [a, b].map((x, i) => ({
-        name: `b${i}`, host: '127.0.0.1', port: x.port, weight: 1, backup: false, state: 'enabled' as const, maxConnections: 0,
-      }));
+      cfg.pools[0].backends = namedBackends([a, b]);
     },
   });
   t.after(async () => {
@@ -112,9 +110,7 @@ test('weight sets the configured weight and weighted balancing follows it', TIME
     backends: 0,
     tweak: (cfg) => {
       cfg.pools[0].balance = 'weighted-round-robin';
-      cfg.pools[0].backends = [a, b].map((x, i) => ({
-        name: `b${i}`, host: '127.0.0.1', port: x.port, weight: 1, backup: false, state: 'enabled' as const, maxConnections: 0,
-      }));
+      cfg.pools[0].backends = namedBackends([a, b]);
     },
   });
   t.after(async () => {

@@ -8,7 +8,7 @@ import { startProxy, type Proxy } from '../../src/proxy/proxy.js';
 import { configFromBackends } from '../../src/config/quick.js';
 import { silentLogger } from '../../src/observability/log.js';
 import { startProxyAdmin, type AdminServer, type AdminServerOptions } from '../../src/admin/server.js';
-import type { Config } from '../../src/config/types.js';
+import type { BackendConfig, Config } from '../../src/config/types.js';
 import { startServer, type TestServer } from '../support/net.js';
 
 export interface Stack {
@@ -30,6 +30,13 @@ export interface StackOptions {
   /** Changes to the config before the proxy starts. */
   tweak?: (cfg: Config) => void;
   admin?: Partial<AdminServerOptions>;
+}
+
+/** Pool backends `b0`, `b1`… on the given servers, enabled, weight 1, no limit. */
+export function namedBackends(servers: TestServer[]): BackendConfig[] {
+  return servers.map((x, i) => ({
+    name: `b${i}`, host: '127.0.0.1', port: x.port, weight: 1, backup: false, state: 'enabled' as const, maxConnections: 0,
+  }));
 }
 
 /** Echo backends (each reply prefixed by nothing: plain echo, half-close aware). */

@@ -10,7 +10,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MetricNames } from '../../src/observability/metric-names.js';
 import { refusedPort, request, ROOT, startServer, waitFor, type TestServer } from '../support/net.js';
-import { call, enc, holdConnections, startStack, type Stack, TIMEOUT } from './helpers.js';
+import { call, enc, holdConnections, startStack, type Stack, TIMEOUT, namedBackends } from './helpers.js';
 
 /** Parses the text format into `name{labels}` → value (labels in the order printed). */
 function parseMetrics(text: string): Map<string, number> {
@@ -46,9 +46,7 @@ test('metrics count accepted connections, closes, bytes per listener and per bac
   const st = await startStack({
     backends: 0,
     tweak: (cfg) => {
-      cfg.pools[0].backends = [a, b].map((x, i) => ({
-        name: `b${i}`, host: '127.0.0.1', port: x.port, weight: 1, backup: false, state: 'enabled' as const, maxConnections: 0,
-      }));
+      cfg.pools[0].backends = namedBackends([a, b]);
     },
   });
   t.after(async () => {

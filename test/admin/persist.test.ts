@@ -2,7 +2,7 @@
  * admin.persist: changes made through the API are written back to the config file,
  * comments and all, and the rewritten file still loads with the change in it.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -14,8 +14,16 @@ import { startProxyAdmin } from '../../src/admin/server.js';
 import { startServer, type TestServer } from '../support/net.js';
 import { call, enc, TIMEOUT } from './helpers.js';
 
-async function twoBackends(): Promise<[TestServer, TestServer]> {
-  return [await startServer((s) => s.pipe(s)), await startServer((s) => s.pipe(s))];
+/** A temporary directory and two echo backends, all gone after the test. */
+async function fixture(t: TestContext): Promise<{ dir: string; a: TestServer; b: TestServer }> {
+  const dir = await mkdtemp(join(tmpdir(), 'l4lb-persist-'));
+  const [a, b] = [await startServer((s) => s.pipe(s)), await startServer((s) => s.pipe(s))];
+  t.after(async () => {
+    await a.close();
+    await b.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+  return { dir, a, b };
 }
 
 /** Starts proxy + admin from `file`, as the CLI does. */
@@ -34,13 +42,7 @@ async function fromFile(file: string) {
 }
 
 test('with persist, drain, weight, add and remove are written to the YAML file, comments kept', TIMEOUT, async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'l4lb-persist-'));
-  const [a, b] = await twoBackends();
-  t.after(async () => {
-    await a.close();
-    await b.close();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const { dir, a, b } = await fixture(t);
   const file = join(dir, 'l4lb.yaml');
   await writeFile(
     file,
@@ -106,13 +108,7 @@ pools:
 });
 
 test('with persist, a JSON config file is rewritten as JSON that still loads', TIMEOUT, async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'l4lb-persist-'));
-  const [a, b] = await twoBackends();
-  t.after(async () => {
-    await a.close();
-    await b.close();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const { dir, a, b } = await fixture(t);
   const file = join(dir, 'l4lb.json');
   await writeFile(file, JSON.stringify({
     admin: { listen: '127.0.0.1:0', persist: true },
@@ -131,13 +127,7 @@ test('with persist, a JSON config file is rewritten as JSON that still loads', T
 });
 
 test('without persist the file is left alone', TIMEOUT, async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'l4lb-persist-'));
-  const [a, b] = await twoBackends();
-  t.after(async () => {
-    await a.close();
-    await b.close();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const { dir, a, b } = await fixture(t);
   const file = join(dir, 'l4lb.yaml');
   const text = `admin: { listen: 127.0.0.1:0 }\nlog: { level: silent, access: "off" }\nlisteners: [{ listen: 127.0.0.1:0, pool: p }]\npools: [{ name: p, backends: [127.0.0.1:${a.port}, 127.0.0.1:${b.port}] }]\n`;
   await writeFile(file, text);
@@ -150,13 +140,7 @@ test('without persist the file is left alone', TIMEOUT, async (t) => {
 });
 
 test('when the file cannot express the change, nothing is applied and the answer says why', TIMEOUT, async (t) => {
-  const dir = await mkdtemp(join(tmpdir(), 'l4lb-persist-'));
-  const [a, b] = await twoBackends();
-  t.after(async () => {
-    await a.close();
-    await b.close();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const { dir, a, b } = await fixture(t);
   const file = join(dir, 'l4lb.yaml');
   const text = `x-common: &common
   - 127.0.0.1:${a.port}
