@@ -63,7 +63,7 @@ const CHECK_HEADERS = {
   v2: encodeProxyV2({ command: 'LOCAL', family: 'unknown' }),
 };
 
-export function checkPreamble(proxyProtocol: 'v1' | 'v2' | undefined): Buffer | undefined {
+function checkPreamble(proxyProtocol: 'v1' | 'v2' | undefined): Buffer | undefined {
   return proxyProtocol ? CHECK_HEADERS[proxyProtocol] : undefined;
 }
 /** Smallest delay between two checks of one backend, whatever the jitter draws. */

@@ -206,7 +206,7 @@ type Listener = (...args: any[]) => void;
 export class RawSocket implements RelaySide {
   readonly #h: TcpHandle;
   #relay: RelayCore | undefined = undefined;
-  /** The buffer libuv reads into (pooled, see socket-reader.ts); taken when the relay binds. */
+  /** The buffer libuv reads into (pooled, see socket-reader.ts); taken at connect (dialled) or when the relay binds (accepted). */
   #buffer: Buffer | undefined = undefined;
   /** READING | READ_ENDED | WRITE_ENDED | CLOSED | WAITING */
   #flags = 0;
