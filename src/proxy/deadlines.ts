@@ -70,13 +70,10 @@ export class DeadlineList {
     if (e.dlNext) e.dlNext.dlPrev = e.dlPrev;
     else this.#tail = e.dlPrev;
     e.dlPrev = e.dlNext = e.dlList = undefined;
-    // The timer stays armed when the head leaves: firing early it re-arms for the new head,
-    // which is cheaper than re-arming on every removal (how most connections leave).
-    if (--this.#size === 0 && this.#timer !== undefined) {
-      clearTimeout(this.#timer);
-      this.#timer = undefined;
-      this.#timerAt = Infinity;
-    }
+    this.#size--;
+    // The timer stays armed when the head leaves, even when the list empties: firing early it
+    // re-arms for the new head, or not at all. Re-arming on removal would cost a Node timer
+    // per connection where connections come and go faster than the limit (connect timeouts).
   }
 
   /** Sorted insert, walking from the tail: new entries (armed now) land there at once. */
