@@ -14,7 +14,7 @@ import { ConnectError, ErrorCodes } from '../errors.js';
 import type { PoolTlsConfig } from '../config/types.js';
 import type { Backend } from './backend.js';
 import { SocketReader, setReader } from './socket-reader.js';
-import { connectRaw } from './fast-path.js';
+import { connectRaw, type DialWatcher } from './fast-path.js';
 import { deadlineList, DeadlineEntryBase } from './deadlines.js';
 
 /** Who a dial reports to, exactly once unless aborted. */
@@ -51,7 +51,7 @@ export function dial(backend: Backend, timeoutMs: number, opts: DialOptions | un
 }
 
 /** One connection attempt to a backend; its connect timeout is a deadline-list entry. */
-export class Dial extends DeadlineEntryBase {
+export class Dial extends DeadlineEntryBase implements DialWatcher {
   readonly backend: Backend;
   readonly opts: DialOptions | undefined;
   readonly owner: DialOwner;
@@ -71,16 +71,19 @@ export class Dial extends DeadlineEntryBase {
     // A plain backend is a raw socket when the fast path is on (fast-path.ts), else a net.Socket
     // reading into buffers of its own (public `onread` option; socket-reader.ts), which relay()
     // finds through the socket. TLS reads through its own layer instead.
-    const fast = opts?.tls ? undefined : connectRaw(backend.host, backend.port);
+    const fast = opts?.tls ? undefined : connectRaw(backend.host, backend.port, this);
     const reader = opts?.tls || fast ? undefined : new SocketReader();
     const raw: DialSocket = fast ?? net.connect({ host: backend.host, port: backend.port, allowHalfOpen: true, noDelay: true, onread: reader?.onread });
-    if (reader) setReader(raw, reader);
     this.reader = reader;
     this.raw = raw;
     this.socket = raw;
-    raw[kDial] = this;
-    raw.once('connect', onConnect);
-    raw.once('error', onError);
+    if (!fast) {
+      // A raw socket calls connected() or failed() itself.
+      if (reader) setReader(raw, reader);
+      raw[kDial] = this;
+      raw.once('connect', onConnect);
+      raw.once('error', onError);
+    }
     if (timeoutMs > 0) deadlineList(timeoutMs).add(this);
   }
 

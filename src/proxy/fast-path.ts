@@ -194,8 +194,8 @@ type Listener = (...args: any[]) => void;
  *
  * Before the relay it stands in for a net.Socket in the connection pipeline and implements
  * that part of net.Socket: the address getters, `destroy()`, `destroyed`, `write(buf)` (the
- * PROXY header), and the events 'connect' and 'error' while dialling and 'close' after
- * destroy(). It is not read before the relay binds it (as a paused net.Socket). Once bound it
+ * PROXY header), and the events 'error' and 'close' (after destroy()); a dial reports to its
+ * {@link DialWatcher} instead of emitting 'connect' and 'error'. It is not read before the relay binds it (as a paused net.Socket). Once bound it
  * is a {@link RelaySide}: reads go into pooled buffers of its own and to the relay, which
  * writes each read through before reading again.
  *
@@ -211,9 +211,14 @@ export class RawSocket implements RelaySide {
   /** READING | READ_ENDED | WRITE_ENDED | CLOSED | WAITING */
   #flags = 0;
   #pendingWrites = 0;
+  /** The last view written from (see #viewOf) and the buffer it looks into. */
+  #view: Buffer | undefined = undefined;
+  #viewSrc: Buffer | undefined = undefined;
   #peer: AddressInfo | null | undefined = undefined;
   #local: AddressInfo | null | undefined = undefined;
 
+  /** Who hears how the dial of a dialled socket ends (instead of 'connect'/'error' listeners). */
+  #watcher: DialWatcher | undefined = undefined;
   /** Listeners of 'connect', 'error' and 'close', made on first use. */
   #listeners: Array<{ event: string; fn: Listener; once: boolean }> | undefined = undefined;
 
@@ -327,18 +332,24 @@ export class RawSocket implements RelaySide {
 
   send(buf: Buffer, n: number, _owned: boolean): boolean {
     if (this.#is(WRITE_ENDED)) return true;
-    const req = new b!.WriteWrap();
-    req.handle = this.#h;
-    req.owner = this;
-    req.oncomplete = RawSocket.#afterWrite;
-    const data = n === buf.length ? buf : buf.subarray(0, n);
+    const data = n === buf.length ? buf : this.#viewOf(buf, n);
+    // A write that completes at once leaves its request object untouched (Node binds it to a
+    // native write request only when the write goes async), so one serves every such write.
+    const req = RawSocket.#spareWrite ?? RawSocket.#newWrite();
     const err = this.#h.writeBuffer(req, data);
     if (err !== 0) {
+      RawSocket.#spareWrite = undefined;
       this.#fail(err, 'write');
       return true;
     }
-    if (b!.state[b!.kLastWriteWasAsync] === 0) return true;
-    // libuv still reads from `data`: keep it referenced until the write completes.
+    if (b!.state[b!.kLastWriteWasAsync] === 0) {
+      RawSocket.#spareWrite = req;
+      return true;
+    }
+    // In flight: the request is the write's own now. libuv still reads from `data`: keep it
+    // referenced until the write completes.
+    RawSocket.#spareWrite = undefined;
+    req.owner = this;
     req.buffer = data;
     this.#pendingWrites++;
     this.#flags |= WAITING;
@@ -369,6 +380,23 @@ export class RawSocket implements RelaySide {
   }
 
   // --- internals ---
+  /** The request object for the next write (see send()). */
+  static #spareWrite: Req | undefined = undefined;
+
+  static #newWrite(): Req {
+    const req = new b!.WriteWrap();
+    req.oncomplete = RawSocket.#afterWrite;
+    return req;
+  }
+
+  /** The first `n` bytes of `buf`: the last such view when it matches (requests of one size repeat). */
+  #viewOf(buf: Buffer, n: number): Buffer {
+    const v = this.#view;
+    if (v !== undefined && v.length === n && this.#viewSrc === buf) return v;
+    this.#viewSrc = buf;
+    return (this.#view = buf.subarray(0, n));
+  }
+
   #is(bit: number): boolean {
     return (this.#flags & bit) !== 0;
   }
@@ -404,7 +432,8 @@ export class RawSocket implements RelaySide {
    * dropped; close() itself sends the FIN when nothing is unread). Only the handle's memory
    * is freed later, and no JavaScript needs to run then: no close callback is passed (it
    * would cost a property set and a callback into JavaScript per socket). The relay hears
-   * of the close on the next tick, never from inside its own calls.
+   * of the close on the next tick, never from inside its own calls; the sockets closed in one
+   * tick share one nextTick (usually both sides of a connection).
    */
   #close(): void {
     if (this.#is(CLOSED)) return;
@@ -416,7 +445,20 @@ export class RawSocket implements RelaySide {
     // A dial that never reached the relay gives its read buffer back here (libuv reads into
     // it no more); a relayed socket's buffer goes back through release().
     if (this.#relay === undefined) this.release();
-    process.nextTick(RawSocket.#closed, this);
+    if (RawSocket.#closing.push(this) === 1) process.nextTick(RawSocket.#drainClosing);
+  }
+
+  /** Sockets closed since the last tick, and an empty list to swap in while they are told. */
+  static #closing: RawSocket[] = [];
+  static #closingSpare: RawSocket[] = [];
+
+  static #drainClosing(): void {
+    const q = RawSocket.#closing;
+    // Closes caused by telling these queue into the other list, for the next tick.
+    RawSocket.#closing = RawSocket.#closingSpare;
+    for (let i = 0; i < q.length; i++) RawSocket.#closed(q[i]);
+    q.length = 0;
+    RawSocket.#closingSpare = q;
   }
 
   /** Both directions are done: the FIN read, and everything (FIN included) handed to libuv. */
@@ -483,20 +525,29 @@ export class RawSocket implements RelaySide {
 
   static #afterConnect(this: Req, status: number): void {
     const s = this.owner;
+    const w = s.#watcher!;
+    s.#watcher = undefined;
     if (s.#is(CLOSED)) return; // aborted
     if (status < 0) {
       s.#close();
-      emitError(s, errnoError(status, 'connect'));
+      w.failed(errnoError(status, 'connect'));
       return;
     }
     s.#h.setNoDelay(true);
-    s.emit('connect');
+    w.connected();
+  }
+
+  static #connectFailed(s: RawSocket, err: NodeJS.ErrnoException): void {
+    const w = s.#watcher!;
+    s.#watcher = undefined;
+    w.failed(err);
   }
 
   /** @internal Dials `host:port` (an IP address) on a new handle; see {@link connectRaw}. */
-  static connect(host: string, port: number, family: 4 | 6): RawSocket {
+  static connect(host: string, port: number, family: 4 | 6, watcher: DialWatcher): RawSocket {
     const h = new b!.TCP(b!.SOCKET);
     const s = new RawSocket(h);
+    s.#watcher = watcher;
     const req = new b!.TCPConnectWrap();
     req.oncomplete = RawSocket.#afterConnect;
     req.owner = s;
@@ -505,9 +556,9 @@ export class RawSocket implements RelaySide {
     req.port = port;
     const err = family === 6 ? h.connect6(req, host, port) : h.connect(req, host, port);
     if (err !== 0) {
-      // As net.connect does: the error arrives as an event, after the caller has subscribed.
+      // As net.connect does: the error arrives later, once the caller holds the socket.
       s.#close();
-      process.nextTick(emitError, s, errnoError(err, 'connect'));
+      process.nextTick(RawSocket.#connectFailed, s, errnoError(err, 'connect'));
       return s;
     }
     // Reading from now on keeps the socket in epoll through the connect: libuv would otherwise
@@ -530,17 +581,24 @@ function emitError(s: RawSocket, err: Error): void {
   if (s.listenerCount('error') > 0) s.emit('error', err);
 }
 
+/** Hears once how a {@link connectRaw} dial ended (never from inside connectRaw itself). */
+export interface DialWatcher {
+  connected(): void;
+  failed(err: NodeJS.ErrnoException): void;
+}
+
 /**
  * Dials `host:port` on a raw socket when the fast path is on and `host` is an IP address;
- * undefined otherwise (the caller uses net.connect). Emits 'connect' or 'error' once, as a
- * net.Socket does; destroy() aborts. The socket is typed as net.Socket for the dial and
- * connection code, which only use the part RawSocket implements (see its doc).
+ * undefined otherwise (the caller uses net.connect). Tells `watcher` once whether it connected
+ * (a method call rather than the 'connect' and 'error' events of a net.Socket: no listener
+ * records per dial); nothing after destroy(). The socket is typed as net.Socket for the dial
+ * and connection code, which only use the part RawSocket implements (see its doc).
  */
-export function connectRaw(host: string, port: number): net.Socket | undefined {
+export function connectRaw(host: string, port: number, watcher: DialWatcher): net.Socket | undefined {
   if (bindings() === undefined) return undefined;
   const family = net.isIP(host);
   if (family === 0) return undefined;
-  return RawSocket.connect(host, port, family === 6 ? 6 : 4) as unknown as net.Socket;
+  return RawSocket.connect(host, port, family === 6 ? 6 : 4, watcher) as unknown as net.Socket;
 }
 
 let rawOpen = 0;
