@@ -10,6 +10,7 @@
  */
 import type { AdminState, BackendConfig } from '../config/types.js';
 import type { Candidate } from '../balancers/types.js';
+import { isIP } from 'node:net';
 import { formatHostPort } from '../util/address.js';
 
 export type BackendState = 'up' | 'down' | 'draining' | 'disabled';
@@ -22,6 +23,8 @@ export class Backend implements Candidate {
   readonly host: string;
   readonly port: number;
   readonly address: string;
+  /** 4 or 6 when `host` is an IP address, 0 for a name (resolved when dialled). */
+  readonly ipFamily: 0 | 4 | 6;
   backup: boolean;
   /** Configured weight. */
   configuredWeight: number;
@@ -57,6 +60,7 @@ export class Backend implements Candidate {
     this.host = cfg.host;
     this.port = cfg.port;
     this.address = formatHostPort(cfg.host, cfg.port);
+    this.ipFamily = isIP(cfg.host) as 0 | 4 | 6;
     this.backup = cfg.backup;
     this.configuredWeight = cfg.weight;
     this.admin = cfg.state;

@@ -71,7 +71,7 @@ export class Dial extends DeadlineEntryBase implements DialWatcher {
     // A plain backend is a raw socket when the fast path is on (fast-path.ts), else a net.Socket
     // reading into buffers of its own (public `onread` option; socket-reader.ts), which relay()
     // finds through the socket. TLS reads through its own layer instead.
-    const fast = opts?.tls ? undefined : connectRaw(backend.host, backend.port, this);
+    const fast = opts?.tls ? undefined : connectRaw(backend.host, backend.port, backend.ipFamily, this);
     const reader = opts?.tls || fast ? undefined : new SocketReader();
     const raw: DialSocket = fast ?? net.connect({ host: backend.host, port: backend.port, allowHalfOpen: true, noDelay: true, onread: reader?.onread });
     this.reader = reader;

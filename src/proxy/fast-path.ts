@@ -588,17 +588,16 @@ export interface DialWatcher {
 }
 
 /**
- * Dials `host:port` on a raw socket when the fast path is on and `host` is an IP address;
- * undefined otherwise (the caller uses net.connect). Tells `watcher` once whether it connected
- * (a method call rather than the 'connect' and 'error' events of a net.Socket: no listener
- * records per dial); nothing after destroy(). The socket is typed as net.Socket for the dial
- * and connection code, which only use the part RawSocket implements (see its doc).
+ * Dials `host:port` on a raw socket when the fast path is on and `host` is an IP address of
+ * `family` (`net.isIP(host)`, known in advance: 0 for a name); undefined otherwise (the
+ * caller uses net.connect). Tells `watcher` once whether it connected (a method call rather
+ * than the 'connect' and 'error' events of a net.Socket: no listener records per dial);
+ * nothing after destroy(). The socket is typed as net.Socket for the dial and connection
+ * code, which only use the part RawSocket implements (see its doc).
  */
-export function connectRaw(host: string, port: number, watcher: DialWatcher): net.Socket | undefined {
-  if (bindings() === undefined) return undefined;
-  const family = net.isIP(host);
-  if (family === 0) return undefined;
-  return RawSocket.connect(host, port, family === 6 ? 6 : 4, watcher) as unknown as net.Socket;
+export function connectRaw(host: string, port: number, family: 0 | 4 | 6, watcher: DialWatcher): net.Socket | undefined {
+  if (family === 0 || bindings() === undefined) return undefined;
+  return RawSocket.connect(host, port, family, watcher) as unknown as net.Socket;
 }
 
 let rawOpen = 0;

@@ -314,7 +314,7 @@ test('a raw socket emits to its listeners in order, once-listeners once, removed
     return;
   }
   // connectRaw to a port nobody listens on gives a socket without connecting anything yet.
-  const s = connectRaw('127.0.0.1', 9, { connected() {}, failed() {} })!;
+  const s = connectRaw('127.0.0.1', 9, 4, { connected() {}, failed() {} })!;
   const calls: string[] = [];
   const a = () => calls.push('a');
   const b = () => calls.push('b');
