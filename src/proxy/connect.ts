@@ -54,9 +54,10 @@ export function dial(backend: Backend, timeoutMs: number, opts: DialOptions | un
 export class Dial extends DeadlineEntryBase implements DialWatcher {
   readonly backend: Backend;
   readonly opts: DialOptions | undefined;
-  readonly owner: DialOwner;
+  /** Owner and sockets: let go of once the dial succeeded (see succeed()). */
+  owner: DialOwner;
   /** The TCP socket; `socket` is the TLS socket over it once TLS starts. */
-  readonly raw: DialSocket;
+  raw: DialSocket;
   socket: net.Socket;
   reader: SocketReader | undefined;
   done = false;
@@ -133,7 +134,13 @@ export class Dial extends DeadlineEntryBase implements DialWatcher {
     this.done = true;
     this.dlList?.remove(this);
     this.raw[kDial] = undefined;
-    this.owner.dialed(null, s);
+    const owner = this.owner;
+    // The socket is the owner's now. Let go of both, as a finished relay does (Relay.letGo in
+    // relay.ts says why): a dial is done with once it succeeded.
+    this.owner = NO_OWNER;
+    this.raw = this.socket = ENDED_SOCKET;
+    this.reader = undefined;
+    owner.dialed(null, s);
   }
 
   fail(err: ConnectError): void {
@@ -157,6 +164,13 @@ export class Dial extends DeadlineEntryBase implements DialWatcher {
     this.reader?.release(); // destroyed: libuv reads into it no more
   }
 }
+
+/**
+ * What finished objects point at instead of the socket they no longer need (Dial, Connection):
+ * a net.Socket that never connects, so every method and getter stays safe to call.
+ */
+export const ENDED_SOCKET: net.Socket = new net.Socket();
+const NO_OWNER: DialOwner = { dialed() {} };
 
 // Socket listeners shared by every dial: `this` is the socket.
 function onConnect(this: DialSocket): void {

@@ -13,7 +13,7 @@ import tls from 'node:tls';
 import type { Backend } from './backend.js';
 import type { Pool } from './pool.js';
 import type { ListenerRuntime, ListenerPolicy } from './listener.js';
-import { dial, type Dial, type DialOptions, type DialOwner } from './connect.js';
+import { dial, ENDED_SOCKET, type Dial, type DialOptions, type DialOwner } from './connect.js';
 import { relay, type RelayHandle, type RelayOwner, type RelayResult, type TerminationReason } from './relay.js';
 import { preread, type PrereadFailure, type PrereadResult } from './preread.js';
 import type { ConnectError } from '../errors.js';
@@ -118,7 +118,7 @@ export function handleConnection(l: ListenerRuntime, socket: net.Socket): void {
 class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner, RelayOwner {
   readonly l: ListenerRuntime;
   readonly policy: ListenerPolicy;
-  readonly socket: net.Socket;
+  socket: net.Socket;
   /** The client side: `socket`, or the TLS socket over it when l4lb terminates TLS. */
   client: net.Socket;
   readonly start = performance.now();
@@ -597,6 +597,9 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
     }
     if (this.pool) l.backendReleased(this.pool);
     l.released();
+    // Let go of the relay and the sockets, as the relay does (Relay.letGo in relay.ts says why).
+    this.relayHandle = undefined;
+    this.socket = this.client = ENDED_SOCKET;
   }
 
   /** One access-log line: what every ending shares, and `how` it ended. */

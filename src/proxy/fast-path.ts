@@ -61,11 +61,9 @@ interface AddressInfo {
 }
 interface Req {
   oncomplete: (this: Req, status: number) => void;
-  handle: TcpHandle;
-  owner: RawSocket;
+  /** The socket it is for (cleared once a connect completes: see #afterConnect). */
+  owner: RawSocket | undefined;
   buffer?: Uint8Array;
-  address?: string;
-  port?: number;
 }
 interface Bindings {
   TCP: new (type: number) => TcpHandle;
@@ -386,6 +384,7 @@ export class RawSocket implements RelaySide {
   static #newWrite(): Req {
     const req = new b!.WriteWrap();
     req.oncomplete = RawSocket.#afterWrite;
+    req.owner = undefined;
     return req;
   }
 
@@ -506,7 +505,7 @@ export class RawSocket implements RelaySide {
   }
 
   static #afterWrite(this: Req, status: number): void {
-    const s = this.owner;
+    const s = this.owner!;
     s.#pendingWrites--;
     if (status < 0) return s.#fail(status, 'write');
     if (s.#pendingWrites === 0) {
@@ -519,12 +518,19 @@ export class RawSocket implements RelaySide {
   }
 
   static #closed(s: RawSocket): void {
-    if (s.#relay) s.#relay.closed(s);
-    else s.emit('close', false);
+    const relay = s.#relay;
+    if (relay === undefined) return void s.emit('close', false);
+    // Told: let go of the relay and the last view (see Relay.letGo in relay.ts).
+    s.#relay = undefined;
+    s.#view = s.#viewSrc = undefined;
+    relay.closed(s);
   }
 
   static #afterConnect(this: Req, status: number): void {
-    const s = this.owner;
+    const s = this.owner!;
+    // Let go of the socket (see Relay.letGo in relay.ts: a request promoted while the connect
+    // was in flight would otherwise keep the socket's younger objects alive).
+    this.owner = undefined;
     const w = s.#watcher!;
     s.#watcher = undefined;
     if (s.#is(CLOSED)) return; // aborted
@@ -551,9 +557,6 @@ export class RawSocket implements RelaySide {
     const req = new b!.TCPConnectWrap();
     req.oncomplete = RawSocket.#afterConnect;
     req.owner = s;
-    req.handle = h;
-    req.address = host;
-    req.port = port;
     const err = family === 6 ? h.connect6(req, host, port) : h.connect(req, host, port);
     if (err !== 0) {
       // As net.connect does: the error arrives later, once the caller holds the socket.
