@@ -193,9 +193,10 @@ type Listener = (...args: any[]) => void;
  * Before the relay it stands in for a net.Socket in the connection pipeline and implements
  * that part of net.Socket: the address getters, `destroy()`, `destroyed`, `write(buf)` (the
  * PROXY header), and the events 'error' and 'close' (after destroy()); a dial reports to its
- * {@link DialWatcher} instead of emitting 'connect' and 'error'. It is not read before the relay binds it (as a paused net.Socket). Once bound it
- * is a {@link RelaySide}: reads go into pooled buffers of its own and to the relay, which
- * writes each read through before reading again.
+ * {@link DialWatcher} instead of emitting 'connect' and 'error'. It is not read before the
+ * relay binds it (as a paused net.Socket). Once bound it is a {@link RelaySide}: reads go into
+ * pooled buffers of its own and to the relay, which writes each read through before reading
+ * again.
  *
  * Closing: once its peer's FIN was read and its own writes and FIN were handed to libuv; when
  * end() finds the read side finished and nothing queued, close() sends the FIN itself, saving
@@ -217,7 +218,7 @@ export class RawSocket implements RelaySide {
 
   /** Who hears how the dial of a dialled socket ends (instead of 'connect'/'error' listeners). */
   #watcher: DialWatcher | undefined = undefined;
-  /** Listeners of 'connect', 'error' and 'close', made on first use. */
+  /** Listeners of 'error' and 'close', made on first use. */
   #listeners: Array<{ event: string; fn: Listener; once: boolean }> | undefined = undefined;
 
   constructor(handle: TcpHandle) {
@@ -531,8 +532,7 @@ export class RawSocket implements RelaySide {
     // Let go of the socket (see Relay.letGo in relay.ts: a request promoted while the connect
     // was in flight would otherwise keep the socket's younger objects alive).
     this.owner = undefined;
-    const w = s.#watcher!;
-    s.#watcher = undefined;
+    const w = s.#takeWatcher();
     if (s.#is(CLOSED)) return; // aborted
     if (status < 0) {
       s.#close();
@@ -544,9 +544,14 @@ export class RawSocket implements RelaySide {
   }
 
   static #connectFailed(s: RawSocket, err: NodeJS.ErrnoException): void {
-    const w = s.#watcher!;
-    s.#watcher = undefined;
-    w.failed(err);
+    s.#takeWatcher().failed(err);
+  }
+
+  /** The dial's watcher, told once: the socket forgets it. */
+  #takeWatcher(): DialWatcher {
+    const w = this.#watcher!;
+    this.#watcher = undefined;
+    return w;
   }
 
   /** @internal Dials `host:port` (an IP address) on a new handle; see {@link connectRaw}. */

@@ -259,7 +259,7 @@ function onClose(this: SideSocket): void {
 /** The state of one relayed connection (and the handle relay() returns). */
 /** The inactivity deadline (idle, or fin once half-closed) is a deadline-list entry. */
 class Relay extends DeadlineEntryBase implements RelayCore, RelayHandle {
-  /** The two sides, and the owner: let go of once finished (see #letGo). */
+  /** The two sides, and the owner: let go of once finished (see letGo()). */
   client: RelaySide;
   backend: RelaySide;
   readonly timeouts: RelayTimeouts;
@@ -452,8 +452,9 @@ class Relay extends DeadlineEntryBase implements RelayCore, RelayHandle {
    * A finished relay stops pointing at its sockets and owner. Should it have been promoted to
    * V8's old generation while it ran, it stays there, dead, until the next full GC, and every
    * young object it still pointed at would be kept alive (and promoted in turn) by each young
-   * GC until then. Measured: half of the bytes promoted per connection (docs/performance.md,
-   * "Per connection, third pass").
+   * GC until then. Measured together with the connection, the dial and the connect request
+   * letting go likewise: the bytes promoted per connection more than halved
+   * (docs/performance.md, "Per connection, third pass").
    */
   letGo(): void {
     this.client = this.backend = ENDED_SIDE;
