@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { connect, readAll, startServer, waitFor } from '../support/net.js';
 import { encodeProxyV2 } from '../../src/protocol/proxy-protocol.js';
 import {
-  assertCountsBalance, freePort, httpGet, recordWhere, splitHttp, startHaproxy, startL4lb, tempDir,
+  assertCountsBalance, freePort, httpGet, proxyEchoFrontend, recordWhere, splitHttp, startHaproxy, startL4lb, tempDir,
 } from './support.js';
 
 test('l4lb behind HAProxy sees, filters and forwards the client named in PROXY v1 and v2 headers', async (t) => {
@@ -49,11 +49,7 @@ frontend edge_v2
 backend l4lb_v2
   mode tcp
   server l4lb 127.0.0.1:${l4port} send-proxy-v2
-frontend origin
-  bind 127.0.0.1:${origin} accept-proxy
-  mode http
-  http-request return status 200 content-type text/plain lf-string "%ci:%cp %fi:%fp"
-`,
+${proxyEchoFrontend(origin, '%ci:%cp %fi:%fp')}`,
     [edgeV1, edgeV2, origin],
   );
 
@@ -199,16 +195,7 @@ pools:
 `,
   );
   // A PROXY-aware HAProxy answering with the address and the TLVs it read from l4lb's header.
-  await startHaproxy(
-    t,
-    dir,
-    `frontend origin
-  bind 127.0.0.1:${origin} accept-proxy
-  mode http
-  http-request return status 200 content-type text/plain lf-string "%ci %[fc_pp_authority] %[fc_pp_unique_id]"
-`,
-    [origin],
-  );
+  await startHaproxy(t, dir, proxyEchoFrontend(origin, '%ci %[fc_pp_authority] %[fc_pp_unique_id]'), [origin]);
   const header = encodeProxyV2({
     command: 'PROXY', family: 'tcp4', sourceAddress: '10.1.2.3', sourcePort: 4321, destAddress: '10.0.0.1', destPort: 443,
     authority: 'shop.example', uniqueId: Buffer.from('req-42'), crc32c: true,

@@ -13,7 +13,8 @@ import { join } from 'node:path';
 import { decodeProxyHeader } from '../../src/protocol/proxy-protocol.js';
 import { startServer, waitFor } from '../support/net.js';
 import {
-  freePort, httpGet, tlsOptions, selfSigned, splitHttp, startHaproxy, startL4lb, startNginx, tempDir,
+  freePort, httpGet, proxyEchoFrontend, proxyProtocolServer, tlsOptions, selfSigned, splitHttp, startHaproxy, startL4lb, startNginx,
+  tempDir,
 } from './support.js';
 
 /** Client source address: not the proxy's own 127.0.0.1, so a peer echoing it proves the header was used. */
@@ -36,16 +37,7 @@ pools:
   - { name: v2, proxyProtocol: v2, backends: [127.0.0.1:${hp}] }
 `,
   );
-  await startHaproxy(
-    t,
-    dir,
-    `frontend origin
-  bind 127.0.0.1:${hp} accept-proxy
-  mode http
-  http-request return status 200 content-type text/plain lf-string "%ci:%cp"
-`,
-    [hp],
-  );
+  await startHaproxy(t, dir, proxyEchoFrontend(hp, '%ci:%cp'), [hp]);
   for (const [i, version] of ['v1', 'v2'].entries()) {
     await t.test(`with ${version}`, async () => {
       const r = await httpGet(l4.port(i), CLIENT);
@@ -75,15 +67,7 @@ pools:
   - { name: v2, proxyProtocol: v2, backends: [127.0.0.1:${np}] }
 `,
   );
-  await startNginx(
-    t,
-    dir,
-    `server {
-    listen 127.0.0.1:${np} proxy_protocol;
-    location / { return 200 "$proxy_protocol_addr:$proxy_protocol_port"; }
-  }`,
-    [np],
-  );
+  await startNginx(t, dir, proxyProtocolServer(np, '$proxy_protocol_addr:$proxy_protocol_port'), [np]);
   for (const [i, version] of ['v1', 'v2'].entries()) {
     await t.test(`with ${version}`, async () => {
       const r = await httpGet(l4.port(i), CLIENT);
@@ -111,15 +95,7 @@ pools:
   - { name: plain, backends: [127.0.0.1:${np}], healthCheck: ${check} }
 `,
   );
-  await startNginx(
-    t,
-    dir,
-    `server {
-    listen 127.0.0.1:${np} proxy_protocol;
-    location / { return 200 "ok"; }
-  }`,
-    [np],
-  );
+  await startNginx(t, dir, proxyProtocolServer(np, 'ok'), [np]);
   const backend = (pool: string) => l4.proxy.pools.get(pool)!.backends[0];
   await waitFor(() => ['v1', 'v2', 'plain'].every((p) => backend(p).lastCheckAt > 0), 10_000, 'checks of every pool');
   await waitFor(() => backend('v1').healthy && backend('v2').healthy, 10_000, 'the PROXY pools healthy');

@@ -99,6 +99,26 @@ function spawnPeer(t: TestContext, cmd: string, args: string[], what: string): P
 }
 
 /**
+ * An HAProxy frontend on `port` that requires a PROXY header and answers each HTTP request with
+ * `format` (a log-format string: `%ci:%cp` is the client the header named).
+ */
+export function proxyEchoFrontend(port: number, format: string): string {
+  return `frontend origin
+  bind 127.0.0.1:${port} accept-proxy
+  mode http
+  http-request return status 200 content-type text/plain lf-string "${format}"
+`;
+}
+
+/** An nginx server on `port` that requires a PROXY header and answers every request with `body`. */
+export function proxyProtocolServer(port: number, body: string): string {
+  return `server {
+    listen 127.0.0.1:${port} proxy_protocol;
+    location / { return 200 "${body}"; }
+  }`;
+}
+
+/**
  * Starts HAProxy (`haproxy -f CFG -db`, foreground) with `body` after a common global and
  * defaults section, and waits until every port in `ports` accepts connections.
  */
