@@ -27,11 +27,11 @@ import type net from 'node:net';
 /** Size of the buffer every socket starts with. */
 export const SMALL_BUFFER_SIZE = 16 * 1024;
 /** Size of the buffer of a socket whose reads fill its small one (bulk transfer). */
-export const LARGE_BUFFER_SIZE = 256 * 1024;
+export const LARGE_BUFFER_SIZE = 512 * 1024;
 /** Large buffers the process hands out at most (256 MiB); beyond, sockets keep small ones. */
-export const MAX_LARGE_BUFFERS = 1024;
+export const MAX_LARGE_BUFFERS = 512;
 
-/** Buffers per slab (one ArrayBuffer each): 1 MiB of small ones, 4 MiB of large ones. */
+/** Buffers per slab (one ArrayBuffer each): 1 MiB of small ones, 8 MiB of large ones. */
 const SMALL_PER_SLAB = 64;
 const LARGE_PER_SLAB = 16;
 
