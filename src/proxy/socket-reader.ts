@@ -28,8 +28,10 @@ import type net from 'node:net';
 export const SMALL_BUFFER_SIZE = 16 * 1024;
 /** Size of the buffer of a socket whose reads fill its small one (bulk transfer). */
 export const LARGE_BUFFER_SIZE = 512 * 1024;
-/** Large buffers the process hands out at most (256 MiB); beyond, sockets keep small ones. */
-export const MAX_LARGE_BUFFERS = 512;
+/** Memory the process gives large buffers at most; beyond, sockets keep small ones. */
+const LARGE_BUFFERS_CAP_BYTES = 256 * 1024 * 1024;
+/** Large buffers the process hands out at most (512: the cap over the buffer size). */
+export const MAX_LARGE_BUFFERS = LARGE_BUFFERS_CAP_BYTES / LARGE_BUFFER_SIZE;
 
 /** Buffers per slab (one ArrayBuffer each): 1 MiB of small ones, 8 MiB of large ones. */
 const SMALL_PER_SLAB = 64;
