@@ -27,7 +27,7 @@ import {
 } from './servers.js';
 import { currentNode, extendPath, l4lbBuilt, missingTools, node24, repoRoot, shortToolVersions, toolVersions, type NodeRuntime } from './tools.js';
 
-/** Full-mode defaults: about five minutes on a 2-core machine. */
+/** Full-mode defaults: about 7.5 minutes on a 2-core machine. */
 const FULL = { rounds: 5, durationS: 3, idleConns: 4000, maxConns: 9000, workerRounds: 2, warmupS: 1, noiseRepeats: 12 };
 /** Quick-mode defaults: under a minute, to show the bench works (numbers are noisy). */
 const QUICK = { rounds: 1, durationS: 1, idleConns: 1000, maxConns: 1000, workerRounds: 1, warmupS: 0, noiseRepeats: 2 };
