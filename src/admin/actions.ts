@@ -42,12 +42,12 @@ export function applyAction(pools: ReadonlyMap<string, Pool>, action: AdminActio
   switch (action.kind) {
     case 'set-state': {
       const b = findBackend(pool, action.backend);
-      b.admin = action.state;
+      b.setAdmin(action.state);
       return { pool, backend: b };
     }
     case 'set-weight': {
       const b = findBackend(pool, action.backend);
-      b.configuredWeight = action.weight;
+      b.setWeight(action.weight);
       pool.rebuild();
       return { pool, backend: b };
     }

@@ -11,7 +11,7 @@
 import { readFileSync } from 'node:fs';
 import type { Proxy } from '../proxy/proxy.js';
 import type { Pool } from '../proxy/pool.js';
-import type { Backend, BackendState } from '../proxy/backend.js';
+import type { Backend, BackendState, BackendTotals } from '../proxy/backend.js';
 import type { ListenerRuntime } from '../proxy/listener.js';
 import { formatHostPort } from '../util/address.js';
 import { applyAction } from './actions.js';
@@ -25,7 +25,17 @@ import type { BackendQueue } from '../admission/queue.js';
 export interface ProxyStatusSourceOptions {
   /** Recent events kept. Default {@link DEFAULT_EVENT_CAPACITY}. */
   eventCapacity?: number;
+  /**
+   * Where a backend's traffic counters come from; default the Backend itself. The cluster
+   * primary's backends carry no traffic: it reads its workers' sums instead.
+   */
+  counters?: CountersOf;
 }
+
+/** The traffic counters of backend `b` of pool `pool`. */
+export type CountersOf = (pool: string, b: Backend) => BackendTotals;
+
+const ownCounters: CountersOf = (_pool, b) => b;
 
 type StateHook = NonNullable<Pool['onStateChange']>;
 
@@ -57,18 +67,20 @@ export class ProxyStatusSource implements StatusSource {
   readonly #hooked = new Map<Pool, { prev: Pool['onStateChange']; ours: StateHook }>();
   /** Last seen state and failure count per backend object. */
   readonly #seen = new WeakMap<Backend, Seen>();
+  readonly #counters: CountersOf;
   #reloads: number;
   #reloadFailures: number;
   #acceptErrors: number;
 
   constructor(proxy: Proxy, options: ProxyStatusSourceOptions = {}) {
     this.proxy = proxy;
+    this.#counters = options.counters ?? ownCounters;
     this.events = new EventRing(options.eventCapacity ?? DEFAULT_EVENT_CAPACITY);
     this.#reloads = proxy.stats.reloads;
     this.#reloadFailures = proxy.stats.reloadFailures;
     this.#acceptErrors = proxy.stats.acceptErrors;
     this.#hookPools();
-    for (const pool of proxy.pools.values()) for (const b of pool.backends) this.#remember(b);
+    for (const pool of proxy.pools.values()) for (const b of pool.backends) this.#remember(pool, b);
   }
 
   async status(): Promise<StatusSnapshot> {
@@ -98,7 +110,7 @@ export class ProxyStatusSource implements StatusSource {
         heldConnections: p.heldConnections,
       },
       listeners: [...p.listeners.values()].map(listenerStatus),
-      pools: [...p.pools.values()].map((pool) => poolStatus(pool, now, p.backendQueue(pool))),
+      pools: [...p.pools.values()].map((pool) => poolStatus(pool, now, p.backendQueue(pool), this.#counters)),
       events: this.events.list(),
     };
   }
@@ -108,10 +120,10 @@ export class ProxyStatusSource implements StatusSource {
     const now = Date.now();
     const name = action.kind === 'add-backend' ? action.backend.name : action.backend;
     this.events.push({ level: 'info', pool: pool.name, backend: name, message: describeAction(action) });
-    if (backend) this.#remember(backend, now);
+    if (backend) this.#remember(pool, backend, now);
     this.#hookPools();
-    const result: ActionResult = { pool: poolStatus(pool, now) };
-    if (backend) result.backend = backend.snapshot(now);
+    const result: ActionResult = { pool: poolStatus(pool, now, undefined, this.#counters) };
+    if (backend) result.backend = backend.snapshot(now, this.#counters(pool.name, backend));
     if (action.kind === 'remove-backend') result.removed = action.backend;
     return result;
   }
@@ -143,11 +155,11 @@ export class ProxyStatusSource implements StatusSource {
     this.events.push({ level: state === 'up' ? 'info' : 'warn', pool: pool.name, backend: b.name, message: `${state}: ${reason}` });
     const seen = this.#seen.get(b);
     if (seen) seen.state = state;
-    else this.#remember(b);
+    else this.#remember(pool, b);
   }
 
-  #remember(b: Backend, now = Date.now()): void {
-    this.#seen.set(b, { state: b.state(now), failures: b.failures });
+  #remember(pool: Pool, b: Backend, now = Date.now()): void {
+    this.#seen.set(b, { state: b.state(now), failures: this.#counters(pool.name, b).failures });
   }
 
   /** Turns counter and state differences since the last look into events. */
@@ -167,13 +179,14 @@ export class ProxyStatusSource implements StatusSource {
       for (const b of pool.backends) {
         const seen = this.#seen.get(b);
         if (!seen) {
-          this.#remember(b, now);
+          this.#remember(pool, b, now);
           continue;
         }
-        if (b.failures > seen.failures) {
-          const n = b.failures - seen.failures;
+        const failures = this.#counters(pool.name, b).failures;
+        if (failures > seen.failures) {
+          const n = failures - seen.failures;
           this.events.push({ level: 'error', pool: pool.name, backend: b.name, message: `${n} connect failure(s) to ${b.address}` });
-          seen.failures = b.failures;
+          seen.failures = failures;
         }
         const state = b.state(now);
         if (state !== seen.state) {
@@ -229,8 +242,8 @@ export function queueStatus(q: BackendQueue | undefined): PoolQueueStatus | unde
 }
 
 /** A pool's status at `now` (with its wait queue's counters when given one). */
-export function poolStatus(pool: Pool, now = Date.now(), queue?: BackendQueue): PoolStatus {
-  const backends = pool.backends.map((b) => b.snapshot(now));
+export function poolStatus(pool: Pool, now = Date.now(), queue?: BackendQueue, counters: CountersOf = ownCounters): PoolStatus {
+  const backends = pool.backends.map((b) => b.snapshot(now, counters(pool.name, b)));
   return {
     name: pool.name,
     balance: pool.config.balance,

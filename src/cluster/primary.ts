@@ -340,10 +340,7 @@ export class ClusterPrimary {
     const pool = this.headless.pools.get(m.pool);
     const b = pool?.find(m.backend);
     if (!pool || !b || m.until <= b.ejectedUntil) return;
-    const already = b.ejectedUntil > Date.now();
-    b.ejectedUntil = m.until;
-    b.ejections = Math.max(b.ejections, m.ejections);
-    if (!already) pool.onStateChange?.(b, `${m.reason} (seen by worker ${slot.id})`);
+    if (b.eject(m.until, m.ejections)) pool.onStateChange?.(b, `${m.reason} (seen by worker ${slot.id})`);
     this.#schedulePush();
   }
 

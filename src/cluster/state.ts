@@ -35,14 +35,7 @@ export class StateTracker {
       last = { key, rev: ++this.#seq };
       this.#last.set(b, last);
     }
-    return {
-      ...b.toConfig(),
-      healthy: b.healthy,
-      ejectedUntil: b.ejectedUntil,
-      ejections: b.ejections,
-      upSince: b.upSince,
-      rev: last.rev,
-    };
+    return { ...b.toConfig(), ...b.sharedHealth(), rev: last.rev };
   }
 }
 
@@ -81,12 +74,7 @@ export class StateApplier {
       for (const s of ps.backends) {
         const b = pool.find(s.name);
         if (!b || this.#applied.get(b) === s.rev) continue;
-        // The primary lifted an ejection (its checks passed): the failure streak goes too.
-        if (b.ejectedUntil !== 0 && s.ejectedUntil === 0) b.consecutiveFailures = 0;
-        b.healthy = s.healthy;
-        b.ejectedUntil = s.ejectedUntil;
-        b.ejections = s.ejections;
-        b.upSince = s.upSince;
+        b.applySharedHealth(s);
         this.#applied.set(b, s.rev);
       }
     }

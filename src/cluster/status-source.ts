@@ -4,10 +4,10 @@
  *
  * Health, backend sets and admin state live in the primary's own pools, so the admin view
  * starts from the single-process one ({@link ProxyStatusSource} over the primary's
- * listener-less Proxy) and replaces the counters with the sums over the workers: before each
- * snapshot, the workers are asked for fresh counters, and the sums are written into the
- * primary's Backend objects (which carry no traffic of their own). Listeners exist only in
- * the workers; their status is built from the summed counters.
+ * listener-less Proxy) and reads backend counters from the sums over the workers (the
+ * primary's Backend objects carry no traffic of their own): before each status, the workers
+ * are asked for fresh counters. Listeners exist only in the workers; their status is built
+ * from the summed counters.
  *
  * Actions are applied to the primary's pools (validated exactly as in one process), then
  * pushed to every worker; the answer waits until every worker has applied the change.
@@ -16,17 +16,24 @@ import { ProxyStatusSource, packageVersion } from '../admin/proxy-source.js';
 import type { EventRing } from '../admin/events.js';
 import type { ActionResult, AdminAction, ListenerStatus, StatusSnapshot, StatusSource } from '../admin/status.js';
 import { CONNECT_MS_BUCKETS } from '../observability/stats.js';
-import { backendKey } from './aggregate.js';
+import { backendKey, type ClusterTotals } from './aggregate.js';
+import type { BackendTotals } from '../proxy/backend.js';
 import type { ClusterPrimary } from './primary.js';
+
+/** Counters of a backend no worker has reported yet. */
+const NO_TRAFFIC: BackendTotals = { active: 0, total: 0, failures: 0, bytesIn: 0, bytesOut: 0, connectMsAvg: 0 };
 
 /** The admin view of a {@link ClusterPrimary}. */
 export class ClusterStatusSource implements StatusSource {
   readonly #primary: ClusterPrimary;
   readonly #inner: ProxyStatusSource;
+  /** The sums the snapshot being built reads (set at its start). */
+  #totals: ClusterTotals;
 
   constructor(primary: ClusterPrimary) {
     this.#primary = primary;
-    this.#inner = new ProxyStatusSource(primary.headless);
+    this.#totals = primary.totals();
+    this.#inner = new ProxyStatusSource(primary.headless, { counters: (pool, b) => this.#totals.backends.get(backendKey(pool, b.name)) ?? NO_TRAFFIC });
   }
 
   /** Recent events (backend state changes, reloads, worker restarts…). */
@@ -43,17 +50,7 @@ export class ClusterStatusSource implements StatusSource {
   snapshot(): StatusSnapshot {
     const p = this.#primary;
     const totals = p.totals();
-    for (const pool of p.headless.pools.values()) {
-      for (const b of pool.backends) {
-        const t = totals.backends.get(backendKey(pool.name, b.name));
-        b.active = t?.active ?? 0;
-        b.total = t?.total ?? 0;
-        b.failures = t?.failures ?? 0;
-        b.bytesIn = t?.bytesIn ?? 0;
-        b.bytesOut = t?.bytesOut ?? 0;
-        b.connectMsAvg = t?.connectMsAvg ?? 0;
-      }
-    }
+    this.#totals = totals;
     const s = this.#inner.snapshot();
     const listeners = p.config.listeners.map((lc, i): ListenerStatus => {
       const c = totals.listeners.get(lc.name);

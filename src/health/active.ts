@@ -229,9 +229,7 @@ export class ActiveHealthChecker {
 
   #track(backend: Backend, mode: 'present' | 'added', cfg: ActiveHealthConfig): void {
     if (mode === 'added') {
-      backend.healthy = false;
-      backend.lastCheckOk = undefined;
-      backend.lastError = 'waiting for health checks';
+      backend.awaitFirstCheck();
       this.#log.debug({ [LogFields.backend]: backend.name }, 'backend added: down until its health check passes');
     }
     const t: Tracked = { backend, timer: undefined, abort: undefined, successes: 0, failures: 0, ejectionSeen: 0 };
@@ -314,9 +312,7 @@ export class ActiveHealthChecker {
     const b = t.backend;
     const now = this.#now();
     const ok = failure === undefined;
-    b.lastCheckAt = now;
-    b.lastCheckOk = ok;
-    b.lastError = failure;
+    b.recordCheck(ok, failure, now);
     this.#onCheck?.(b, ok, failure);
 
     // A passive ejection that started since we last looked: successes before it do not
@@ -342,28 +338,19 @@ export class ActiveHealthChecker {
   }
 
   #markUp(b: Backend, reason: string): void {
-    b.healthy = true;
-    this.#clearEjection(b);
+    b.markUp(this.#now());
     this.#log.debug({ [LogFields.backend]: b.name, [LogFields.reason]: reason }, 'backend up');
     this.#pool.onStateChange?.(b, reason);
   }
 
   #unEject(b: Backend, reason: string): void {
-    this.#clearEjection(b);
+    b.clearEjection(this.#now());
     this.#log.debug({ [LogFields.backend]: b.name, [LogFields.reason]: reason }, 'backend un-ejected');
     this.#pool.onStateChange?.(b, reason);
   }
 
-  /** Back in service: restart the slow-start ramp and forget the passive history. */
-  #clearEjection(b: Backend): void {
-    b.upSince = this.#now();
-    b.ejectedUntil = 0;
-    b.ejections = 0;
-    b.consecutiveFailures = 0;
-  }
-
   #markDown(b: Backend, reason: string): void {
-    b.healthy = false;
+    b.markDown();
     this.#log.debug({ [LogFields.backend]: b.name, [LogFields.reason]: reason }, 'backend down');
     this.#pool.onStateChange?.(b, reason);
   }

@@ -412,7 +412,7 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
     const { l, tried } = this;
     if (tried.length > 0) l.stats.retries++;
     tried.push(backend);
-    backend.active++; // counted from the attempt so least-connections sees dials in flight
+    backend.acquire();
     this.dialStart = performance.now();
     this.dialing = dial(backend, l.config.timeouts.connectMs, this.dialOptions(this.pool!), this);
   }
@@ -445,7 +445,7 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
 
   /** Gives back a slot on `backend`; a connection waiting in the pool's queue may take it. */
   releaseBackend(backend: Backend): void {
-    backend.active--;
+    backend.release();
     if (this.pool) this.l.backendReleased(this.pool);
   }
 
@@ -480,7 +480,7 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
     client.removeListener('error', this.onEarlyClientError);
     socket.removeListener('error', this.onEarlyClientError);
     if (client !== socket) socket.on('error', noop); // errors surface on the TLS socket
-    backend.total++;
+    backend.countRelayed();
     this.backend = backend;
     this.relayHandle = relay(client, sock, this.l.config.timeouts, this, this.head);
   }
@@ -500,8 +500,7 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
     const down = r.bytesDown - this.reportedDown;
     this.reportedUp += up;
     this.reportedDown += down;
-    b.bytesIn += up;
-    b.bytesOut += down;
+    b.addBytes(up, down);
     this.l.stats.bytesUp += up;
     this.l.stats.bytesDown += down;
   }
@@ -577,10 +576,9 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
     const { l } = this;
     const stats = l.stats;
     this.releaseSource?.();
-    backend.active--;
+    backend.release();
     // Only what earlier snapshots did not already count (see flushBytes).
-    backend.bytesIn += res.bytesUp - this.reportedUp;
-    backend.bytesOut += res.bytesDown - this.reportedDown;
+    backend.addBytes(res.bytesUp - this.reportedUp, res.bytesDown - this.reportedDown);
     stats.active--;
     stats.bytesUp += res.bytesUp - this.reportedUp;
     stats.bytesDown += res.bytesDown - this.reportedDown;

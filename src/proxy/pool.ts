@@ -42,15 +42,11 @@ export class Pool {
     this.backends = list.map((cfg) => {
       const existing = byName.get(cfg.name);
       if (existing && existing.host === cfg.host && existing.port === cfg.port) {
-        existing.configuredWeight = cfg.weight;
-        existing.backup = cfg.backup;
-        existing.admin = cfg.state;
-        existing.maxConnections = cfg.maxConnections;
-        existing.slowStartMs = this.config.slowStartMs;
+        existing.configure(cfg, this.config.slowStartMs);
         return existing;
       }
       const b = new Backend(cfg, now);
-      b.slowStartMs = this.config.slowStartMs;
+      b.configure(cfg, this.config.slowStartMs);
       added.push(b);
       return b;
     });
@@ -99,28 +95,9 @@ export class Pool {
     return this.backends.find((b) => b.name === name);
   }
 
-  /**
-   * Passive health: a failed connect counts against the backend; `consecutiveFailures`
-   * in a row eject it for a time that doubles with each ejection in a row (Envoy's
-   * outlier detection). After the ejection it gets one more chance: a single failure
-   * ejects it again, for longer. A success clears the streak.
-   */
+  /** Passive health: the backend applies the pool's policy; an ejection is reported. */
   recordConnectResult(backend: Backend, ok: boolean, connectMs: number): void {
-    backend.recordConnect(ok, connectMs);
-    const p = this.config.passive;
-    if (ok) {
-      backend.consecutiveFailures = 0;
-      backend.ejections = 0;
-      return;
-    }
-    if (p.consecutiveFailures <= 0) return;
-    backend.consecutiveFailures++;
-    if (backend.consecutiveFailures >= p.consecutiveFailures) {
-      const ms = Math.min(p.baseEjectionMs * 2 ** backend.ejections, p.maxEjectionMs);
-      backend.ejectedUntil = Date.now() + ms;
-      backend.ejections++;
-      backend.consecutiveFailures = p.consecutiveFailures - 1;
-      this.onStateChange?.(backend, `ejected for ${ms}ms after ${p.consecutiveFailures} consecutive connect failures`);
-    }
+    const ejected = backend.recordConnect(ok, connectMs, this.config.passive);
+    if (ejected) this.onStateChange?.(backend, ejected);
   }
 }

@@ -246,7 +246,7 @@ export class Proxy implements ListenerHost {
           checker.start();
         } else {
           // No active check any more: nothing will bring back backends it held down.
-          for (const b of pool.backends) b.healthy = true;
+          for (const b of pool.backends) b.markUnchecked();
         }
       }
     }

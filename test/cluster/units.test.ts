@@ -43,8 +43,8 @@ test('a pushed state makes a worker pool match the primary, keeping its backend 
   const tracker = new StateTracker();
   const applier = new StateApplier(0, 2);
 
-  primary.find('b')!.healthy = false;
-  primary.find('a')!.configuredWeight = 5;
+  primary.find('b')!.markDown();
+  primary.find('a')!.setWeight(5);
   applier.apply(new Map([['web', worker]]), tracker.build([primary]));
   assert.equal(worker.find('a'), a, 'same Backend object');
   assert.equal(a.configuredWeight, 5);
@@ -65,17 +65,19 @@ test('a push about other backends does not undo an ejection the worker made mean
   applier.apply(pools, tracker.build([primary]));
 
   const until = Date.now() + 30_000;
-  worker.find('a')!.ejectedUntil = until; // the worker's own passive ejection
-  primary.find('b')!.healthy = false; // unrelated change in the primary
+  worker.find('a')!.eject(until, 1); // the worker's own passive ejection
+  primary.find('b')!.markDown(); // unrelated change in the primary
   applier.apply(pools, tracker.build([primary]));
   assert.equal(worker.find('a')!.ejectedUntil, until);
   assert.equal(worker.find('b')!.healthy, false);
 
   // The primary lifting an ejection does reach the worker.
-  primary.find('a')!.ejectedUntil = until;
+  primary.find('a')!.eject(until, 1);
   applier.apply(pools, tracker.build([primary]));
-  primary.find('a')!.ejectedUntil = 0;
-  worker.find('a')!.consecutiveFailures = 4;
+  primary.find('a')!.clearEjection();
+  const streak = { consecutiveFailures: 10, baseEjectionMs: 1000, maxEjectionMs: 1000 };
+  for (let i = 0; i < 4; i++) worker.find('a')!.recordConnect(false, 0, streak);
+  assert.equal(worker.find('a')!.consecutiveFailures, 4);
   applier.apply(pools, tracker.build([primary]));
   assert.equal(worker.find('a')!.ejectedUntil, 0);
   assert.equal(worker.find('a')!.consecutiveFailures, 0);

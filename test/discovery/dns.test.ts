@@ -51,8 +51,8 @@ test('a pool follows A/AAAA records within their TTL, keeping the Backend object
   assert.equal(pool.find('[::1]:9000')!.host, '::1');
   assert.equal(d.stats.refreshMs, RECORD_TTL_S * 1000);
   const kept = pool.find('127.0.0.3:9000')!;
-  kept.total = 42; // counters must survive the change
-  kept.admin = 'draining'; // as the admin API would: an operator's choice, not DNS's
+  for (let i = 0; i < 42; i++) kept.countRelayed(); // counters must survive the change
+  kept.setAdmin('draining'); // as the admin API would: an operator's choice, not DNS's
 
   const t0 = Date.now();
   await dns.setHosts({ 'app.test': ['127.0.0.3', '127.0.0.4'] });

@@ -315,7 +315,7 @@ test('a checker started on a pool whose backend is already down keeps it down un
   t.after(() => server.close());
   const pool = makePool([backendConfig('a', server.port)], healthConfig({ rise: 3 }));
   const a = backendNamed(pool, 'a');
-  a.healthy = false; // the verdict of a previous checker
+  a.markDown(); // the verdict of a previous checker
   const { rec } = startChecker(t, pool);
   await waitFor(() => a.healthy, 'a to come up');
   assert.equal(rec.changes.length, 1);
