@@ -1,5 +1,7 @@
 /**
- * @module l4lb — the library API. The `l4lb` command is a thin shell over it.
+ * @module l4lb — the library API (docs/library.md). The `l4lb` command is a thin shell over
+ * it. Only what that page documents is exported; everything else is internal and may
+ * change without notice.
  *
  * @example
  * ```ts
@@ -9,20 +11,41 @@
  * await proxy.close();
  * ```
  */
-export { startProxy, Proxy, type StartOptions, type BoundAddress } from './proxy/proxy.js';
-export { Pool } from './proxy/pool.js';
-export { Backend, type BackendState, type BackendSnapshot } from './proxy/backend.js';
+import { startProxy as startProxyImpl, Proxy as ProxyImpl, type ProxyHandle, type StartOptions } from './proxy/proxy.js';
+import { startProxyAdmin as startProxyAdminImpl, type AdminServer } from './admin/server.js';
+import type { AdminConfig, Config } from './config/types.js';
+
+export type { ProxyHandle as Proxy, StartOptions, BoundAddress } from './proxy/proxy.js';
+export type { AccessRecord } from './proxy/connection.js';
 export type * from './config/types.js';
 export { Defaults } from './config/types.js';
-export { loadConfigFile, parseConfigText } from './config/load.js';
-export { L4lbError, ConfigError, ConnectError, ProtocolError, UsageError, ErrorCodes, type ErrorCode } from './errors.js';
-export { createBalancer, balancerNames } from './balancers/index.js';
-export type { Balancer, Candidate, PickContext } from './balancers/types.js';
-export { configFromBackends } from './config/quick.js';
-export { startAdminServer, startProxyAdmin, AdminServer, type AdminServerOptions } from './admin/server.js';
-export { ProxyStatusSource } from './admin/proxy-source.js';
-export type { StatusSource, StatusSnapshot, AdminAction, ActionResult } from './admin/status.js';
-export { MetricsRegistry } from './observability/metrics.js';
-export { MetricNames } from './observability/metric-names.js';
-export { DnsDiscovery, type DnsDiscoveryStats } from './discovery/dns.js';
-export { startCluster, startClusterAdmin, ClusterPrimary, type ClusterOptions } from './cluster/primary.js';
+export { loadConfigFile, parseConfigText, normalizeConfig, type NormalizeOptions } from './config/load.js';
+export { configFromBackends, type QuickOptions } from './config/quick.js';
+export { diffConfig, type ConfigDiff } from './config/diff.js';
+export { L4lbError, ConfigError, ConnectError, ProtocolError, UsageError, ErrorCodes, type ErrorCode, type ErrorSide, type ConfigIssue } from './errors.js';
+export type { StatusSnapshot, ListenerStatus, PoolStatus, PoolQueueStatus, HistogramSnapshot, RecentEvent } from './admin/status.js';
+export type { BackendSnapshot, BackendState } from './proxy/backend.js';
+
+
+/** Starts a proxy for `config`; resolves once every listener is bound. */
+export function startProxy(config: Config, options: StartOptions = {}): Promise<ProxyHandle> {
+  return startProxyImpl(config, options);
+}
+
+/** The admin HTTP server {@link startProxyAdmin} returns. */
+export interface AdminHandle {
+  /** The bound address (the real port when `admin.port` is 0). */
+  readonly address: { host: string; port: number };
+  /** `http://HOST:PORT`. */
+  readonly url: string;
+  close(): Promise<void>;
+}
+
+/**
+ * Starts the admin API, dashboard and `/metrics` (docs/admin.md) for a proxy from
+ * {@link startProxy}, configured like the config file's `admin` section.
+ */
+export function startProxyAdmin(proxy: ProxyHandle, admin: AdminConfig): Promise<AdminHandle> {
+  if (!(proxy instanceof ProxyImpl)) throw new TypeError('startProxyAdmin: expected a proxy returned by startProxy()');
+  return startProxyAdminImpl(proxy, admin) as Promise<AdminServer>;
+}

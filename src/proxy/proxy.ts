@@ -26,8 +26,11 @@ import { handleConnection, type AccessRecord } from './connection.js';
 import { ListenerRuntime, type ListenerHost, type ListenOptions } from './listener.js';
 import { AcceptQueue, FdPressure, isFdExhausted } from './limits.js';
 import { Pool } from './pool.js';
+import { matchListeners } from './listener-match.js';
 import { RateLimitedLog } from '../admission/source-limits.js';
 import type net from 'node:net';
+import { ProxyStatusSource } from '../admin/proxy-source.js';
+import type { StatusSnapshot } from '../admin/status.js';
 
 export interface StartOptions {
   /** Process logger; default: JSON lines on stderr at config.log.level. */
@@ -44,6 +47,29 @@ export interface StartOptions {
    * For embedding l4lb and for tests; with neither, no record is built at all.
    */
   onAccess?: (record: AccessRecord) => void;
+}
+
+/**
+ * What a library user holds: the result of {@link startProxy} as src/index.ts exports it
+ * (docs/library.md). Everything else on {@link Proxy} is for l4lb's own modules.
+ */
+export interface ProxyHandle {
+  /** The config in force (the last one a reload applied). */
+  readonly config: Config;
+  /** Bound addresses, in config order (the real ports when the config says 0). */
+  addresses(): BoundAddress[];
+  /** Applies a new config atomically; throws and changes nothing when it cannot. */
+  reload(next: Config): Promise<void>;
+  /** Stops accepting, lets connections finish for up to `timeoutMs`, closes the rest over `spreadMs`. */
+  drain(timeoutMs?: number, spreadMs?: number): Promise<void>;
+  /** Closes everything now. */
+  close(): Promise<void>;
+  /** Connections open right now. */
+  activeConnections(): number;
+  /** Listeners, pools, backends, counters and recent events, as the admin API shows them. */
+  status(): StatusSnapshot;
+  /** Reopens the access-log file (after log rotation). */
+  reopenLogs(): void;
 }
 
 /** A bound listener's address. */
@@ -64,17 +90,21 @@ const RETIRED_CHECK_MS = 250;
 /** Descriptors a process needs besides connections (stdio, epoll, logs, listeners…). */
 const FD_BASE_MARGIN = 64;
 
-export class Proxy implements ListenerHost {
-  config: Config;
-  readonly logger: Logger;
-  readonly listenOptions: ListenOptions | undefined;
+/**
+ * The running proxy. Library users hold it through the narrower {@link ProxyHandle}
+ * (src/index.ts); the getters below are for l4lb's own modules (admin, cluster) and tests.
+ */
+export class Proxy implements ListenerHost, ProxyHandle {
+  #config: Config;
+  readonly #logger: Logger;
+  readonly #listenOptions: ListenOptions | undefined;
   readonly #reloadLogLevel: 'info' | 'debug';
-  readonly pools = new Map<string, Pool>();
-  readonly listeners = new Map<string, ListenerRuntime>();
-  readonly stats = new ProcessStats();
+  readonly #pools = new Map<string, Pool>();
+  readonly #listeners = new Map<string, ListenerRuntime>();
+  readonly #stats = new ProcessStats();
   readonly #checkers = new Map<string, ActiveHealthChecker>();
-  /** DNS discovery of the pools that have `dns` (its stats feed the admin API and metrics). */
-  readonly discovery: PoolDiscoveries;
+  readonly #discovery: PoolDiscoveries;
+  #source: ProxyStatusSource | undefined;
   /** Each pool's wait queue for when all its backends are at maxConnections. */
   readonly #backendQueues = new Map<Pool, BackendQueue>();
   /** Connections held over an accept-time limit, per listener (retired ones included). */
@@ -96,31 +126,66 @@ export class Proxy implements ListenerHost {
   #closed = false;
 
   constructor(config: Config, options: StartOptions = {}) {
-    this.config = config;
-    this.logger = options.logger ?? createLogger(config.log.level);
-    this.listenOptions = options.listen;
+    this.#config = config;
+    this.#logger = options.logger ?? createLogger(config.log.level);
+    this.#listenOptions = options.listen;
     this.#reloadLogLevel = options.quietReload ? 'debug' : 'info';
-    this.discovery = new PoolDiscoveries(this.logger);
-    this.#access = createAccessLog(config.log.access, this.logger);
+    this.#discovery = new PoolDiscoveries(this.#logger);
+    this.#access = createAccessLog(config.log.access, this.#logger);
     this.#onAccess = options.onAccess;
-    this.#fd = new FdPressure(this.logger);
+    this.#fd = new FdPressure(this.#logger);
+  }
+
+  /** The config in force (the last one a reload applied). */
+  get config(): Config {
+    return this.#config;
+  }
+  /** The process logger. */
+  get logger(): Logger {
+    return this.#logger;
+  }
+  /** How listening sockets are bound (SO_REUSEPORT in cluster workers). */
+  get listenOptions(): ListenOptions | undefined {
+    return this.#listenOptions;
+  }
+  /** Pools by name. */
+  get pools(): ReadonlyMap<string, Pool> {
+    return this.#pools;
+  }
+  /** Listeners by name, in config order (retired ones not included). */
+  get listeners(): ReadonlyMap<string, ListenerRuntime> {
+    return this.#listeners;
+  }
+  /** Process-wide counters (reloads, accept errors). */
+  get stats(): ProcessStats {
+    return this.#stats;
+  }
+  /** DNS discovery of the pools that have `dns` (its stats feed the admin API and metrics). */
+  get discovery(): PoolDiscoveries {
+    return this.#discovery;
+  }
+
+  /** The admin view of this proxy right now: listeners, pools, backends, recent events. */
+  status(): StatusSnapshot {
+    this.#source ??= new ProxyStatusSource(this);
+    return this.#source.snapshot();
   }
 
   /** Creates pools and binds every listener; on a bind error, closes what it opened. */
   async start(): Promise<void> {
-    for (const pc of this.config.pools) this.#addPool(pc);
+    for (const pc of this.#config.pools) this.#addPool(pc);
     // Listen with the first DNS answers in place when they come quickly; never wait long.
-    await this.discovery.settled(DISCOVERY_START_WAIT_MS);
+    await this.#discovery.settled(DISCOVERY_START_WAIT_MS);
     try {
-      for (const lc of this.config.listeners) await this.#addListener(lc);
+      for (const lc of this.#config.listeners) await this.#addListener(lc);
     } catch (err) {
       await this.close();
       throw err;
     }
     const fdLimit = this.#fd.limit;
     this.#fd.start();
-    this.logger.info({ listeners: this.addresses().map((a) => a.address), fdLimit }, 'l4lb started');
-    this.#warnFdLimit(this.config, fdLimit);
+    this.#logger.info({ listeners: this.addresses().map((a) => a.address), fdLimit }, 'l4lb started');
+    this.#warnFdLimit(this.#config, fdLimit);
   }
 
   /** Each proxied connection holds two descriptors; say so when the limits cannot be reached. */
@@ -129,7 +194,7 @@ export class Proxy implements ListenerHost {
     const perListener = config.listeners.reduce((n, l) => (l.maxConnections > 0 && n >= 0 ? n + l.maxConnections : -1), 0);
     const max = config.maxConnections > 0 ? config.maxConnections : perListener;
     if (max > 0 && 2 * max + FD_BASE_MARGIN > fdLimit) {
-      this.logger.warn(
+      this.#logger.warn(
         { fdLimit, maxConnections: max, needed: 2 * max + FD_BASE_MARGIN },
         'the file descriptor limit is below what maxConnections needs (two per connection); raise it (ulimit -n / LimitNOFILE)',
       );
@@ -139,12 +204,12 @@ export class Proxy implements ListenerHost {
   #addPool(pc: Config['pools'][number]): Pool {
     const pool = new Pool(pc);
     pool.onStateChange = (b, reason) =>
-      this.logger.warn({ pool: pool.name, backend: b.address, state: b.state() }, reason);
-    this.pools.set(pc.name, pool);
+      this.#logger.warn({ pool: pool.name, backend: b.address, state: b.state() }, reason);
+    this.#pools.set(pc.name, pool);
     this.#backendQueues.set(pool, new BackendQueue({ ...pc.queue }));
-    const firstLookup = this.discovery.start(pool);
+    const firstLookup = this.#discovery.start(pool);
     if (pc.healthCheck) {
-      const checker = new ActiveHealthChecker(pool, this.logger);
+      const checker = new ActiveHealthChecker(pool, this.#logger);
       this.#checkers.set(pc.name, checker);
       // A discovered pool's first answer is its starting set (up at once, like a static
       // list); backends that appear later must pass their checks first.
@@ -160,11 +225,11 @@ export class Proxy implements ListenerHost {
   }
 
   #removePool(name: string): void {
-    this.discovery.stop(name);
+    this.#discovery.stop(name);
     this.#checkers.get(name)?.stop();
     this.#checkers.delete(name);
-    const pool = this.pools.get(name);
-    this.pools.delete(name);
+    const pool = this.#pools.get(name);
+    this.#pools.delete(name);
     if (pool) {
       // Connections waiting for this pool's backends have nowhere to go any more.
       this.#backendQueues.get(pool)?.clear('no_backend');
@@ -175,7 +240,7 @@ export class Proxy implements ListenerHost {
   async #addListener(lc: ListenerConfig): Promise<ListenerRuntime> {
     const l = new ListenerRuntime(lc, this);
     await l.listen();
-    this.listeners.set(lc.name, l);
+    this.#listeners.set(lc.name, l);
     return l;
   }
 
@@ -195,18 +260,27 @@ export class Proxy implements ListenerHost {
 
   async #reload(next: Config): Promise<void> {
     if (this.#closing) {
-      this.logger.warn('reload ignored: shutting down');
+      this.#logger.warn('reload ignored: shutting down');
       return;
     }
     const opened: ListenerRuntime[] = [];
     // Everything that can fail happens before the switch: binding new listeners and
     // compiling the policies (certificates, ACLs) of the listeners that stay.
     const compiled = new Map<ListenerRuntime, ReturnType<ListenerRuntime['compile']>>();
+    const running = [...this.#listeners.values()];
+    const match = matchListeners(
+      next.listeners,
+      running.map((l) => ({ name: l.config.name, host: l.config.host, port: l.config.port, boundPort: l.address?.port })),
+    );
+    /** The new config of each listener that stays. */
+    const kept = new Map<ListenerRuntime, ListenerConfig>();
     try {
-      for (const lc of next.listeners) {
-        const cur = this.listeners.get(lc.name);
-        if (cur && cur.config.host === lc.host && cur.config.port === lc.port) {
+      for (const [i, lc] of next.listeners.entries()) {
+        const m = match[i];
+        if (m !== undefined) {
+          const cur = running[m];
           compiled.set(cur, cur.compile(lc));
+          kept.set(cur, lc);
           continue;
         }
         const l = new ListenerRuntime(lc, this);
@@ -215,7 +289,7 @@ export class Proxy implements ListenerHost {
       }
     } catch (err) {
       await Promise.all(opened.map((l) => l.stopAccepting()));
-      this.stats.reloadFailures++;
+      this.#stats.reloadFailures++;
       throw err;
     }
     if (this.#closing) {
@@ -226,22 +300,22 @@ export class Proxy implements ListenerHost {
 
     // --- from here on, synchronous: the switch is atomic for new connections ---
     const nextPools = new Set(next.pools.map((p) => p.name));
-    for (const name of [...this.pools.keys()]) if (!nextPools.has(name)) this.#removePool(name);
+    for (const name of [...this.#pools.keys()]) if (!nextPools.has(name)) this.#removePool(name);
     for (const pc of next.pools) {
-      const pool = this.pools.get(pc.name);
+      const pool = this.#pools.get(pc.name);
       if (!pool) {
         this.#addPool(pc);
         continue;
       }
       const healthChanged = JSON.stringify(pool.config.healthCheck) !== JSON.stringify(pc.healthCheck);
-      this.discovery.update(pool, pc);
+      this.#discovery.update(pool, pc);
       const queue = this.#backendQueues.get(pool);
       if (queue) queue.limits = { ...pc.queue };
       if (healthChanged) {
         this.#checkers.get(pc.name)?.stop();
         this.#checkers.delete(pc.name);
         if (pc.healthCheck) {
-          const checker = new ActiveHealthChecker(pool, this.logger);
+          const checker = new ActiveHealthChecker(pool, this.#logger);
           this.#checkers.set(pc.name, checker);
           checker.start();
         } else {
@@ -250,31 +324,29 @@ export class Proxy implements ListenerHost {
         }
       }
     }
-    const nextListeners = new Map(next.listeners.map((l) => [l.name, l]));
+    const byName = new Map<string, ListenerRuntime>();
     const retire: ListenerRuntime[] = [];
-    for (const [name, l] of this.listeners) {
-      const lc = nextListeners.get(name);
+    for (const l of running) {
+      const lc = kept.get(l);
       const policy = compiled.get(l);
-      if (lc && policy) l.apply(lc, policy);
-      else retire.push(l);
+      if (lc && policy) {
+        l.apply(lc, policy);
+        byName.set(lc.name, l);
+      } else retire.push(l);
     }
-    for (const l of retire) {
-      this.listeners.delete(l.config.name);
-      this.#retire(l);
-    }
-    for (const l of opened) this.listeners.set(l.config.name, l);
+    for (const l of retire) this.#retire(l);
+    for (const l of opened) byName.set(l.config.name, l);
     // Keep config order.
-    const ordered = next.listeners.map((lc) => [lc.name, this.listeners.get(lc.name)!] as const);
-    this.listeners.clear();
-    for (const [n, l] of ordered) this.listeners.set(n, l);
-    if (next.log.access !== this.config.log.access) {
+    this.#listeners.clear();
+    for (const lc of next.listeners) this.#listeners.set(lc.name, byName.get(lc.name)!);
+    if (next.log.access !== this.#config.log.access) {
       this.#access.flush();
-      this.#access = createAccessLog(next.log.access, this.logger);
+      this.#access = createAccessLog(next.log.access, this.#logger);
     }
-    if (next.log.level !== this.config.log.level) this.logger.level = next.log.level;
-    this.config = next;
-    this.stats.reloads++;
-    this.logger[this.#reloadLogLevel](
+    if (next.log.level !== this.#config.log.level) this.#logger.level = next.log.level;
+    this.#config = next;
+    this.#stats.reloads++;
+    this.#logger[this.#reloadLogLevel](
       { listeners: this.addresses().map((a) => a.address), opened: opened.length, retired: retire.length },
       'config reloaded',
     );
@@ -299,7 +371,7 @@ export class Proxy implements ListenerHost {
 
   /** Bound addresses, in config order. */
   addresses(): BoundAddress[] {
-    return [...this.listeners.values()].map((l) => {
+    return [...this.#listeners.values()].map((l) => {
       const a = l.address!;
       return { name: l.config.name, host: a.host, port: a.port, address: formatHostPort(a.host, a.port) };
     });
@@ -307,7 +379,7 @@ export class Proxy implements ListenerHost {
 
   // --- ListenerHost ---
   pool(name: string): Pool | undefined {
-    return this.pools.get(name);
+    return this.#pools.get(name);
   }
 
   accessLog(rec: AccessRecord): void {
@@ -321,13 +393,13 @@ export class Proxy implements ListenerHost {
 
   admitGlobal(): string | null {
     if (this.#closing) return 'shutdown';
-    const max = this.config.maxConnections;
+    const max = this.#config.maxConnections;
     if (max > 0 && this.activeConnections() >= max) return 'global_limit';
     return null;
   }
 
   countAcceptError(): void {
-    this.stats.acceptErrors++;
+    this.#stats.acceptErrors++;
   }
 
   /**
@@ -335,13 +407,13 @@ export class Proxy implements ListenerHost {
    * running out of descriptors is reported as such (libuv already closed the connection).
    */
   acceptError(l: ListenerRuntime, err: NodeJS.ErrnoException): void {
-    this.stats.acceptErrors++;
+    this.#stats.acceptErrors++;
     if (isFdExhausted(err)) {
       this.#fd.record('accept', err);
       return;
     }
     const take = this.#acceptErrorLog.take(err.code ?? 'accept');
-    if (take) this.logger.error({ listener: l.config.name, err: err.message, code: err.code, suppressed: take.suppressed }, 'accept failed');
+    if (take) this.#logger.error({ listener: l.config.name, err: err.message, code: err.code, suppressed: take.suppressed }, 'accept failed');
   }
 
   /**
@@ -406,7 +478,7 @@ export class Proxy implements ListenerHost {
 
   #overLimit(l: ListenerRuntime): boolean {
     if (l.config.maxConnections > 0 && l.connections.size >= l.config.maxConnections) return true;
-    const max = this.config.maxConnections;
+    const max = this.#config.maxConnections;
     return max > 0 && this.activeConnections() >= max;
   }
 
@@ -450,14 +522,14 @@ export class Proxy implements ListenerHost {
 
   /** Counts the bytes of connections still open into the counters (before a snapshot). */
   flushLiveBytes(): void {
-    for (const l of this.listeners.values()) for (const c of l.connections) c.flushBytes();
+    for (const l of this.#listeners.values()) for (const c of l.connections) c.flushBytes();
     for (const l of this.#retired.keys()) for (const c of l.connections) c.flushBytes();
   }
 
   /** Connections open right now, over all listeners (including retired ones). */
   activeConnections(): number {
     let n = 0;
-    for (const l of this.listeners.values()) n += l.connections.size;
+    for (const l of this.#listeners.values()) n += l.connections.size;
     for (const l of this.#retired.keys()) n += l.connections.size;
     return n;
   }
@@ -478,19 +550,19 @@ export class Proxy implements ListenerHost {
    * held over a limit are closed at once, as a closed listening socket drops its backlog.
    * A `close()` during the drain ends it early.
    */
-  async drain(timeoutMs = this.config.shutdown.drainTimeoutMs, spreadMs = this.config.shutdown.closeSpreadMs): Promise<void> {
+  async drain(timeoutMs = this.#config.shutdown.drainTimeoutMs, spreadMs = this.#config.shutdown.closeSpreadMs): Promise<void> {
     this.#closing = true;
-    await Promise.all([...this.listeners.values()].map((l) => l.stopAccepting()));
+    await Promise.all([...this.#listeners.values()].map((l) => l.stopAccepting()));
     this.#dropHeld();
     for (const c of this.#checkers.values()) c.stop();
-    this.discovery.stopAll();
+    this.#discovery.stopAll();
     const deadline = Date.now() + timeoutMs;
     while (!this.#closed && this.activeConnections() > 0 && Date.now() < deadline) {
       await sleep(Math.min(DRAIN_POLL_MS, Math.max(1, deadline - Date.now())));
     }
     const rest = this.#allConnections();
     if (rest.length > 0 && !this.#closed) {
-      this.logger.info({ remaining: rest.length, spreadMs }, 'drain timeout reached, closing remaining connections');
+      this.#logger.info({ remaining: rest.length, spreadMs }, 'drain timeout reached, closing remaining connections');
       // Close in small batches, proportionally to the time elapsed in the window: the last
       // batch goes at the end of the window, whatever the number of connections.
       const t0 = Date.now();
@@ -506,7 +578,7 @@ export class Proxy implements ListenerHost {
 
   #allConnections() {
     const out = [];
-    for (const l of this.listeners.values()) out.push(...l.connections);
+    for (const l of this.#listeners.values()) out.push(...l.connections);
     for (const l of this.#retired.keys()) out.push(...l.connections);
     return out;
   }
@@ -518,8 +590,8 @@ export class Proxy implements ListenerHost {
     this.#fd.stop();
     for (const c of this.#checkers.values()) c.stop();
     this.#checkers.clear();
-    this.discovery.stopAll();
-    await Promise.all([...this.listeners.values(), ...this.#retired.keys()].map((l) => l.stopAccepting()));
+    this.#discovery.stopAll();
+    await Promise.all([...this.#listeners.values(), ...this.#retired.keys()].map((l) => l.stopAccepting()));
     this.#dropHeld();
     for (const c of this.#allConnections()) c.stop('shutdown');
     for (const q of this.#backendQueues.values()) q.clear('no_backend');
