@@ -66,6 +66,9 @@ export class Backend implements Candidate {
   #lastCheckOk: boolean | undefined;
   #lastError: string | undefined;
 
+  /** Bumped by every change to a field the cluster shares (settings, health). */
+  #revision = 0;
+
   #active = 0;
   #total = 0;
   #failures = 0;
@@ -135,6 +138,13 @@ export class Backend implements Candidate {
   get lastError(): string | undefined {
     return this.#lastError;
   }
+  /**
+   * Grows with every change to what the cluster primary shares with its workers (the
+   * settings of {@link toConfig} and {@link sharedHealth}); never decreases.
+   */
+  get revision(): number {
+    return this.#revision;
+  }
   /** Connections open or being dialled now. */
   get active(): number {
     return this.#active;
@@ -192,6 +202,7 @@ export class Backend implements Candidate {
 
   /** Takes the settings of a config for the same name and address (reload, discovery). */
   configure(cfg: BackendConfig, slowStartMs: number): void {
+    this.#revision++;
     this.#backup = cfg.backup;
     this.#configuredWeight = cfg.weight;
     this.#admin = cfg.state;
@@ -201,11 +212,13 @@ export class Backend implements Candidate {
 
   /** Admin state change (API). */
   setAdmin(state: AdminState): void {
+    this.#revision++;
     this.#admin = state;
   }
 
   /** Weight change (API); the pool rebuilds its balancers after it. */
   setWeight(weight: number): void {
+    this.#revision++;
     this.#configuredWeight = weight;
   }
 
@@ -245,7 +258,10 @@ export class Backend implements Candidate {
     if (ok) {
       this.#connectMsAvg = this.#connectMsAvg === 0 ? connectMs : this.#connectMsAvg * (1 - CONNECT_MS_ALPHA) + connectMs * CONNECT_MS_ALPHA;
       this.#consecutiveFailures = 0;
-      this.#ejections = 0;
+      if (this.#ejections !== 0) {
+        this.#ejections = 0;
+        this.#revision++;
+      }
       return undefined;
     }
     this.#failures++;
@@ -255,6 +271,7 @@ export class Backend implements Candidate {
     const ms = Math.min(policy.baseEjectionMs * 2 ** this.#ejections, policy.maxEjectionMs);
     this.#ejectedUntil = now + ms;
     this.#ejections++;
+    this.#revision++;
     this.#consecutiveFailures = policy.consecutiveFailures - 1;
     return `ejected for ${ms}ms after ${policy.consecutiveFailures} consecutive connect failures`;
   }
@@ -268,6 +285,7 @@ export class Backend implements Candidate {
   eject(until: number, ejections: number, now = Date.now()): boolean {
     if (until <= this.#ejectedUntil) return false;
     const fresh = this.#ejectedUntil <= now;
+    this.#revision++;
     this.#ejectedUntil = until;
     this.#ejections = Math.max(this.#ejections, ejections);
     return fresh;
@@ -277,6 +295,7 @@ export class Backend implements Candidate {
 
   /** A backend new to a checked pool stays down until its first checks pass. */
   awaitFirstCheck(): void {
+    this.#revision++;
     this.#healthy = false;
     this.#lastCheckOk = undefined;
     this.#lastError = 'waiting for health checks';
@@ -291,22 +310,26 @@ export class Backend implements Candidate {
 
   /** Active checks say up (or no check runs any more): back in service. */
   markUp(now = Date.now()): void {
+    this.#revision++;
     this.#healthy = true;
     this.clearEjection(now);
   }
 
   /** Active checks say down. */
   markDown(): void {
+    this.#revision++;
     this.#healthy = false;
   }
 
   /** No active check holds the backend any more: healthy, with its passive state kept. */
   markUnchecked(): void {
+    this.#revision++;
     this.#healthy = true;
   }
 
   /** Back in service: restart the slow-start ramp and forget the passive history. */
   clearEjection(now = Date.now()): void {
+    this.#revision++;
     this.#upSince = now;
     this.#ejectedUntil = 0;
     this.#ejections = 0;
@@ -322,6 +345,7 @@ export class Backend implements Candidate {
 
   /** Takes the health the cluster primary decided (in a worker). */
   applySharedHealth(s: SharedHealth): void {
+    this.#revision++;
     // The primary lifted an ejection (its checks passed): the failure streak goes too.
     if (this.#ejectedUntil !== 0 && s.ejectedUntil === 0) this.#consecutiveFailures = 0;
     this.#healthy = s.healthy;

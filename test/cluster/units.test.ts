@@ -12,6 +12,11 @@ import { StatsAggregator, backendKey } from '../../src/cluster/aggregate.js';
 import type { ListenerCounters, WorkerStats } from '../../src/cluster/ipc.js';
 import { isPrimaryMessage, isWorkerMessage } from '../../src/cluster/ipc.js';
 import { CONNECT_MS_BUCKETS } from '../../src/observability/stats.js';
+import { StateSync } from '../../src/cluster/state-sync.js';
+import type { WorkerRequests } from '../../src/cluster/requests.js';
+import type { Slot } from '../../src/cluster/supervisor.js';
+import { silentLogger } from '../../src/observability/log.js';
+import type { ClusterState } from '../../src/cluster/ipc.js';
 
 function poolConfig(names: string[]): PoolConfig {
   return {
@@ -168,3 +173,39 @@ test('only our own messages pass the IPC guards', () => {
   assert.ok(!isWorkerMessage({ t: 'close' }));
   assert.ok(!isWorkerMessage(null));
 });
+
+test('the primary pushes the state to the workers when, and only when, a backend or a backend list changed', async (t) => {
+  const pool = new Pool(poolConfig(['a', 'b']));
+  const pushed: ClusterState[] = [];
+  const requests = { send: (_s: unknown, m: { state: ClusterState }) => (pushed.push(m.state), true) } as unknown as WorkerRequests;
+  const slot = { id: 1 } as Slot;
+  const sync = new StateSync(() => [pool], () => [slot], requests, silentLogger());
+  sync.start();
+  t.after(() => sync.stop());
+  const look = async () => {
+    sync.soon();
+    await new Promise((r) => setImmediate(r));
+  };
+  await look();
+  assert.equal(pushed.length, 0, 'nothing changed');
+  pool.find('a')!.recordCheck(false, 'refused'); // bookkeeping only: not shared
+  pool.find('a')!.recordConnect(false, 0, { consecutiveFailures: 3, baseEjectionMs: 1000, maxEjectionMs: 1000 }); // a streak, no ejection
+  await look();
+  assert.equal(pushed.length, 0, 'no shared field changed');
+
+  pool.find('b')!.markDown();
+  await look();
+  assert.equal(pushed.length, 1, 'a health change is pushed');
+  assert.equal(pushed[0].pools[0].backends[1].healthy, false);
+  await look();
+  assert.equal(pushed.length, 1, 'once');
+
+  pool.find('a')!.setWeight(3);
+  await look();
+  assert.equal(pushed.length, 2, 'a settings change is pushed');
+  pool.setBackends([...poolConfig(['a']).backends]);
+  await look();
+  assert.equal(pushed.length, 3, 'a list change is pushed');
+  assert.deepEqual(pushed[2].pools[0].backends.map((b) => b.name), ['a']);
+});
+

@@ -1,0 +1,101 @@
+/**
+ * @module cluster/listen-ports — the primary's hold on the listening ports (see cluster/ports.ts
+ * for why it binds them before the workers do).
+ *
+ * At start and when a reload adds or moves a listener, each address is test-bound once here,
+ * so what would fail in every worker fails once, before any worker changes anything. Port-0
+ * listeners get their port here; workers bind that port. In `reuseport` mode the socket of a
+ * port-0 listener stays open until the workers have bound next to it ({@link release}).
+ */
+import type { ListenerConfig } from '../config/types.js';
+import type { BoundAddress } from '../proxy/proxy.js';
+import { matchListeners } from '../proxy/listener-match.js';
+import { formatHostPort } from '../util/address.js';
+import { reservePort, type PortHold } from './ports.js';
+
+export class ListenPorts {
+  readonly #reuse: boolean;
+  /** Resolved ports of port-0 listeners, by listener name, for the config in force. */
+  #ports = new Map<string, number>();
+  /** Sockets held for port-0 listeners until the workers have bound (reuseport mode). */
+  #holds: PortHold[] = [];
+
+  /** `reuse`: the workers bind with SO_REUSEPORT (ports of port-0 listeners are held). */
+  constructor(reuse: boolean) {
+    this.#reuse = reuse;
+  }
+
+  /** Resolved ports of port-0 listeners of the config in force, by listener name. */
+  get ports(): ReadonlyMap<string, number> {
+    return this.#ports;
+  }
+
+  /** Test-binds every listener of the first config. On failure, releases what it bound. */
+  async reserve(listeners: readonly ListenerConfig[]): Promise<void> {
+    try {
+      for (const lc of listeners) {
+        const h = await this.#bind(lc);
+        if (lc.port === 0) this.#ports.set(lc.name, h.port);
+      }
+    } catch (err) {
+      await this.release();
+      throw err;
+    }
+  }
+
+  /**
+   * The resolved ports for `next`, binding what a reload from `current` adds or moves
+   * (held until {@link release}); listeners that keep their socket keep their port (the rule
+   * of proxy/listener-match.ts). Does not change the ports in force: {@link use} does.
+   */
+  async reserveFor(next: readonly ListenerConfig[], current: readonly ListenerConfig[]): Promise<Map<string, number>> {
+    const ports = new Map<string, number>();
+    const match = matchListeners(
+      next,
+      current.map((l) => ({ name: l.name, host: l.host, port: l.port, boundPort: l.port || this.#ports.get(l.name) })),
+    );
+    try {
+      for (const [i, lc] of next.entries()) {
+        const m = match[i];
+        if (m !== undefined) {
+          if (lc.port === 0) ports.set(lc.name, current[m].port || this.#ports.get(current[m].name)!);
+          continue;
+        }
+        const h = await this.#bind(lc);
+        if (lc.port === 0) ports.set(lc.name, h.port);
+      }
+    } catch (err) {
+      await this.release();
+      throw err;
+    }
+    return ports;
+  }
+
+  /** Makes `ports` (from {@link reserveFor}) the ports in force. */
+  use(ports: Map<string, number>): void {
+    this.#ports = ports;
+  }
+
+  /** Addresses as configured, with resolved ports (when no worker could report them). */
+  expectedAddresses(listeners: readonly ListenerConfig[]): BoundAddress[] {
+    return listeners.map((lc) => {
+      const port = this.#ports.get(lc.name) ?? lc.port;
+      const host = lc.host || '0.0.0.0';
+      return { name: lc.name, host, port, address: formatHostPort(host, port) };
+    });
+  }
+
+  /** Closes the held sockets (once the workers have bound, or when giving up). */
+  async release(): Promise<void> {
+    const holds = this.#holds;
+    this.#holds = [];
+    await Promise.all(holds.map((h) => h.release()));
+  }
+
+  async #bind(lc: ListenerConfig): Promise<PortHold> {
+    const hold = this.#reuse && lc.port === 0;
+    const h = await reservePort(lc.host, lc.port, hold, hold);
+    this.#holds.push(h);
+    return h;
+  }
+}
