@@ -10,6 +10,7 @@
  */
 import type { BackendConfig, Config } from '../config/types.js';
 import type { BoundAddress } from '../proxy/proxy.js';
+import type { BackendTotals } from '../proxy/backend.js';
 import type { HistogramSnapshot, PoolQueueStatus } from '../admin/status.js';
 
 /** A backend as the primary sees it: its settings plus the health the primary decided. */
@@ -58,14 +59,8 @@ export interface ListenerCounters {
 }
 
 /** Counters of one backend in one worker. */
-export interface BackendCounters {
+export interface BackendCounters extends BackendTotals {
   name: string;
-  active: number;
-  total: number;
-  failures: number;
-  bytesIn: number;
-  bytesOut: number;
-  connectMsAvg: number;
 }
 
 /** A worker's counters at one instant. */
