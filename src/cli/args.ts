@@ -118,6 +118,9 @@ export function parseCli(argv: string[]): CliAction {
   if (v.watch) throw new UsageError('--watch needs --config FILE');
 
   if (v.udp !== undefined && v.listen !== undefined) throw new UsageError('use either --listen (TCP) or --udp (UDP), not both');
+  if (v.udp !== undefined && workers !== undefined && workers > 1) {
+    throw new UsageError('--workers: UDP listeners run in one process for now; see docs/operations.md, UDP');
+  }
   if (v.udp !== undefined && v.demo) throw new UsageError('--demo runs TCP demo backends; it cannot be combined with --udp');
   const listen = v.udp !== undefined ? address('--udp', v.udp, true) : address('--listen', v.listen ?? '127.0.0.1:0', true);
   const balance = v.balance ?? 'round-robin';
