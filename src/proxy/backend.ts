@@ -75,6 +75,8 @@ export class Backend implements Candidate {
   #bytesIn = 0;
   #bytesOut = 0;
   #connectMsAvg = 0;
+  #datagramsIn = 0;
+  #datagramsOut = 0;
 
   constructor(cfg: BackendConfig, now = Date.now()) {
     this.name = cfg.name;
@@ -165,6 +167,14 @@ export class Backend implements Candidate {
   get bytesOut(): number {
     return this.#bytesOut;
   }
+  /** UDP datagrams forwarded to this backend (client → backend). */
+  get datagramsIn(): number {
+    return this.#datagramsIn;
+  }
+  /** UDP datagrams this backend sent back (backend → client). */
+  get datagramsOut(): number {
+    return this.#datagramsOut;
+  }
   /** Exponentially weighted average connect time in ms. */
   get connectMsAvg(): number {
     return this.#connectMsAvg;
@@ -243,6 +253,12 @@ export class Backend implements Candidate {
   addBytes(up: number, down: number): void {
     this.#bytesIn += up;
     this.#bytesOut += down;
+  }
+
+  /** One UDP datagram relayed: `in` client → backend, `out` backend → client. */
+  countDatagram(direction: 'in' | 'out'): void {
+    if (direction === 'in') this.#datagramsIn++;
+    else this.#datagramsOut++;
   }
 
   // --- passive health ---
@@ -391,6 +407,8 @@ export class Backend implements Candidate {
       failures: c.failures,
       bytesIn: c.bytesIn,
       bytesOut: c.bytesOut,
+      // Only backends that carried UDP have datagram counts.
+      ...((this.#datagramsIn > 0 || this.#datagramsOut > 0) && { datagramsIn: this.#datagramsIn, datagramsOut: this.#datagramsOut }),
       connectMsAvg: Math.round(c.connectMsAvg * 100) / 100,
     };
   }

@@ -28,6 +28,7 @@ import { AcceptQueue, FdPressure, isFdExhausted } from './limits.js';
 import { Pool } from './pool.js';
 import { matchListeners } from './listener-match.js';
 import { RateLimitedLog } from '../admission/source-limits.js';
+import { UdpListeners, type PreparedUdpReload } from '../udp/listeners.js';
 import type net from 'node:net';
 import { ProxyStatusSource } from '../admin/proxy-source.js';
 import type { StatusSnapshot } from '../admin/status.js';
@@ -79,6 +80,8 @@ export interface BoundAddress {
   port: number;
   /** `HOST:PORT`, IPv6 in brackets. */
   address: string;
+  /** Set for UDP listeners. */
+  protocol?: 'udp';
 }
 
 /** Poll interval while waiting for connections to finish during a drain. */
@@ -101,6 +104,7 @@ export class Proxy implements ListenerHost, ProxyHandle {
   readonly #reloadLogLevel: 'info' | 'debug';
   readonly #pools = new Map<string, Pool>();
   readonly #listeners = new Map<string, ListenerRuntime>();
+  readonly #udp: UdpListeners;
   readonly #stats = new ProcessStats();
   readonly #checkers = new Map<string, ActiveHealthChecker>();
   readonly #discovery: PoolDiscoveries;
@@ -134,6 +138,7 @@ export class Proxy implements ListenerHost, ProxyHandle {
     this.#access = createAccessLog(config.log.access, this.#logger);
     this.#onAccess = options.onAccess;
     this.#fd = new FdPressure(this.#logger);
+    this.#udp = new UdpListeners(this);
   }
 
   /** The config in force (the last one a reload applied). */
@@ -152,9 +157,13 @@ export class Proxy implements ListenerHost, ProxyHandle {
   get pools(): ReadonlyMap<string, Pool> {
     return this.#pools;
   }
-  /** Listeners by name, in config order (retired ones not included). */
+  /** TCP listeners by name, in config order (retired ones not included). */
   get listeners(): ReadonlyMap<string, ListenerRuntime> {
     return this.#listeners;
+  }
+  /** The `protocol: udp` listeners (udp/listeners.ts); `listeners` holds the TCP ones. */
+  get udp(): UdpListeners {
+    return this.#udp;
   }
   /** Process-wide counters (reloads, accept errors). */
   get stats(): ProcessStats {
@@ -177,7 +186,8 @@ export class Proxy implements ListenerHost, ProxyHandle {
     // Listen with the first DNS answers in place when they come quickly; never wait long.
     await this.#discovery.settled(DISCOVERY_START_WAIT_MS);
     try {
-      for (const lc of this.#config.listeners) await this.#addListener(lc);
+      for (const lc of this.#config.listeners) if (lc.protocol !== 'udp') await this.#addListener(lc);
+      await this.#udp.start(this.#config.listeners);
     } catch (err) {
       await this.close();
       throw err;
@@ -267,15 +277,17 @@ export class Proxy implements ListenerHost, ProxyHandle {
     // Everything that can fail happens before the switch: binding new listeners and
     // compiling the policies (certificates, ACLs) of the listeners that stay.
     const compiled = new Map<ListenerRuntime, ReturnType<ListenerRuntime['compile']>>();
+    const tcpListeners = next.listeners.filter((l) => l.protocol !== 'udp');
     const running = [...this.#listeners.values()];
     const match = matchListeners(
-      next.listeners,
+      tcpListeners,
       running.map((l) => ({ name: l.config.name, host: l.config.host, port: l.config.port, boundPort: l.address?.port })),
     );
     /** The new config of each listener that stays. */
     const kept = new Map<ListenerRuntime, ListenerConfig>();
+    let udp: PreparedUdpReload | undefined;
     try {
-      for (const [i, lc] of next.listeners.entries()) {
+      for (const [i, lc] of tcpListeners.entries()) {
         const m = match[i];
         if (m !== undefined) {
           const cur = running[m];
@@ -287,6 +299,7 @@ export class Proxy implements ListenerHost, ProxyHandle {
         await l.listen();
         opened.push(l);
       }
+      udp = await this.#udp.prepare(next.listeners);
     } catch (err) {
       await Promise.all(opened.map((l) => l.stopAccepting()));
       this.#stats.reloadFailures++;
@@ -295,6 +308,7 @@ export class Proxy implements ListenerHost, ProxyHandle {
     if (this.#closing) {
       // A drain started while the new listeners were binding.
       await Promise.all(opened.map((l) => l.stopAccepting()));
+      udp.abort();
       return;
     }
 
@@ -338,7 +352,8 @@ export class Proxy implements ListenerHost, ProxyHandle {
     for (const l of opened) byName.set(l.config.name, l);
     // Keep config order.
     this.#listeners.clear();
-    for (const lc of next.listeners) this.#listeners.set(lc.name, byName.get(lc.name)!);
+    for (const lc of tcpListeners) this.#listeners.set(lc.name, byName.get(lc.name)!);
+    const udpChange = udp.commit();
     if (next.log.access !== this.#config.log.access) {
       this.#access.flush();
       this.#access = createAccessLog(next.log.access, this.#logger);
@@ -347,7 +362,11 @@ export class Proxy implements ListenerHost, ProxyHandle {
     this.#config = next;
     this.#stats.reloads++;
     this.#logger[this.#reloadLogLevel](
-      { listeners: this.addresses().map((a) => a.address), opened: opened.length, retired: retire.length },
+      {
+        listeners: this.addresses().map((a) => a.address),
+        opened: opened.length + udpChange.opened,
+        retired: retire.length + udpChange.retired,
+      },
       'config reloaded',
     );
     // Limits may have been raised and backends added: let waiting connections in.
@@ -371,10 +390,17 @@ export class Proxy implements ListenerHost, ProxyHandle {
 
   /** Bound addresses, in config order. */
   addresses(): BoundAddress[] {
-    return [...this.#listeners.values()].map((l) => {
-      const a = l.address!;
-      return { name: l.config.name, host: a.host, port: a.port, address: formatHostPort(a.host, a.port) };
-    });
+    const out: BoundAddress[] = [];
+    for (const lc of this.#config.listeners) {
+      const l = lc.protocol === 'udp' ? this.#udp.map.get(lc.name) : this.#listeners.get(lc.name);
+      const a = l?.address;
+      if (!a) continue;
+      out.push({
+        name: lc.name, host: a.host, port: a.port, address: formatHostPort(a.host, a.port),
+        ...(lc.protocol === 'udp' && { protocol: 'udp' as const }),
+      });
+    }
+    return out;
   }
 
   // --- ListenerHost ---
@@ -524,11 +550,12 @@ export class Proxy implements ListenerHost, ProxyHandle {
   flushLiveBytes(): void {
     for (const l of this.#listeners.values()) for (const c of l.connections) c.flushBytes();
     for (const l of this.#retired.keys()) for (const c of l.connections) c.flushBytes();
+    this.#udp.flushLiveBytes();
   }
 
-  /** Connections open right now, over all listeners (including retired ones). */
+  /** Connections and UDP sessions open right now, over all listeners (including retired ones). */
   activeConnections(): number {
-    let n = 0;
+    let n = this.#udp.sessionCount();
     for (const l of this.#listeners.values()) n += l.connections.size;
     for (const l of this.#retired.keys()) n += l.connections.size;
     return n;
@@ -553,6 +580,8 @@ export class Proxy implements ListenerHost, ProxyHandle {
   async drain(timeoutMs = this.#config.shutdown.drainTimeoutMs, spreadMs = this.#config.shutdown.closeSpreadMs): Promise<void> {
     this.#closing = true;
     await Promise.all([...this.#listeners.values()].map((l) => l.stopAccepting()));
+    // UDP sessions end by their idle timeout (or responses) within the drain time.
+    this.#udp.stopAccepting();
     this.#dropHeld();
     for (const c of this.#checkers.values()) c.stop();
     this.#discovery.stopAll();
@@ -573,6 +602,7 @@ export class Proxy implements ListenerHost, ProxyHandle {
         if (i < rest.length) await sleep(Math.max(CLOSE_SPREAD_STEP_MS, spreadMs / rest.length));
       }
     }
+    this.#udp.close();
     this.#access.flush();
   }
 
@@ -594,6 +624,7 @@ export class Proxy implements ListenerHost, ProxyHandle {
     await Promise.all([...this.#listeners.values(), ...this.#retired.keys()].map((l) => l.stopAccepting()));
     this.#dropHeld();
     for (const c of this.#allConnections()) c.stop('shutdown');
+    this.#udp.close();
     for (const q of this.#backendQueues.values()) q.clear('no_backend');
     for (const [l, timer] of this.#retired) {
       if (l.connections.size === 0) {
