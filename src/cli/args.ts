@@ -17,11 +17,13 @@ export const USAGE = `Usage: l4lb [options] BACKEND...      proxy to BACKENDs (H
 Options:
   -l, --listen HOST:PORT     address to listen on (default 127.0.0.1:0, a free port;
                              ":8080" listens on all interfaces)
+      --udp HOST:PORT        balance UDP instead: listen for datagrams here (sessions by
+                             client address and port, idle timeout 30s)
   -b, --balance NAME         balancing algorithm (default round-robin): ${balancerNames.join(', ')}
       --connect-timeout DUR  backend connect timeout per attempt (default 5s)
       --retries N            other backends to try after a failed connect
                              (default: each other backend once)
-      --idle-timeout DUR     close connections idle this long (default 10m, 0 = off)
+      --idle-timeout DUR     close connections idle this long (default 10m; UDP 30s; 0 = off)
       --admin HOST:PORT      serve the admin API, metrics and dashboard here (bearer
                              token from $L4LB_ADMIN_TOKEN; required off loopback)
       --workers N|auto       worker processes (default 1)
@@ -50,7 +52,7 @@ const DEMO_PLACEHOLDER_BACKEND = '127.0.0.1:1';
 
 /** Options that take a value; a value starting with a dash (`--retries -1`) is still theirs. */
 const VALUE_OPTIONS = new Set([
-  '--listen', '-l', '--balance', '-b', '--connect-timeout', '--retries', '--idle-timeout',
+  '--listen', '-l', '--udp', '--balance', '-b', '--connect-timeout', '--retries', '--idle-timeout',
   '--admin', '--workers', '--config', '-c', '--log-level', '--access-log',
 ]);
 
@@ -86,6 +88,7 @@ export function parseCli(argv: string[]): CliAction {
       strict: true,
       options: {
         listen: { type: 'string', short: 'l' },
+        udp: { type: 'string' },
         balance: { type: 'string', short: 'b' },
         'connect-timeout': { type: 'string' },
         retries: { type: 'string' },
@@ -128,7 +131,7 @@ export function parseCli(argv: string[]): CliAction {
   }
   if (v.config !== undefined) {
     if (pos.length > 0) throw new UsageError(`BACKEND arguments cannot be combined with --config (got "${pos[0]}")`);
-    for (const flag of ['listen', 'balance', 'connect-timeout', 'retries', 'idle-timeout', 'access-log', 'demo'] as const) {
+    for (const flag of ['listen', 'udp', 'balance', 'connect-timeout', 'retries', 'idle-timeout', 'access-log', 'demo'] as const) {
       if (v[flag] !== undefined) throw new UsageError(`--${flag} cannot be combined with --config; set it in the file`);
     }
     if (v.check) return { kind: 'check', file: v.config };
@@ -140,6 +143,8 @@ export function parseCli(argv: string[]): CliAction {
     throw new UsageError('no BACKEND given (e.g. "l4lb 127.0.0.1:9001 127.0.0.1:9002"); or use --config FILE or --demo');
   }
   if (v.demo && pos.length > 0) throw new UsageError('--demo starts its own backends; do not pass BACKEND arguments');
+  if (v.udp !== undefined && v.listen !== undefined) throw new UsageError('use either --listen (TCP) or --udp (UDP), not both');
+  if (v.udp !== undefined && v.demo) throw new UsageError('--demo runs TCP demo backends; it cannot be combined with --udp');
 
   // The command line is a config file written as flags: one listener, one pool, built
   // through the file's schema and checks so that both accept and refuse the same values.
@@ -148,7 +153,9 @@ export function parseCli(argv: string[]): CliAction {
   const overrides: ConfigOverride[] = [
     { path: [...listener, 'name'], value: 'default', label: '--listen' },
     { path: [...listener, 'pool'], value: 'default', label: '--listen' },
-    { path: [...listener, 'listen'], value: v.listen ?? DEFAULT_LISTEN, label: '--listen' },
+    v.udp !== undefined
+      ? { path: [...listener, 'listen'], value: v.udp, label: '--udp' }
+      : { path: [...listener, 'listen'], value: v.listen ?? DEFAULT_LISTEN, label: '--listen' },
     { path: [...pool, 'name'], value: 'default', label: '--balance' },
     { path: [...pool, 'balance'], value: v.balance ?? LoaderDefaults.balance, label: '--balance' },
     ...(v.demo ? [DEMO_PLACEHOLDER_BACKEND] : pos).map((b, i): ConfigOverride => ({
@@ -158,6 +165,8 @@ export function parseCli(argv: string[]): CliAction {
     })),
     ...common,
   ];
+  // The only rule a fixed `protocol: udp` can break is the one-process rule, which --workers broke.
+  if (v.udp !== undefined) overrides.push({ path: [...listener, 'protocol'], value: 'udp', label: '--workers' });
   if (v['connect-timeout'] !== undefined) {
     overrides.push({ path: [...listener, 'timeouts', 'connect'], value: v['connect-timeout'], label: '--connect-timeout' });
   }

@@ -112,7 +112,7 @@ async function run(config: Config, source?: FileSource, demo?: DemoBackends): Pr
   const early: NodeJS.Signals[] = [];
   const holdSignal = (s: NodeJS.Signals) => early.push(s);
   for (const s of HANDLED_SIGNALS) process.on(s, holdSignal);
-  for (const a of proxy.addresses()) process.stdout.write(`listening on ${a.address}\n`);
+  for (const a of proxy.addresses()) process.stdout.write(`listening on ${a.address}${a.protocol === 'udp' ? ' udp' : ''}\n`);
   let admin: AdminServer | undefined;
   if (config.admin) {
     try {
