@@ -204,14 +204,21 @@ export class ActiveHealthChecker {
       this.#enabled = false;
       return;
     }
-    const current = new Set(this.#pool.backends);
+    // Backends marked `check: false` are not probed (HAProxy checks only servers marked
+    // `check`); one that stops being checked is no longer held down by old results.
+    const current = new Set(this.#pool.backends.filter((b) => b.check));
     for (const t of this.#tracked.values()) {
-      if (!current.has(t.backend)) this.#forget(t);
+      if (!current.has(t.backend)) {
+        this.#forget(t);
+        if (t.backend.check || !this.#pool.backends.includes(t.backend)) continue;
+        t.backend.forgetCheckResult();
+        if (!t.backend.healthy) this.#markUp(t.backend, 'health check turned off for this backend (check: false)');
+      }
     }
     // Untracked backends are "present at start" when checks were just turned on, and
     // "added" when they appeared while checks ran (a list changed without the hook).
     const mode = this.#enabled ? 'added' : 'present';
-    for (const b of this.#pool.backends) {
+    for (const b of current) {
       if (!this.#tracked.has(b)) this.#track(b, mode, cfg);
     }
     this.#enabled = true;
@@ -222,7 +229,7 @@ export class ActiveHealthChecker {
     const cfg = this.#pool.config.healthCheck;
     if (!cfg) return;
     for (const b of added) {
-      if (!this.#tracked.has(b)) this.#track(b, 'added', cfg);
+      if (b.check && !this.#tracked.has(b)) this.#track(b, 'added', cfg);
     }
     // The same list change may have removed backends: drop them now, not at the next sweep.
     this.#reconcile();
@@ -231,7 +238,7 @@ export class ActiveHealthChecker {
   #track(backend: Backend, mode: 'present' | 'added', cfg: ActiveHealthConfig): void {
     if (mode === 'added') {
       backend.awaitFirstCheck();
-      this.#log.debug({ [LogFields.backend]: backend.name }, 'backend added: down until its health check passes');
+      this.#log.debug({ [LogFields.backend]: backend.name, [LogFields.backendAddress]: backend.address }, 'backend added: down until its health check passes');
     }
     const t: Tracked = { backend, timer: undefined, abort: undefined, successes: 0, failures: 0, ejectionSeen: 0 };
     this.#tracked.set(backend, t);
@@ -335,26 +342,26 @@ export class ActiveHealthChecker {
     } else {
       t.successes = 0;
       t.failures++;
-      this.#log.debug({ [LogFields.backend]: b.name, [LogFields.reason]: failure }, 'health check failed');
+      this.#log.debug({ [LogFields.backend]: b.name, [LogFields.backendAddress]: b.address, [LogFields.reason]: failure }, 'health check failed');
       if (b.healthy && t.failures >= s.fall) this.#markDown(b, `health check failed ${s.fall} time(s) in a row: ${failure}`);
     }
   }
 
   #markUp(b: Backend, reason: string): void {
     b.markUp(this.#now());
-    this.#log.debug({ [LogFields.backend]: b.name, [LogFields.reason]: reason }, 'backend up');
+    this.#log.debug({ [LogFields.backend]: b.name, [LogFields.backendAddress]: b.address, [LogFields.reason]: reason }, 'backend up');
     this.#pool.onStateChange?.(b, reason);
   }
 
   #unEject(b: Backend, reason: string): void {
     b.clearEjection(this.#now());
-    this.#log.debug({ [LogFields.backend]: b.name, [LogFields.reason]: reason }, 'backend un-ejected');
+    this.#log.debug({ [LogFields.backend]: b.name, [LogFields.backendAddress]: b.address, [LogFields.reason]: reason }, 'backend un-ejected');
     this.#pool.onStateChange?.(b, reason);
   }
 
   #markDown(b: Backend, reason: string): void {
     b.markDown();
-    this.#log.debug({ [LogFields.backend]: b.name, [LogFields.reason]: reason }, 'backend down');
+    this.#log.debug({ [LogFields.backend]: b.name, [LogFields.backendAddress]: b.address, [LogFields.reason]: reason }, 'backend down');
     this.#pool.onStateChange?.(b, reason);
   }
 }

@@ -54,6 +54,7 @@ export class Backend implements Candidate {
   #configuredWeight: number;
   #admin: AdminState;
   #maxConnections: number;
+  #check: boolean;
   #slowStartMs = 0;
 
   #healthy = true;
@@ -88,6 +89,7 @@ export class Backend implements Candidate {
     this.#configuredWeight = cfg.weight;
     this.#admin = cfg.state;
     this.#maxConnections = cfg.maxConnections;
+    this.#check = cfg.check;
     this.#upSince = now - 1e12; // no slow start for backends present at start
   }
 
@@ -106,6 +108,10 @@ export class Backend implements Candidate {
   /** Per-backend connection cap; 0 = none. */
   get maxConnections(): number {
     return this.#maxConnections;
+  }
+  /** Whether the pool's active check probes this backend (BackendConfig.check). */
+  get check(): boolean {
+    return this.#check;
   }
   /** Length of the slow-start ramp, ms (0 = off). */
   get slowStartMs(): number {
@@ -217,6 +223,7 @@ export class Backend implements Candidate {
     this.#configuredWeight = cfg.weight;
     this.#admin = cfg.state;
     this.#maxConnections = cfg.maxConnections;
+    this.#check = cfg.check;
     this.#slowStartMs = slowStartMs;
   }
 
@@ -324,6 +331,12 @@ export class Backend implements Candidate {
     this.#lastError = failure;
   }
 
+  /** The backend is no longer checked (`check: false`): no last result to show. */
+  forgetCheckResult(): void {
+    this.#lastCheckOk = undefined;
+    this.#lastError = undefined;
+  }
+
   /** Active checks say up (or no check runs any more): back in service. */
   markUp(now = Date.now()): void {
     this.#revision++;
@@ -380,6 +393,7 @@ export class Backend implements Candidate {
       backup: this.#backup,
       state: this.#admin,
       maxConnections: this.#maxConnections,
+      check: this.#check,
     };
   }
 
@@ -398,6 +412,7 @@ export class Backend implements Candidate {
       weight: this.#configuredWeight,
       effectiveWeight: this.weight,
       healthy: this.#healthy,
+      check: this.#check,
       ejectedUntil: this.#ejectedUntil > now ? this.#ejectedUntil : 0,
       lastCheckAt: this.#lastCheckAt || undefined,
       lastCheckOk: this.#lastCheckOk,
