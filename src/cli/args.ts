@@ -7,7 +7,7 @@ import { availableParallelism } from 'node:os';
 import { UsageError } from '../errors.js';
 import type { BalancerName, Config } from '../config/types.js';
 import { defaultPassive, defaultTimeouts } from '../config/types.js';
-import { parseDuration } from '../util/duration.js';
+import { parseDurationValue } from '../config/schema.js';
 import { parseHostPort } from '../util/address.js';
 import { balancerNames, isBalancerName } from '../balancers/index.js';
 
@@ -185,8 +185,10 @@ function address(what: string, s: string, listen: boolean, allowPortZero = liste
 }
 
 function duration(what: string, s: string, allowZero: boolean): number {
-  const ms = parseDuration(s);
-  if (ms === undefined) throw new UsageError(`${what}: "${s}" is not a duration (e.g. 5s, 250ms, 1m)`);
+  // The config file's rule, so that a flag cannot set what a file may not (past 24 days Node's
+  // timers fire at once).
+  const ms = parseDurationValue(s);
+  if (typeof ms !== 'number') throw new UsageError(`${what}: ${ms.error}`);
   if (!allowZero && ms === 0) throw new UsageError(`${what}: must be greater than 0`);
   return ms;
 }
