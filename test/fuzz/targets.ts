@@ -60,6 +60,9 @@ export type Verdict = 'accepted' | 'rejected' | 'incomplete';
 /** What a finding is: an exception the contract does not allow, a broken invariant, or too slow. */
 export type FindingKind = 'exception' | 'invariant' | 'hang' | 'socket';
 
+/** The usual part of a slice for the properties: they find structure, mutation finds edges. */
+const PROPERTY_SHARE = 0.25;
+
 /** A broken contract. */
 export class Finding extends Error {
   readonly kind: FindingKind;
@@ -76,6 +79,8 @@ export interface FuzzTarget {
   /** The variants its inputs come in; seed files carry the variant as their extension. */
   variants: readonly string[];
   profile: MutationProfile;
+  /** Part of its in-process time given to the fast-check properties (the rest is mutation). */
+  propertyShare: number;
   /** Runs the parser on `input` and checks its contract; throws {@link Finding}. */
   check(input: FuzzInput, expect?: unknown): Verdict;
   /** fast-check properties: generators of cases, each checked with `check`. */
@@ -259,6 +264,7 @@ const proxyRoundTrip: fc.Arbitrary<FuzzCase> = fc
 
 export const proxyTarget: FuzzTarget = {
   name: 'proxy',
+  propertyShare: PROPERTY_SHARE,
   variants: ['bin'],
   profile: {
     text: false,
@@ -326,6 +332,7 @@ const helloSpec = fc.record(
 
 export const tlsTarget: FuzzTarget = {
   name: 'tls',
+  propertyShare: PROPERTY_SHARE,
   variants: ['bin'],
   profile: {
     text: false,
@@ -459,6 +466,9 @@ const configValue = fc.record(
 
 export const configTarget: FuzzTarget = {
   name: 'config',
+  // Building a config object and writing it as YAML or JSON costs twice a mutation, and this
+  // loader is the slowest target: it needs its inputs.
+  propertyShare: 0.1,
   variants: ['yaml', 'json'],
   profile: {
     text: true,
@@ -539,6 +549,7 @@ const adminBody = fc.oneof(
 
 export const adminTarget: FuzzTarget = {
   name: 'admin',
+  propertyShare: PROPERTY_SHARE,
   variants: ['url', 'backend', 'weight', 'nofields', 'host', 'origin', 'auth'],
   profile: {
     text: true,
@@ -641,6 +652,7 @@ const cliValue = fc.oneof(
 
 export const cliTarget: FuzzTarget = {
   name: 'cli',
+  propertyShare: PROPERTY_SHARE,
   variants: ['args'],
   profile: {
     text: true,
