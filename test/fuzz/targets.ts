@@ -640,7 +640,7 @@ function checkCliConfig(c: Config): void {
 }
 
 const cliFlag = fc.constantFrom(
-  '-l', '--listen', '-b', '--balance', '--connect-timeout', '--retries', '--idle-timeout', '--admin', '--workers', '-c', '--config',
+  '-l', '--listen', '--udp', '-b', '--balance', '--connect-timeout', '--retries', '--idle-timeout', '--admin', '--workers', '-c', '--config',
   '--check', '--watch', '--log-level', '--access-log', '--demo', '-h', '--help', '-V', '--version', '--', '-', 'check', '--listen=', '-lb',
 );
 const cliValue = fc.oneof(
