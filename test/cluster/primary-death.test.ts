@@ -8,8 +8,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { spawnL4lb, startServer, waitFor } from '../support/net.js';
+import { running } from './helpers.js';
 
 const TRANSFERS = 10;
 const CHUNKS = 30;
@@ -65,16 +65,6 @@ function pacedLeg(s: net.Socket): Promise<Leg> {
       }
     }, CHUNK_EVERY_MS);
   });
-}
-
-/** True while `pid` runs (a zombie waiting to be reaped does not count). */
-function running(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
 }
 
 test('kill -9 of the primary: the workers finish every transfer in flight (SHA-256 both ways), then exit', async (t) => {
