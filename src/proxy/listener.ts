@@ -6,7 +6,7 @@ import net from 'node:net';
 import { Defaults, type ListenerConfig } from '../config/types.js';
 import { L4lbError, ErrorCodes, type ConnectError } from '../errors.js';
 import { ListenerStats } from '../observability/stats.js';
-import type { Logger } from '../observability/log.js';
+import { LogFields, type Logger } from '../observability/log.js';
 import { formatHostPort } from '../util/address.js';
 import type { Backend } from './backend.js';
 import type { Pool } from './pool.js';
@@ -290,7 +290,14 @@ export class ListenerRuntime {
     const r = this.#connectErrorLog.take(`${pool.name}\u0000${err.code}`);
     if (!r) return;
     this.#host.logger.warn(
-      { listener: this.config.name, pool: pool.name, backend: backend.address, code: err.code, suppressed: r.suppressed || undefined },
+      {
+        [LogFields.listener]: this.config.name,
+        [LogFields.pool]: pool.name,
+        [LogFields.backend]: backend.name,
+        [LogFields.backendAddress]: backend.address,
+        code: err.code,
+        suppressed: r.suppressed || undefined,
+      },
       err.message,
     );
   }
