@@ -1,205 +1,152 @@
 /**
- * The access log as users run it: every connection closed before SIGTERM or a SIGUSR1 reopen
- * has its line, each line is valid JSON with the documented fields in order, and a stderr
- * pipe nobody reads costs dropped (and counted) lines, not memory or service.
+ * Every line of every access-log target is a JSON object with the documented fields
+ * (docs/operations.md, "Access-log lines"): the stderr log and a file, for connections that
+ * were relayed and for every kind of early ending (refused by the ACL, malformed PROXY
+ * header, no backend, connect refused, connect timeout). Runs the built CLI, with one and
+ * with two workers.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
-import fs from 'node:fs';
-import os from 'node:os';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
-import { BIN, echoServer, request, waitFor } from '../support/net.js';
-import { formatAccessFields } from '../../src/observability/access-log.js';
-import { LineWriter, LOG_QUEUE_LIMIT, LOG_BATCH_BYTES } from '../../src/observability/line-writer.js';
-import type { AccessRecord } from '../../src/proxy/connection.js';
+import { blackHole, connect, echoServer, readAll, refusedPort, request, spawnL4lb } from '../support/net.js';
 
-/** The documented fields of a relayed connection's line, in order (README). */
-const FIELDS = ['listener', 'client', 'clientPort', 'pool', 'backend', 'tries', 'retries', 'connectMs', 'durationMs', 'bytesUp', 'bytesDown', 'closedFirst', 'closeKind', 'reason'];
+/** Fields every line has, and their JSON types. */
+const ALWAYS: Record<string, string> = {
+  time: 'string',
+  listener: 'string',
+  client: 'string',
+  clientPort: 'number',
+  tries: 'number',
+  retries: 'number',
+  connectMs: 'number',
+  durationMs: 'number',
+  bytesUp: 'number',
+  bytesDown: 'number',
+  closedFirst: 'string',
+  closeKind: 'string',
+  reason: 'string',
+};
 
-function tmpDir(t: { after(fn: () => void): void }): string {
-  const dir = fs.mkdtempSync(join(os.tmpdir(), 'l4lb-access-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-  return dir;
-}
+/** The ending each listener of the config below produces, with what its line must say. */
+const EXPECTED: Record<string, { reason: string; code?: string; pool: boolean; backend: boolean; bytes?: number; client?: string }> = {
+  relay: { reason: 'client_closed', pool: true, backend: true, bytes: 5 },
+  acl: { reason: 'acl', pool: false, backend: false, client: '10.1.2.3' },
+  badproxy: { reason: 'bad_proxy_header', code: 'L4LB_ERR_PROXY_HEADER', pool: false, backend: false },
+  nobackend: { reason: 'no_backend', code: 'L4LB_ERR_NO_BACKEND', pool: true, backend: false },
+  refused: { reason: 'backend_connect_refused', code: 'L4LB_ERR_CONNECT_REFUSED', pool: true, backend: true },
+  timeout: { reason: 'backend_connect_timeout', code: 'L4LB_ERR_CONNECT_TIMEOUT', pool: true, backend: true },
+};
 
-interface Cli {
-  child: ChildProcess;
-  port: number;
-  stdout: string[];
-  exited: Promise<number | null>;
-}
-
-/** Starts the CLI with stderr going to `stderrFd`; resolves once it listens. */
-async function startCli(args: string[], stderrFd: number | 'pipe' | 'ignore'): Promise<Cli> {
-  const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'pipe', stderrFd] });
-  const exited = once(child, 'exit').then(([code]) => code as number | null);
-  const stdout: string[] = [];
-  let buf = '';
-  child.stdout!.on('data', (c: Buffer) => {
-    buf += c.toString();
-    let nl;
-    while ((nl = buf.indexOf('\n')) >= 0) {
-      stdout.push(buf.slice(0, nl));
-      buf = buf.slice(nl + 1);
+function parseLines(text: string, where: string): Record<string, unknown>[] {
+  const lines = text.split('\n');
+  assert.equal(lines.pop(), '', `${where} ends with a newline`);
+  return lines.map((line, i) => {
+    try {
+      const v = JSON.parse(line) as unknown;
+      assert.ok(v !== null && typeof v === 'object' && !Array.isArray(v), `${where} line ${i + 1} is an object`);
+      return v as Record<string, unknown>;
+    } catch (err) {
+      throw new Error(`${where} line ${i + 1} is not JSON (${(err as Error).message}): ${line.slice(0, 200)}`);
     }
   });
-  await waitFor(() => stdout.some((l) => l.startsWith('listening on ')) || child.exitCode !== null, 15000, 'listening line');
-  const line = stdout.find((l) => l.startsWith('listening on '));
-  assert.ok(line, `l4lb exited with ${child.exitCode} before listening`);
-  return { child, port: Number(line.slice(line.lastIndexOf(':') + 1)), stdout, exited };
 }
 
-/** `n` request/response connections through `port`, `parallel` at a time. */
-async function connections(port: number, n: number, parallel = 20): Promise<void> {
-  let next = 0;
-  const worker = async () => {
-    while (next < n) {
-      next++;
-      assert.equal(await request(port, 'ping'), 'ping');
-    }
-  };
-  await Promise.all(Array.from({ length: Math.min(parallel, n) }, worker));
-}
-
-function jsonLines(text: string): Record<string, unknown>[] {
-  assert.ok(text.endsWith('\n'), 'the log ends with a whole line');
-  return text.slice(0, -1).split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
-}
-
-function assertAccessLine(rec: Record<string, unknown>, head: string[]): void {
-  assert.deepEqual(Object.keys(rec), [...head, ...FIELDS]);
-  assert.equal(rec.reason, 'client_closed');
-  assert.equal(rec.bytesUp, 4);
-  assert.equal(rec.bytesDown, 4);
-  assert.match(rec.time as string, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
-}
-
-test('formatAccessFields writes what JSON.stringify would, for any string', () => {
-  const awkward = ['plain', 'quote " and \\ backslash', 'tab\tnew\nline\u0000\u001f', 'é ü 漢字 😀', 'lone \ud800 surrogate \udc00', '\u2028\u2029', ''];
-  for (const s of awkward) {
-    const rec: AccessRecord = {
-      listener: s, client: '::1', clientPort: 1, pool: s, backend: undefined, serverName: s, tries: 2, retries: 1,
-      connectMs: 0.41, durationMs: 12, bytesUp: 5, bytesDown: Number.NaN, closedFirst: 'proxy', closeKind: 'proxy', reason: 'no_backend', code: 'L4LB_ERR_NO_BACKEND', error: s,
-    };
-    const line = `{"time":"x"${formatAccessFields(rec)}`;
-    assert.ok(line.endsWith('}\n'));
-    assert.equal(line.slice(0, -1), JSON.stringify({ time: 'x', ...rec }), JSON.stringify(s));
+function checkRecord(rec: Record<string, unknown>, where: string): void {
+  for (const [field, type] of Object.entries(ALWAYS)) {
+    assert.equal(typeof rec[field], type, `${where}: ${field} is a ${type} in ${JSON.stringify(rec)}`);
   }
-});
-
-test('--access-log FILE: N connections, then SIGTERM, gives exactly N valid lines', async (t) => {
-  const dir = tmpDir(t);
-  const e = await echoServer();
-  t.after(() => e.close());
-  const file = join(dir, 'sub', 'access.log');
-  const cli = await startCli(['--access-log', file, `127.0.0.1:${e.port}`], 'ignore');
-  t.after(() => cli.child.kill('SIGKILL'));
-  const n = 300;
-  await connections(cli.port, n);
-  cli.child.kill('SIGTERM');
-  assert.equal(await cli.exited, 0);
-  const lines = jsonLines(fs.readFileSync(file, 'utf8'));
-  assert.equal(lines.length, n);
-  for (const rec of lines) assertAccessLine(rec, ['time']);
-  assert.equal(new Set(lines.map((r) => r.clientPort)).size, n, 'one line per connection');
-});
-
-test('the default (stderr) redirected to a file: N connections, then SIGTERM, gives N access lines among the process log', async (t) => {
-  const dir = tmpDir(t);
-  const e = await echoServer();
-  t.after(() => e.close());
-  const file = join(dir, 'stderr.log');
-  const fd = fs.openSync(file, 'w');
-  const cli = await startCli([`127.0.0.1:${e.port}`], fd);
-  fs.closeSync(fd);
-  t.after(() => cli.child.kill('SIGKILL'));
-  const n = 200;
-  await connections(cli.port, n);
-  cli.child.kill('SIGTERM');
-  assert.equal(await cli.exited, 0);
-  const lines = jsonLines(fs.readFileSync(file, 'utf8'));
-  const access = lines.filter((l) => l.msg === 'access');
-  assert.equal(access.length, n);
-  for (const rec of access) assertAccessLine(rec, ['level', 'time', 'pid', 'msg']);
-  assert.equal(lines.at(-1)!.msg, 'l4lb stopped', 'process log lines keep their order with access lines');
-});
-
-test('SIGUSR1 reopens the file: lines before it are in the moved file, lines after it in the new one', async (t) => {
-  const dir = tmpDir(t);
-  const e = await echoServer();
-  t.after(() => e.close());
-  const file = join(dir, 'access.log');
-  const cli = await startCli(['--access-log', file, `127.0.0.1:${e.port}`], 'ignore');
-  t.after(() => cli.child.kill('SIGKILL'));
-  await connections(cli.port, 50);
-  fs.renameSync(file, `${file}.1`);
-  cli.child.kill('SIGUSR1');
-  await waitFor(() => fs.existsSync(file), 5000, 'the reopened file');
-  await connections(cli.port, 30);
-  cli.child.kill('SIGTERM');
-  assert.equal(await cli.exited, 0);
-  assert.equal(jsonLines(fs.readFileSync(`${file}.1`, 'utf8')).length, 50);
-  assert.equal(jsonLines(fs.readFileSync(file, 'utf8')).length, 30);
-});
-
-/** A FIFO opened read-write by this process, which never reads it: a pipe nobody reads. */
-function deafPipe(t: { after(fn: () => void): void }): number {
-  const fifo = join(tmpDir(t), 'fifo');
-  execFileSync('mkfifo', [fifo]);
-  const fd = fs.openSync(fifo, 'r+');
-  t.after(() => fs.closeSync(fd));
-  return fd;
+  assert.ok(!Number.isNaN(Date.parse(rec.time as string)), `${where}: time is a date`);
+  const want = EXPECTED[rec.listener as string];
+  assert.ok(want, `${where}: a listener of the test (${String(rec.listener)})`);
+  assert.equal(rec.reason, want.reason, `${where}: reason of ${String(rec.listener)}`);
+  assert.equal(rec.code, want.code, `${where}: code of ${String(rec.listener)}`);
+  assert.equal(typeof rec.pool, want.pool ? 'string' : 'undefined', `${where}: pool of ${String(rec.listener)}`);
+  assert.equal(typeof rec.backend, want.backend ? 'string' : 'undefined', `${where}: backend of ${String(rec.listener)}`);
+  assert.equal(rec.client, want.client ?? '127.0.0.1', `${where}: client of ${String(rec.listener)}`);
+  if (rec.error !== undefined || want.reason.startsWith('backend_connect_')) {
+    assert.equal(typeof rec.error, 'string', `${where}: error of ${String(rec.listener)}`);
+  }
+  if (want.bytes !== undefined) {
+    assert.equal(rec.bytesUp, want.bytes);
+    assert.equal(rec.bytesDown, want.bytes);
+  }
 }
 
-test('a LineWriter on a pipe nobody reads holds at most its bound and counts every line it drops', async (t) => {
-  const fd = deafPipe(t);
-  const stream = new net.Socket({ fd, readable: false, writable: true });
-  t.after(() => stream.destroy());
-  const w = LineWriter.forFd(fd, () => stream);
-  const line = `${'x'.repeat(299)}\n`;
-  const total = Math.ceil((3 * LOG_QUEUE_LIMIT) / line.length);
-  let accepted = 0;
-  for (let i = 0; i < total; i++) {
-    if (w.write(line)) accepted++;
-    if (i % 1000 === 0) await new Promise((r) => setImmediate(r));
-  }
-  await new Promise((r) => setTimeout(r, 50));
-  assert.ok(w.dropped > 0, 'lines were dropped');
-  assert.equal(accepted + w.dropped, total, 'every line is either accepted or counted');
-  assert.ok(w.pendingChars <= LOG_QUEUE_LIMIT, `pending ${w.pendingChars}`);
-  assert.ok(stream.writableLength <= LOG_BATCH_BYTES, `queued in the stream ${stream.writableLength}`);
-});
+for (const target of ['stderr', 'file'] as const) {
+  for (const workers of [1, 2]) {
+    test(`access log to ${target}, ${workers} worker(s): every line is JSON with the documented fields, relayed and early endings`, async (t) => {
+      const echo = await echoServer();
+      const hole = await blackHole();
+      const dead = await refusedPort();
+      const dir = mkdtempSync(join(tmpdir(), 'l4lb-access-'));
+      const file = join(dir, 'logs', 'access.log');
+      const listeners = Object.keys(EXPECTED);
+      const cfg = {
+        workers,
+        log: { level: 'info', access: target === 'file' ? file : 'stderr' },
+        listeners: [
+          { name: 'relay', listen: '127.0.0.1:0', pool: 'ok' },
+          { name: 'acl', listen: '127.0.0.1:0', pool: 'ok', acceptProxy: { trusted: ['127.0.0.1/32'] }, acl: [{ deny: '10.0.0.0/8' }] },
+          { name: 'badproxy', listen: '127.0.0.1:0', pool: 'ok', acceptProxy: { trusted: ['127.0.0.1/32'] } },
+          { name: 'nobackend', listen: '127.0.0.1:0', pool: 'off' },
+          { name: 'refused', listen: '127.0.0.1:0', pool: 'dead' },
+          { name: 'timeout', listen: '127.0.0.1:0', pool: 'hole', timeouts: { connect: '300ms' } },
+        ],
+        pools: [
+          { name: 'ok', backends: [`127.0.0.1:${echo.port}`] },
+          { name: 'off', backends: [{ address: `127.0.0.1:${echo.port}`, state: 'disabled' }] },
+          { name: 'dead', backends: [`127.0.0.1:${dead}`] },
+          { name: 'hole', backends: [`127.0.0.1:${hole.port}`] },
+        ],
+      };
+      const configFile = join(dir, 'l4lb.json');
+      writeFileSync(configFile, JSON.stringify(cfg));
+      const l4lb = await spawnL4lb(['--config', configFile], { listeners: listeners.length });
+      t.after(async () => {
+        await l4lb.stop('SIGKILL');
+        await echo.close();
+        await hole.close();
+        rmSync(dir, { recursive: true, force: true });
+      });
+      const portOf = (i: number) => Number(l4lb.addresses[i].slice(l4lb.addresses[i].lastIndexOf(':') + 1));
 
-test('stderr to a pipe nobody reads: the proxy keeps serving, drops are counted in /metrics, SIGTERM still exits', async (t) => {
-  const dir = tmpDir(t);
-  const e = await echoServer();
-  t.after(() => e.close());
-  // A long listener name makes each line ~600 bytes, so fewer connections fill the pipe and the bound.
-  const name = `l${'x'.repeat(199)}`;
-  const config = join(dir, 'l4lb.json');
-  fs.writeFileSync(
-    config,
-    JSON.stringify({
-      listeners: [{ name, listen: '127.0.0.1:0', pool: 'p' }],
-      pools: [{ name: 'p', backends: [`127.0.0.1:${e.port}`] }],
-      admin: { listen: '127.0.0.1:0' },
-    }),
-  );
-  const cli = await startCli(['--config', config], deafPipe(t));
-  t.after(() => cli.child.kill('SIGKILL'));
-  await waitFor(() => cli.stdout.some((l) => l.startsWith('admin on ')), 10000, 'admin line');
-  const admin = cli.stdout.find((l) => l.startsWith('admin on '))!.slice('admin on '.length);
-  // 64 KiB of pipe plus LOG_QUEUE_LIMIT characters of queue, at ~600 bytes a line.
-  const n = Math.ceil((LOG_QUEUE_LIMIT + 65536) / 560) + 400;
-  await connections(cli.port, n, 50);
-  const metrics = await (await fetch(`${admin}/metrics`)).text();
-  const m = /^l4lb_access_log_dropped_total (\d+)$/m.exec(metrics);
-  assert.ok(m, 'the metric is exported');
-  assert.ok(Number(m[1]) > 0, `dropped ${m[1]}`);
-  assert.equal(await request(cli.port, 'ping'), 'ping', 'still serving');
-  cli.child.kill('SIGTERM');
-  assert.equal(await cli.exited, 0);
-});
+      assert.equal(await request(portOf(0), 'hello'), 'hello');
+      const proxied = await connect(portOf(1));
+      const proxiedEnd = readAll(proxied).catch(() => Buffer.alloc(0));
+      proxied.end('PROXY TCP4 10.1.2.3 127.0.0.1 40000 80\r\nhello');
+      await proxiedEnd;
+      proxied.destroy();
+      const bad = await connect(portOf(2));
+      const badEnd = readAll(bad).catch(() => Buffer.alloc(0));
+      bad.end('GARBAGE that is not a PROXY header\r\n');
+      await badEnd;
+      bad.destroy();
+      for (const i of [3, 4, 5]) {
+        const c = await connect(portOf(i));
+        await readAll(c).catch(() => Buffer.alloc(0));
+        c.destroy();
+      }
+
+      // Stop gracefully so the file is flushed, then read what was written.
+      const code = await l4lb.stop('SIGTERM');
+      assert.equal(code, 0, l4lb.stderr());
+      const stderrLines = parseLines(l4lb.stderr(), 'stderr');
+      let records: Record<string, unknown>[];
+      if (target === 'file') {
+        assert.ok(existsSync(file), 'the access-log file exists');
+        records = parseLines(readFileSync(file, 'utf8'), 'access-log file');
+        assert.equal(stderrLines.filter((l) => l.msg === 'access').length, 0, 'no access lines on stderr');
+      } else {
+        records = stderrLines.filter((l) => l.msg === 'access');
+      }
+      for (const [i, rec] of records.entries()) checkRecord(rec, `${target} record ${i + 1}`);
+      assert.deepEqual(
+        records.map((r) => r.listener).sort(),
+        [...listeners].sort(),
+        `one line per connection: ${JSON.stringify(records)}`,
+      );
+    });
+  }
+}
