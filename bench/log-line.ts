@@ -38,6 +38,7 @@ function record(i: number): AccessRecord {
     clientPort: 30000 + (i % 30000),
     pool: 'default',
     backend: '127.0.0.1:8081',
+    backendAddress: '127.0.0.1:8081',
     serverName: undefined,
     tries: 1,
     retries: 0,

@@ -63,6 +63,7 @@ export function formatAccessFields(r: AccessRecord): string {
   let s = `,"listener":${str(r.listener)},"client":${str(r.client)},"clientPort":${num(r.clientPort)}`;
   if (r.pool !== undefined) s += `,"pool":${str(r.pool)}`;
   if (r.backend !== undefined) s += `,"backend":${str(r.backend)}`;
+  if (r.backendAddress !== undefined) s += `,"backendAddress":${str(r.backendAddress)}`;
   if (r.serverName !== undefined) s += `,"serverName":${str(r.serverName)}`;
   s +=
     `,"tries":${num(r.tries)},"retries":${num(r.retries)},"connectMs":${num(r.connectMs)},"durationMs":${num(r.durationMs)}` +
@@ -70,7 +71,24 @@ export function formatAccessFields(r: AccessRecord): string {
     `,"closedFirst":${str(r.closedFirst)},"closeKind":${str(r.closeKind)},"reason":${str(r.reason)}`;
   if (r.code !== undefined) s += `,"code":${str(r.code)}`;
   if (r.error !== undefined) s += `,"error":${str(r.error)}`;
+  // A UDP session's record adds its own fields after these (protocol, datagram counts).
+  if ((r as { protocol?: string }).protocol !== undefined) s += extraFields(r);
   return `${s}}\n`;
+}
+
+/** The fields of a record beyond {@link AccessRecord}'s, in their order, as JSON.stringify writes them. */
+const KNOWN_FIELDS = new Set([
+  'listener', 'client', 'clientPort', 'pool', 'backend', 'backendAddress', 'serverName', 'tries', 'retries',
+  'connectMs', 'durationMs', 'bytesUp', 'bytesDown', 'closedFirst', 'closeKind', 'reason', 'code', 'error',
+]);
+
+function extraFields(r: AccessRecord): string {
+  let s = '';
+  for (const [k, v] of Object.entries(r)) {
+    if (KNOWN_FIELDS.has(k) || v === undefined) continue;
+    s += `,${JSON.stringify(k)}:${JSON.stringify(v)}`;
+  }
+  return s;
 }
 
 const OFF: AccessLog = { enabled: false, dropped: 0, write() {}, reopen() {}, flush() {}, close() {} };

@@ -17,7 +17,7 @@ import { LineWriter, LOG_QUEUE_LIMIT, LOG_BATCH_BYTES } from '../../src/observab
 import type { AccessRecord } from '../../src/proxy/connection.js';
 
 /** The documented fields of a relayed connection's line, in order (README). */
-const FIELDS = ['listener', 'client', 'clientPort', 'pool', 'backend', 'tries', 'retries', 'connectMs', 'durationMs', 'bytesUp', 'bytesDown', 'closedFirst', 'closeKind', 'reason'];
+const FIELDS = ['listener', 'client', 'clientPort', 'pool', 'backend', 'backendAddress', 'tries', 'retries', 'connectMs', 'durationMs', 'bytesUp', 'bytesDown', 'closedFirst', 'closeKind', 'reason'];
 
 function tmpDir(t: { after(fn: () => void): void }): string {
   const dir = fs.mkdtempSync(join(os.tmpdir(), 'l4lb-access-'));
@@ -81,12 +81,15 @@ test('formatAccessFields writes what JSON.stringify would, for any string', () =
   const awkward = ['plain', 'quote " and \\ backslash', 'tab\tnew\nline\u0000\u001f', 'é ü 漢字 😀', 'lone \ud800 surrogate \udc00', '\u2028\u2029', ''];
   for (const s of awkward) {
     const rec: AccessRecord = {
-      listener: s, client: '::1', clientPort: 1, pool: s, backend: undefined, serverName: s, tries: 2, retries: 1,
+      listener: s, client: '::1', clientPort: 1, pool: s, backend: undefined, backendAddress: s, serverName: s, tries: 2, retries: 1,
       connectMs: 0.41, durationMs: 12, bytesUp: 5, bytesDown: Number.NaN, closedFirst: 'proxy', closeKind: 'proxy', reason: 'no_backend', code: 'L4LB_ERR_NO_BACKEND', error: s,
     };
     const line = `{"time":"x"${formatAccessFields(rec)}`;
     assert.ok(line.endsWith('}\n'));
     assert.equal(line.slice(0, -1), JSON.stringify({ time: 'x', ...rec }), JSON.stringify(s));
+    // A UDP session's record: its own fields follow, in order.
+    const udp = { ...rec, protocol: 'udp', datagramsUp: 3, datagramsDown: 2 };
+    assert.equal(`{"time":"x"${formatAccessFields(udp)}`.slice(0, -1), JSON.stringify({ time: 'x', ...udp }));
   }
 });
 
