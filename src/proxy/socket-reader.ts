@@ -20,7 +20,7 @@
  * resident memory.
  *
  * Public API only: backends get this through `net.connect({ onread })`; accepted sockets through
- * fast-path.ts, which is where the one dependency on Node internals lives.
+ * node-internals.ts, which is where the one dependency on Node internals lives.
  */
 import type net from 'node:net';
 
@@ -148,7 +148,7 @@ export class SocketReader {
     this.#buffer = takeReadBuffer();
   }
 
-  /** Pass as `onread` to net.connect (or to fast-path.ts for accepted sockets). */
+  /** Pass as `onread` to net.connect (or to node-internals.ts for accepted sockets). */
   get onread(): OnReadOption {
     // Made on first use: raw sockets call read() and next() directly and never need it.
     this.#onread ??= { buffer: () => this.next(), callback: (n) => this.read(n) };
