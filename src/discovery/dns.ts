@@ -461,7 +461,10 @@ export class DnsDiscovery {
   /**
    * A and AAAA records of `name`, asked together. NXDOMAIN and NODATA give no records
    * (the caller decides whether that is a failure; `nxdomain` is set when both queries
-   * said the name does not exist); any other error fails the lookup.
+   * said the name does not exist). When one family fails otherwise (a server that answers
+   * REFUSED for the family it has no record for: dnsmasq when not authoritative), what the
+   * other family answered is used and the failure logged at debug level; the lookup fails
+   * only when no family gave records.
    */
   async #addresses(name: string): Promise<{ records: AddressRecord[]; nxdomain: boolean }> {
     const results = await Promise.allSettled([
@@ -469,6 +472,7 @@ export class DnsDiscovery {
       this.#resolver.resolve6(name, { ttl: true }),
     ]);
     const records: AddressRecord[] = [];
+    const failed: DnsLookupError[] = [];
     let nxdomain = 0;
     for (const [i, r] of results.entries()) {
       if (r.status === 'fulfilled') {
@@ -481,7 +485,11 @@ export class DnsDiscovery {
         nxdomain++;
         continue;
       }
-      throw this.#classify(name, i === 0 ? 'A' : 'AAAA', r.reason);
+      failed.push(this.#classify(name, i === 0 ? 'A' : 'AAAA', r.reason));
+    }
+    if (failed.length > 0) {
+      if (records.length === 0) throw failed[0];
+      for (const err of failed) this.#log.debug({ name, code: err.dnsCode, err: err.message }, 'dns discovery: one address family failed; using the other');
     }
     return { records, nxdomain: records.length === 0 && nxdomain === results.length };
   }

@@ -31,14 +31,12 @@ export function createAccessLog(target: string, processLogger: Logger): AccessLo
     };
   }
   const dest = pino.destination({ dest: target, sync: false, mkdir: true });
-  const logger = pino(
-    { base: undefined, timestamp: pino.stdTimeFunctions.isoTime, formatters: { level: () => ({}) } },
-    dest,
-  );
   return {
     enabled: true,
     write(rec) {
-      logger.info(rec);
+      // Written by hand rather than through a pino logger: a file line carries no level, and
+      // pino cannot drop the level (a level formatter returning {} makes it write `{,"time"`).
+      dest.write(`${JSON.stringify({ time: new Date().toISOString(), ...rec })}\n`);
     },
     reopen() {
       dest.reopen();

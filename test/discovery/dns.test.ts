@@ -102,6 +102,34 @@ test('when the resolver goes down the last good set is kept, failures are counte
   assert.equal(d.stats.lastError, undefined);
 });
 
+test('a lookup where A answers and AAAA is REFUSED (non-authoritative dnsmasq) uses the A records; only when no family answers is it a failure', async (t) => {
+  const dns = await Dnsmasq.start({ hosts: { 'app.test': ['127.0.0.2', '127.0.0.3'] }, authoritative: false });
+  const { logger, lines } = captureLogger('debug');
+  const pool = new Pool(poolConfig('app'));
+  const d = new DnsDiscovery(pool, dnsConfig(dns.server, { name: 'app.test', port: 9000, minTtlMs: 100, maxTtlMs: 300 }), logger, { tries: 1 });
+  const none = new Pool(poolConfig('none'));
+  const dNone = new DnsDiscovery(none, dnsConfig(dns.server, { name: 'gone.test', port: 9000, minTtlMs: 100, maxTtlMs: 300 }), silentLogger(), { tries: 1 });
+  t.after(async () => {
+    d.stop();
+    dNone.stop();
+    await dns.close();
+  });
+  await d.start();
+  assert.deepEqual(names(pool), ['127.0.0.2:9000', '127.0.0.3:9000'], 'the A answers are kept');
+  assert.equal(d.stats.failures, 0);
+  const debug = lines.find((l) => l.msg === 'dns discovery: one address family failed; using the other');
+  assert.ok(debug, 'the refused family is logged');
+  assert.equal(debug.level, 20, 'at debug level');
+  assert.equal(debug.code, 'EREFUSED');
+  assert.match(String(debug.err), /AAAA lookup of app\.test/);
+
+  // A name with no record at all: both families REFUSED, which is a failure.
+  await dNone.start().catch(() => {});
+  await waitFor(() => dNone.stats.failures >= 1, 5000, 'the lookup with no answering family to fail');
+  assert.equal(none.backends.length, 0);
+  assert.match(dNone.stats.lastError ?? '', /lookup of gone\.test failed: EREFUSED/);
+});
+
 test('NXDOMAIN keeps the last good set by default, and empties the pool with keepLastOnFailure false', async (t) => {
   const dns = await Dnsmasq.start({ hosts: { 'app.test': ['127.0.0.2'] } });
   const keepPool = new Pool(poolConfig('keep'));

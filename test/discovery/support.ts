@@ -33,6 +33,12 @@ export interface SrvRecord {
 export interface Zone {
   hosts?: Record<string, string[]>;
   srv?: Record<string, SrvRecord[]>;
+  /**
+   * Whether dnsmasq owns the zone (`local=/test/`, the default): a family a name has no
+   * record for is then NODATA. Without it, dnsmasq (with no upstream) answers REFUSED for
+   * that family, as a non-authoritative dnsmasq in front of real networks does.
+   */
+  authoritative?: boolean;
 }
 
 /** Ports tried for dnsmasq: below the kernel's ephemeral range (32768-60999 by default),
@@ -168,7 +174,7 @@ export class Dnsmasq {
       .flatMap(([name, recs]) => recs.map((r) => `srv-host=${name},${r.target},${r.port},${r.priority},${r.weight}\n`))
       .join('');
     await writeFile(this.#hostsFile, hosts, { mode: 0o644 });
-    await writeFile(this.#confFile, `local=/test/\n${srv}`, { mode: 0o644 });
+    await writeFile(this.#confFile, `${this.#zone.authoritative === false ? '' : 'local=/test/\n'}${srv}`, { mode: 0o644 });
   }
 
   async #spawnOnFreePort(): Promise<void> {
