@@ -73,7 +73,7 @@ export interface RelayHandle {
 }
 
 const RESET_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED']);
-/** How long a side closed after an error on the other may take to flush, without a fin timeout. */
+/** How long a side closed after an error on the other may take to finish when its fin timeout is 0. */
 const DEFAULT_GRACE_MS = 30_000;
 
 /** The state of one relayed connection (and the handle relay() returns). */
@@ -240,8 +240,10 @@ class Relay extends DeadlineEntryBase implements RelayCore, RelayHandle {
     if (side === this.client) this.clientWaits = false;
     else this.backendWaits = false;
     side.resumeReading();
-    const ms = this.timeouts.clientFinMs > 0 ? this.timeouts.clientFinMs : DEFAULT_GRACE_MS;
-    this.guardTimer ??= setTimeout(destroyBoth, ms, this);
+    // The failed side ended first, as with a FIN from it: the client after a backend failure
+    // gets the server-fin timeout to finish, the backend after a client failure the client-fin.
+    const fin = side === this.client ? this.timeouts.serverFinMs : this.timeouts.clientFinMs;
+    this.guardTimer ??= setTimeout(destroyBoth, fin > 0 ? fin : DEFAULT_GRACE_MS, this);
   }
 
   destroyBoth(): void {

@@ -155,11 +155,6 @@ export class SocketReader {
     return this.#onread;
   }
 
-  /** The buffer the next read goes into. */
-  get buffer(): Buffer {
-    return this.#buffer;
-  }
-
   /** Starts handing reads to `sink`; returns false when the bytes read so far are still being written. */
   attach(sink: ReadSink): boolean {
     this.#sink = sink;
@@ -180,7 +175,7 @@ export class SocketReader {
     giveReadBuffer(this.#buffer);
   }
 
-  /** `n` bytes were read into {@link buffer}: hands them to the sink; false stops reading. */
+  /** `n` bytes were read into the current buffer: hands them to the sink; false stops reading. */
   read(n: number): boolean {
     this.#lastRead = n;
     const sink = this.#sink;
