@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { availableParallelism } from 'node:os';
 import { UsageError } from '../errors.js';
 import type { BalancerName, Config } from '../config/types.js';
-import { defaultPassive, defaultTimeouts } from '../config/types.js';
+import { Defaults, defaultPassive, defaultTimeouts } from '../config/types.js';
 import { parseDuration } from '../util/duration.js';
 import { parseHostPort } from '../util/address.js';
 import { balancerNames, isBalancerName } from '../balancers/index.js';
@@ -19,11 +19,13 @@ export const USAGE = `Usage: l4lb [options] BACKEND...      proxy to BACKENDs (H
 Options:
   -l, --listen HOST:PORT     address to listen on (default 127.0.0.1:0, a free port;
                              ":8080" listens on all interfaces)
+      --udp HOST:PORT        balance UDP instead: listen for datagrams here (sessions by
+                             client address and port, idle timeout 30s)
   -b, --balance NAME         balancing algorithm (default round-robin): ${balancerNames.join(', ')}
       --connect-timeout DUR  backend connect timeout per attempt (default 5s)
       --retries N            other backends to try after a failed connect
                              (default: each other backend once)
-      --idle-timeout DUR     close connections idle this long (default 10m, 0 = off)
+      --idle-timeout DUR     close connections idle this long (default 10m; UDP 30s; 0 = off)
       --admin HOST:PORT      serve the admin API, metrics and dashboard here (bearer
                              token from $L4LB_ADMIN_TOKEN; required off loopback)
       --workers N|auto       worker processes (default 1)
@@ -63,6 +65,7 @@ export function parseCli(argv: string[]): CliAction {
       strict: true,
       options: {
         listen: { type: 'string', short: 'l' },
+        udp: { type: 'string' },
         balance: { type: 'string', short: 'b' },
         'connect-timeout': { type: 'string' },
         retries: { type: 'string' },
@@ -100,7 +103,7 @@ export function parseCli(argv: string[]): CliAction {
   }
   if (v.config !== undefined) {
     if (pos.length > 0) throw new UsageError(`BACKEND arguments cannot be combined with --config (got "${pos[0]}")`);
-    for (const flag of ['listen', 'balance', 'connect-timeout', 'retries', 'idle-timeout', 'access-log', 'demo'] as const) {
+    for (const flag of ['listen', 'udp', 'balance', 'connect-timeout', 'retries', 'idle-timeout', 'access-log', 'demo'] as const) {
       if (v[flag] !== undefined) throw new UsageError(`--${flag} cannot be combined with --config; set it in the file`);
     }
     if (v.check) return { kind: 'check', file: v.config };
@@ -114,13 +117,19 @@ export function parseCli(argv: string[]): CliAction {
   if (v.check) throw new UsageError('--check needs --config FILE');
   if (v.watch) throw new UsageError('--watch needs --config FILE');
 
-  const listen = address('--listen', v.listen ?? '127.0.0.1:0', true);
+  if (v.udp !== undefined && v.listen !== undefined) throw new UsageError('use either --listen (TCP) or --udp (UDP), not both');
+  if (v.udp !== undefined && workers !== undefined && workers > 1) {
+    throw new UsageError('--workers: UDP listeners run in one process for now; see docs/operations.md, UDP');
+  }
+  if (v.udp !== undefined && v.demo) throw new UsageError('--demo runs TCP demo backends; it cannot be combined with --udp');
+  const listen = v.udp !== undefined ? address('--udp', v.udp, true) : address('--listen', v.listen ?? '127.0.0.1:0', true);
   const balance = v.balance ?? 'round-robin';
   if (!isBalancerName(balance)) {
     throw new UsageError(`--balance: unknown algorithm "${balance}"; choose one of ${balancerNames.join(', ')}`);
   }
   const timeouts = defaultTimeouts();
   if (v['connect-timeout'] !== undefined) timeouts.connectMs = duration('--connect-timeout', v['connect-timeout'], false);
+  if (v.udp !== undefined) timeouts.idleMs = Defaults.udpIdleTimeoutMs;
   if (v['idle-timeout'] !== undefined) timeouts.idleMs = duration('--idle-timeout', v['idle-timeout'], true);
   let retries: number | undefined;
   if (v.retries !== undefined) {
@@ -149,6 +158,10 @@ export function parseCli(argv: string[]): CliAction {
         host: listen.host,
         port: listen.port,
         pool: 'default',
+        ...(v.udp !== undefined && {
+          protocol: 'udp' as const,
+          udp: { responses: Defaults.udpResponses, responseTimeoutMs: Defaults.udpResponseTimeoutMs, perDatagram: false },
+        }),
         timeouts,
         maxConnections: 0,
         overLimit: 'reject',

@@ -80,10 +80,18 @@ function applyOverrides(cfg: Config, o: CliOverrides): Config {
     cfg.admin = { ...cfg.admin, host: o.admin.host, port: o.admin.port, token, persist: cfg.admin?.persist ?? false };
   }
   if (o.workers) cfg.workers = o.workers;
+  const udp = cfg.listeners.find((l) => l.protocol === 'udp');
+  if (cfg.workers > 1 && udp) {
+    throw new UsageError(`--workers: UDP listeners run in one process for now (listener "${udp.name}"); see docs/operations.md, UDP`);
+  }
   return cfg;
 }
 
 function reportStartError(err: unknown): number {
+  if (err instanceof UsageError) {
+    process.stderr.write(`l4lb: ${err.message}\n`);
+    return 2;
+  }
   if (err instanceof ConfigError) {
     process.stderr.write(`l4lb: invalid config (${err.code})\n${err.message}\n`);
     return 2;
@@ -120,7 +128,7 @@ async function run(config: Config, source?: FileSource, demo?: DemoBackends): Pr
   const early: NodeJS.Signals[] = [];
   const holdSignal = (s: NodeJS.Signals) => early.push(s);
   for (const s of HANDLED_SIGNALS) process.on(s, holdSignal);
-  for (const a of proxy.addresses()) process.stdout.write(`listening on ${a.address}\n`);
+  for (const a of proxy.addresses()) process.stdout.write(`listening on ${a.address}${a.protocol === 'udp' ? ' udp' : ''}\n`);
   let admin: AdminServer | undefined;
   if (config.admin) {
     try {

@@ -31,6 +31,7 @@ import {
   type RouteConfig,
   type SourceLimitsConfig,
   type TimeoutsConfig,
+  type UdpListenerConfig,
 } from './types.js';
 import { parseDuration } from '../util/duration.js';
 import { formatHostPort, parseHostPort, type HostPort } from '../util/address.js';
@@ -283,26 +284,41 @@ const resolver = z.string().transform((s, ctx): string => {
 // ---------------------------------------------------------------------------------------------
 // Listener schemas.
 
-const timeoutsSchema = z
+const timeoutsSchema = z.strictObject({
+  connect: duration({ positive: true }).optional(),
+  idle: duration().optional(),
+  clientFin: duration().optional(),
+  serverFin: duration().optional(),
+  maxLifetime: duration().optional(),
+  preread: duration({ positive: true }).optional(),
+});
+
+/** Timeouts with defaults filled in; a UDP listener's idle timeout defaults to 30s. */
+function resolveTimeouts(t: z.output<typeof timeoutsSchema> | undefined, udp: boolean): TimeoutsConfig {
+  const d = defaultTimeouts();
+  return {
+    connectMs: t?.connect ?? d.connectMs,
+    idleMs: t?.idle ?? (udp ? Defaults.udpIdleTimeoutMs : d.idleMs),
+    clientFinMs: t?.clientFin ?? d.clientFinMs,
+    serverFinMs: t?.serverFin ?? d.serverFinMs,
+    maxLifetimeMs: t?.maxLifetime ?? d.maxLifetimeMs,
+    prereadMs: t?.preread ?? d.prereadMs,
+  };
+}
+
+const udpListenerSchema = z
   .strictObject({
-    connect: duration({ positive: true }).optional(),
-    idle: duration().optional(),
-    clientFin: duration().optional(),
-    serverFin: duration().optional(),
-    maxLifetime: duration().optional(),
-    preread: duration({ positive: true }).optional(),
+    responses: count.optional(),
+    responseTimeout: duration({ positive: true }).optional(),
+    perDatagram: z.boolean().optional(),
   })
-  .transform((t): TimeoutsConfig => {
-    const d = defaultTimeouts();
-    return {
-      connectMs: t.connect ?? d.connectMs,
-      idleMs: t.idle ?? d.idleMs,
-      clientFinMs: t.clientFin ?? d.clientFinMs,
-      serverFinMs: t.serverFin ?? d.serverFinMs,
-      maxLifetimeMs: t.maxLifetime ?? d.maxLifetimeMs,
-      prereadMs: t.preread ?? d.prereadMs,
-    };
-  });
+  .transform(
+    (u): UdpListenerConfig => ({
+      responses: u.responses ?? Defaults.udpResponses,
+      responseTimeoutMs: u.responseTimeout ?? Defaults.udpResponseTimeoutMs,
+      perDatagram: u.perDatagram ?? false,
+    }),
+  );
 
 const aclRuleSchema = z
   .strictObject({ allow: cidrOrList.optional(), deny: cidrOrList.optional() })
@@ -317,15 +333,19 @@ const sourceLimitsSchema = z
     ratePerSecond: z.number().min(0).optional(),
     burst: z.number().min(1).optional(),
     ipv6Prefix: z.number().int().min(0).max(128).optional(),
+    datagramsPerSecond: z.number().min(0).optional(),
+    datagramBurst: z.number().min(1).optional(),
   })
   .transform((s): SourceLimitsConfig => {
     const rate = s.ratePerSecond ?? 0;
+    const datagrams = s.datagramsPerSecond ?? 0;
     return {
       maxConnections: s.maxConnections ?? 0,
       ratePerSecond: rate,
       // A bucket smaller than one token would never admit anybody.
       burst: s.burst ?? (rate > 0 ? Math.max(1, rate) : 0),
       ipv6Prefix: s.ipv6Prefix ?? Defaults.ipv6SourcePrefix,
+      ...(datagrams > 0 && { datagramsPerSecond: datagrams, datagramBurst: s.datagramBurst ?? Math.max(1, datagrams) }),
     };
   });
 
@@ -352,6 +372,8 @@ const listenerSchema = z
   .strictObject({
     name: name.optional(),
     listen: address({ listen: true }),
+    protocol: z.enum(['tcp', 'udp']).optional(),
+    udp: udpListenerSchema.optional(),
     pool: z.string().optional(),
     retries: count.optional(),
     maxConnections: count.optional(),
@@ -369,8 +391,12 @@ const listenerSchema = z
       name: l.name ?? l.listen.text,
       host: l.listen.host,
       port: l.listen.port,
+      ...(l.protocol === 'udp' && {
+        protocol: 'udp' as const,
+        udp: l.udp ?? { responses: Defaults.udpResponses, responseTimeoutMs: Defaults.udpResponseTimeoutMs, perDatagram: false },
+      }),
       ...(l.pool !== undefined && { pool: l.pool }),
-      timeouts: l.timeouts ?? defaultTimeouts(),
+      timeouts: resolveTimeouts(l.timeouts, l.protocol === 'udp'),
       maxConnections: l.maxConnections ?? Defaults.maxConnections,
       overLimit: l.overLimit ?? Defaults.overLimit,
       ...(l.retries !== undefined && { retries: l.retries }),
@@ -420,7 +446,7 @@ const backendSchema = z.preprocess((v) => (typeof v === 'string' ? { address: v 
 
 const healthCheckSchema = z
   .strictObject({
-    type: z.enum(['tcp', 'send-expect']).optional(),
+    type: z.enum(['tcp', 'send-expect', 'udp']).optional(),
     interval: duration({ positive: true }).optional(),
     timeout: duration({ positive: true }).optional(),
     rise: positiveInt.optional(),
@@ -725,8 +751,13 @@ function bindScope(host: string): 'any' | 'ipv4-any' | 'ipv6-any' | 'one' {
   return 'one';
 }
 
-function listenClash(a: HostPort, b: HostPort): boolean {
-  if (a.port === 0 || b.port !== a.port) return false;
+/** TCP and UDP have separate port spaces: only listeners of one protocol can clash. */
+interface Bound extends HostPort {
+  udp: boolean;
+}
+
+function listenClash(a: Bound, b: Bound): boolean {
+  if (a.port === 0 || b.port !== a.port || a.udp !== b.udp) return false;
   const sa = bindScope(a.host);
   const sb = bindScope(b.host);
   if (sa === 'any' || sb === 'any') return true;
@@ -767,11 +798,12 @@ export function checkConfigRules(raw: unknown): SchemaIssue[] {
   const knownPools = [...poolNames.keys()];
 
   const listenerNames = new Map<string, number>();
-  const listens: Array<{ addr: HostPort; where: string; text: string }> = [];
+  const listens: Array<{ addr: Bound; where: string; text: string }> = [];
   list(raw.listeners).forEach((listener, i) => {
     if (!isRec(listener)) return;
     const at: PathSegment[] = ['listeners', i];
-    const addr = parsedListen(listener.listen);
+    const parsed = parsedListen(listener.listen);
+    const addr = parsed && { ...parsed, udp: listener.protocol === 'udp' };
     const explicitName = str(listener.name);
     const effectiveName = explicitName ?? str(listener.listen)?.trim();
     if (effectiveName !== undefined) {
@@ -789,10 +821,26 @@ export function checkConfigRules(raw: unknown): SchemaIssue[] {
       listens.push({ addr, where: formatPath(at), text: String(listener.listen) });
     }
     checkListener(listener, at, knownPools, poolNames, add);
+    if (listener.protocol === 'udp') {
+      checkUdpListener(listener, at, list(raw.pools), poolNames, add);
+      if (raw.workers === 'auto' || (typeof raw.workers === 'number' && raw.workers > 1)) {
+        // The primary reserves TCP ports and aggregates TCP listeners only: UDP stays in one process.
+        add([...at, 'protocol'], 'UDP listeners run in one process for now: remove workers (or set workers: 1)');
+      }
+    }
+    else {
+      if (has(listener, 'udp')) add([...at, 'udp'], 'needs protocol: udp');
+      if (isRec(listener.sourceLimits)) {
+        for (const k of ['datagramsPerSecond', 'datagramBurst']) {
+          if (has(listener.sourceLimits, k)) add([...at, 'sourceLimits', k], 'applies to protocol: udp listeners only');
+        }
+      }
+    }
   });
 
   if (isRec(raw.admin)) {
-    const addr = parsedListen(raw.admin.listen);
+    const parsedAdmin = parsedListen(raw.admin.listen);
+    const addr = parsedAdmin && { ...parsedAdmin, udp: false };
     if (addr !== undefined) {
       const clash = listens.find((l) => listenClash(l.addr, addr));
       if (clash !== undefined) {
@@ -848,6 +896,9 @@ function checkHealth(hc: Rec, at: PathSegment[], add: Add): void {
   }
   if (hc.type === 'send-expect' && payload.length === 0) {
     add([...at, 'type'], 'send-expect needs send or sendHex, and/or expect, expectRegex or expectHex');
+  }
+  if (hc.type === 'udp' && !has(hc, 'send') && !has(hc, 'sendHex')) {
+    add([...at, 'type'], 'a udp check needs send or sendHex: the datagram it sends (e.g. a DNS query in hex)');
   }
   const interval = durationOr(hc.interval, Defaults.healthIntervalMs);
   if (has(hc, 'timeout') && interval !== undefined) {
@@ -922,4 +973,31 @@ function checkListener(l: Rec, at: PathSegment[], known: string[], poolNames: Ma
   if (isRec(l.sourceLimits) && has(l.sourceLimits, 'burst') && !(typeof l.sourceLimits.ratePerSecond === 'number' && l.sourceLimits.ratePerSecond > 0)) {
     add([...at, 'sourceLimits', 'burst'], 'needs ratePerSecond');
   }
+}
+
+/** What a UDP listener cannot use, and what its pool must not do (docs/configuration.md, UDP). */
+function checkUdpListener(l: Rec, at: PathSegment[], pools: unknown[], poolNames: Map<string, number>, add: Add): void {
+  const tcpOnly: Array<[string, string]> = [
+    ['tls', 'TLS runs over TCP; DTLS is not supported'],
+    ['routes', 'routes match on a TLS ClientHello, which UDP does not carry'],
+    ['acceptProxy', 'l4lb does not read PROXY headers on UDP'],
+  ];
+  for (const [key, why] of tcpOnly) if (has(l, key)) add([...at, key], `not allowed with protocol: udp (${why})`);
+  if (l.overLimit === 'queue') {
+    add([...at, 'overLimit'], 'not allowed with protocol: udp: a datagram over a limit is dropped, never queued (use reject or leave it out)');
+  }
+  if (isRec(l.udp) && l.udp.perDatagram === true && typeof l.udp.responses === 'number' && l.udp.responses > 0) {
+    add([...at, 'udp', 'responses'], 'perDatagram expects no reply: leave responses out');
+  }
+  if (isRec(l.sourceLimits) && has(l.sourceLimits, 'datagramBurst') && !(typeof l.sourceLimits.datagramsPerSecond === 'number' && l.sourceLimits.datagramsPerSecond > 0)) {
+    add([...at, 'sourceLimits', 'datagramBurst'], 'needs datagramsPerSecond');
+  }
+  const poolName = str(l.pool);
+  const idx = poolName === undefined ? undefined : poolNames.get(poolName);
+  const pool = idx === undefined ? undefined : pools[idx];
+  if (!isRec(pool)) return;
+  if (has(pool, 'proxyProtocol')) {
+    add([...at, 'pool'], `pool "${poolName}" sends a PROXY header (pools[${idx}].proxyProtocol), which l4lb does not send over UDP`);
+  }
+  if (has(pool, 'tls')) add([...at, 'pool'], `pool "${poolName}" originates TLS (pools[${idx}].tls), which UDP cannot carry`);
 }

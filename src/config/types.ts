@@ -48,8 +48,11 @@ export type ExpectMatcher =
   | { kind: 'hex'; value: string };
 
 export interface ActiveHealthConfig {
-  /** `tcp`: a connect is success. `send-expect`: send bytes, expect a reply. */
-  type: 'tcp' | 'send-expect';
+  /**
+   * `tcp`: a connect is success. `send-expect`: send bytes, expect a reply.
+   * `udp`: send one datagram, expect one back (and, with `expect`, that it matches).
+   */
+  type: 'tcp' | 'send-expect' | 'udp';
   /** Default 2s (HAProxy `inter`). */
   intervalMs: number;
   /** Default 1s... capped by interval. */
@@ -122,7 +125,7 @@ export interface PoolConfig {
 export interface TimeoutsConfig {
   /** Backend connect timeout, per attempt. Default 5s. */
   connectMs: number;
-  /** No bytes either way; 0 disables. Default 10m. */
+  /** No bytes either way; 0 disables. Default 10m (UDP sessions: 30s, no datagram either way). */
   idleMs: number;
   /** A half-closed connection lingering (client sent FIN). Default 30s. */
   clientFinMs: number;
@@ -149,6 +152,26 @@ export interface SourceLimitsConfig {
   burst: number;
   /** IPv6 sources are grouped by this prefix length. Default 64. */
   ipv6Prefix: number;
+  /** UDP listeners: datagrams per second per source (token bucket rate); absent = unlimited. */
+  datagramsPerSecond?: number;
+  /** Token bucket size for datagrams. Default = datagramsPerSecond (at least 1). */
+  datagramBurst?: number;
+}
+
+/** What a UDP listener does besides the common listener settings (docs/configuration.md). */
+export interface UdpListenerConfig {
+  /**
+   * Replies after which a session ends (nginx `proxy_responses`); 0 = any number, the session
+   * ends by idle timeout. 1 suits DNS. Default 0.
+   */
+  responses: number;
+  /**
+   * With `responses` > 0: a session that gets no reply this long after a datagram went out
+   * ends, and counts as a passive-health failure of its backend. Default 5s.
+   */
+  responseTimeoutMs: number;
+  /** A backend per datagram, no reply expected, no session state (syslog, statsd). Default false. */
+  perDatagram: boolean;
 }
 
 export interface TlsCertConfig {
@@ -165,6 +188,10 @@ export interface RouteConfig {
 
 export interface ListenerConfig {
   name: string;
+  /** `udp` for a UDP listener; absent for TCP (the default), so TCP configs read as before. */
+  protocol?: 'udp';
+  /** UDP settings; present exactly when protocol is `udp`. */
+  udp?: UdpListenerConfig;
   /** '' = all interfaces. */
   host: string;
   port: number;
@@ -241,6 +268,11 @@ export const Defaults = {
   dnsMinTtlMs: 1_000,
   dnsMaxTtlMs: 300_000,
   ipv6SourcePrefix: 64,
+  /** UDP sessions end after this long without a datagram (nginx and Envoy use 10 min and 1 min;
+   * 30 s keeps the session table small for query traffic and still spans a game or VoIP gap). */
+  udpIdleTimeoutMs: 30_000,
+  udpResponseTimeoutMs: 5_000,
+  udpResponses: 0,
   // Zero values, enum choices and flags the loader fills in.
   workers: 1,
   maxConnections: 0,

@@ -27,6 +27,7 @@ import { Defaults, type ActiveHealthConfig, type ExpectMatcher } from '../config
 import type { Backend } from '../proxy/backend.js';
 import type { Pool } from '../proxy/pool.js';
 import { compileMatcher, sendExpectCheck, tcpCheck, type CompiledMatcher } from './checks.js';
+import { udpCheck } from './udp-check.js';
 import { encodeProxyV1, encodeProxyV2 } from '../protocol/proxy-protocol.js';
 
 /** Options of {@link ActiveHealthChecker}. */
@@ -278,9 +279,11 @@ export class ActiveHealthChecker {
       // `send-expect` without an expectation (the loader rejects it) degrades to a connect check.
       const preamble = checkPreamble(this.#pool.config.proxyProtocol);
       check =
-        s.type === 'send-expect' && s.expect
-          ? sendExpectCheck(host, port, s.send, this.#compiled(s.expect), s.timeoutMs, ac.signal, preamble)
-          : tcpCheck(host, port, s.timeoutMs, ac.signal, preamble);
+        s.type === 'udp'
+          ? udpCheck(host, port, s.send, s.expect && this.#compiled(s.expect), s.timeoutMs, ac.signal)
+          : s.type === 'send-expect' && s.expect
+            ? sendExpectCheck(host, port, s.send, this.#compiled(s.expect), s.timeoutMs, ac.signal, preamble)
+            : tcpCheck(host, port, s.timeoutMs, ac.signal, preamble);
     } catch (err) {
       // An invalid expectation the loader let through: every check fails with the reason.
       check = Promise.reject(err);

@@ -52,6 +52,10 @@ export class Backend implements Candidate {
   failures = 0;
   bytesIn = 0;
   bytesOut = 0;
+  /** UDP datagrams forwarded to this backend (client → backend). */
+  datagramsIn = 0;
+  /** UDP datagrams this backend sent back (backend → client). */
+  datagramsOut = 0;
   /** Exponentially weighted average connect time in ms. */
   connectMsAvg = 0;
 
@@ -138,6 +142,8 @@ export class Backend implements Candidate {
       failures: this.failures,
       bytesIn: this.bytesIn,
       bytesOut: this.bytesOut,
+      // Only backends that carried UDP have datagram counts.
+      ...((this.datagramsIn > 0 || this.datagramsOut > 0) && { datagramsIn: this.datagramsIn, datagramsOut: this.datagramsOut }),
       connectMsAvg: Math.round(this.connectMsAvg * 100) / 100,
     };
   }

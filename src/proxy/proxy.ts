@@ -28,6 +28,7 @@ import { AcceptQueue, FdPressure, isFdExhausted } from './limits.js';
 import { Pool } from './pool.js';
 import { RateLimitedLog } from '../admission/source-limits.js';
 import type { DataSocket } from './data-socket.js';
+import { UdpListeners, type PreparedUdpReload } from '../udp/listeners.js';
 
 export interface StartOptions {
   /** Process logger; default: JSON lines on stderr at config.log.level. */
@@ -53,6 +54,8 @@ export interface BoundAddress {
   port: number;
   /** `HOST:PORT`, IPv6 in brackets. */
   address: string;
+  /** Set for UDP listeners. */
+  protocol?: 'udp';
 }
 
 /** Poll interval while waiting for connections to finish during a drain. */
@@ -71,6 +74,8 @@ export class Proxy implements ListenerHost {
   readonly #reloadLogLevel: 'info' | 'debug';
   readonly pools = new Map<string, Pool>();
   readonly listeners = new Map<string, ListenerRuntime>();
+  /** The `protocol: udp` listeners (udp/listeners.ts); `listeners` holds the TCP ones. */
+  readonly udp: UdpListeners;
   readonly stats = new ProcessStats();
   readonly #checkers = new Map<string, ActiveHealthChecker>();
   /** DNS discovery of the pools that have `dns` (its stats feed the admin API and metrics). */
@@ -104,6 +109,7 @@ export class Proxy implements ListenerHost {
     this.#access = createAccessLog(config.log.access, this.logger);
     this.#onAccess = options.onAccess;
     this.#fd = new FdPressure(this.logger);
+    this.udp = new UdpListeners(this);
   }
 
   /** Creates pools and binds every listener; on a bind error, closes what it opened. */
@@ -112,7 +118,8 @@ export class Proxy implements ListenerHost {
     // Listen with the first DNS answers in place when they come quickly; never wait long.
     await this.discovery.settled(DISCOVERY_START_WAIT_MS);
     try {
-      for (const lc of this.config.listeners) await this.#addListener(lc);
+      for (const lc of this.config.listeners) if (lc.protocol !== 'udp') await this.#addListener(lc);
+      await this.udp.start(this.config.listeners);
     } catch (err) {
       await this.close();
       throw err;
@@ -202,8 +209,10 @@ export class Proxy implements ListenerHost {
     // Everything that can fail happens before the switch: binding new listeners and
     // compiling the policies (certificates, ACLs) of the listeners that stay.
     const compiled = new Map<ListenerRuntime, ReturnType<ListenerRuntime['compile']>>();
+    let udp: PreparedUdpReload | undefined;
     try {
       for (const lc of next.listeners) {
+        if (lc.protocol === 'udp') continue;
         const cur = this.listeners.get(lc.name);
         if (cur && cur.config.host === lc.host && cur.config.port === lc.port) {
           compiled.set(cur, cur.compile(lc));
@@ -213,6 +222,7 @@ export class Proxy implements ListenerHost {
         await l.listen();
         opened.push(l);
       }
+      udp = await this.udp.prepare(next.listeners);
     } catch (err) {
       await Promise.all(opened.map((l) => l.stopAccepting()));
       this.stats.reloadFailures++;
@@ -221,6 +231,7 @@ export class Proxy implements ListenerHost {
     if (this.#closing) {
       // A drain started while the new listeners were binding.
       await Promise.all(opened.map((l) => l.stopAccepting()));
+      udp.abort();
       return;
     }
 
@@ -250,7 +261,8 @@ export class Proxy implements ListenerHost {
         }
       }
     }
-    const nextListeners = new Map(next.listeners.map((l) => [l.name, l]));
+    const tcpListeners = next.listeners.filter((l) => l.protocol !== 'udp');
+    const nextListeners = new Map(tcpListeners.map((l) => [l.name, l]));
     const retire: ListenerRuntime[] = [];
     for (const [name, l] of this.listeners) {
       const lc = nextListeners.get(name);
@@ -264,9 +276,10 @@ export class Proxy implements ListenerHost {
     }
     for (const l of opened) this.listeners.set(l.config.name, l);
     // Keep config order.
-    const ordered = next.listeners.map((lc) => [lc.name, this.listeners.get(lc.name)!] as const);
+    const ordered = tcpListeners.map((lc) => [lc.name, this.listeners.get(lc.name)!] as const);
     this.listeners.clear();
     for (const [n, l] of ordered) this.listeners.set(n, l);
+    const udpChange = udp.commit();
     if (next.log.access !== this.config.log.access) {
       this.#access.flush();
       this.#access = createAccessLog(next.log.access, this.logger);
@@ -275,7 +288,11 @@ export class Proxy implements ListenerHost {
     this.config = next;
     this.stats.reloads++;
     this.logger[this.#reloadLogLevel](
-      { listeners: this.addresses().map((a) => a.address), opened: opened.length, retired: retire.length },
+      {
+        listeners: this.addresses().map((a) => a.address),
+        opened: opened.length + udpChange.opened,
+        retired: retire.length + udpChange.retired,
+      },
       'config reloaded',
     );
     // Limits may have been raised and backends added: let waiting connections in.
@@ -299,10 +316,17 @@ export class Proxy implements ListenerHost {
 
   /** Bound addresses, in config order. */
   addresses(): BoundAddress[] {
-    return [...this.listeners.values()].map((l) => {
-      const a = l.address!;
-      return { name: l.config.name, host: a.host, port: a.port, address: formatHostPort(a.host, a.port) };
-    });
+    const out: BoundAddress[] = [];
+    for (const lc of this.config.listeners) {
+      const l = lc.protocol === 'udp' ? this.udp.map.get(lc.name) : this.listeners.get(lc.name);
+      const a = l?.address;
+      if (!a) continue;
+      out.push({
+        name: lc.name, host: a.host, port: a.port, address: formatHostPort(a.host, a.port),
+        ...(lc.protocol === 'udp' && { protocol: 'udp' as const }),
+      });
+    }
+    return out;
   }
 
   // --- ListenerHost ---
@@ -448,11 +472,12 @@ export class Proxy implements ListenerHost {
   flushLiveBytes(): void {
     for (const l of this.listeners.values()) for (const c of l.connections) c.flushBytes();
     for (const l of this.#retired.keys()) for (const c of l.connections) c.flushBytes();
+    this.udp.flushLiveBytes();
   }
 
-  /** Connections open right now, over all listeners (including retired ones). */
+  /** Connections and UDP sessions open right now, over all listeners (including retired ones). */
   activeConnections(): number {
-    let n = 0;
+    let n = this.udp.sessionCount();
     for (const l of this.listeners.values()) n += l.connections.size;
     for (const l of this.#retired.keys()) n += l.connections.size;
     return n;
@@ -477,6 +502,8 @@ export class Proxy implements ListenerHost {
   async drain(timeoutMs = this.config.shutdown.drainTimeoutMs, spreadMs = this.config.shutdown.closeSpreadMs): Promise<void> {
     this.#closing = true;
     await Promise.all([...this.listeners.values()].map((l) => l.stopAccepting()));
+    // UDP sessions end by their idle timeout (or responses) within the drain time.
+    this.udp.stopAccepting();
     this.#dropHeld();
     for (const c of this.#checkers.values()) c.stop();
     this.discovery.stopAll();
@@ -497,6 +524,7 @@ export class Proxy implements ListenerHost {
         if (i < rest.length) await sleep(Math.max(CLOSE_SPREAD_STEP_MS, spreadMs / rest.length));
       }
     }
+    this.udp.close();
     this.#access.flush();
   }
 
@@ -518,6 +546,7 @@ export class Proxy implements ListenerHost {
     await Promise.all([...this.listeners.values(), ...this.#retired.keys()].map((l) => l.stopAccepting()));
     this.#dropHeld();
     for (const c of this.#allConnections()) c.stop('shutdown');
+    this.udp.close();
     for (const q of this.#backendQueues.values()) q.clear('no_backend');
     for (const [l, timer] of this.#retired) {
       if (l.connections.size === 0) {
