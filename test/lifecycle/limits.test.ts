@@ -152,9 +152,10 @@ test('the global limit holds connections of every queue listener and serves the 
   await c.echo;
 });
 
-test('a reload that raises the limit lets held connections in; a drain closes held ones at once', T, async (t) => {
+/** A listener with `maxConnections: 1` (overLimit queue) and one connection served: the next is held. */
+async function oneServedOfOne(t: { after(fn: () => Promise<void>): void }) {
   const e = await echoServer();
-  const { proxy, ports } = await startWith([e], (c) => {
+  const { proxy, ports, records } = await startWith([e], (c) => {
     c.listeners[0].maxConnections = 1;
     c.listeners[0].overLimit = 'queue';
   });
@@ -163,6 +164,11 @@ test('a reload that raises the limit lets held connections in; a drain closes he
   const a = await pinger(ports[0]);
   open.push(a.s);
   await a.echo;
+  return { proxy, ports, records, open };
+}
+
+test('a reload that raises the limit lets held connections in; a drain closes held ones at once', T, async (t) => {
+  const { proxy, ports, open } = await oneServedOfOne(t);
   const held = [await pinger(ports[0]), await pinger(ports[0]), await pinger(ports[0])];
   open.push(...held.map((p) => p.s));
   await waitFor(() => proxy.heldConnections === 3, 5000, 'three held');
@@ -181,16 +187,7 @@ test('a reload that raises the limit lets held connections in; a drain closes he
 });
 
 test('a connection held on a plain listener that a reload makes a PROXY listener is refused, not relayed unchecked', T, async (t) => {
-  const e = await echoServer();
-  const { proxy, ports, records } = await startWith([e], (c) => {
-    c.listeners[0].maxConnections = 1;
-    c.listeners[0].overLimit = 'queue';
-  });
-  const open: net.Socket[] = [];
-  t.after(() => cleanup(proxy, [e], open));
-  const a = await pinger(ports[0]);
-  open.push(a.s);
-  await a.echo;
+  const { proxy, ports, records, open } = await oneServedOfOne(t);
   // Accepted while the listener was plain: on the fast path, a raw socket, which cannot be preread.
   const held = await pinger(ports[0]);
   open.push(held.s);
