@@ -48,6 +48,7 @@ function newEntry(a: Extract<AdminAction, { kind: 'add-backend' }>['backend']): 
   if (a.backup !== Defaults.backup) e.backup = a.backup;
   if (a.state !== Defaults.backendState) e.state = a.state;
   if (a.maxConnections !== Defaults.maxConnections) e.maxConnections = a.maxConnections;
+  if (a.check !== Defaults.backendCheck) e.check = a.check;
   return e;
 }
 

@@ -40,6 +40,7 @@ export function configFromBackends(backends: string[], o: QuickOptions = {}): Co
           if ('error' in a) throw new UsageError(`backend: ${a.error}`);
           return {
             name: s, host: a.host, port: a.port, weight: Defaults.weight, backup: Defaults.backup, state: Defaults.backendState, maxConnections: Defaults.maxConnections,
+            check: Defaults.backendCheck,
           };
         }),
         passive: defaultPassive(),

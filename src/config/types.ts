@@ -40,6 +40,11 @@ export interface BackendConfig {
   state: AdminState;
   /** Per-backend connection cap (HAProxy `maxconn`); 0 = unlimited. Default 0. */
   maxConnections: number;
+  /**
+   * Whether the pool's active health check probes this backend (HAProxy's `check` on a
+   * server). Unchecked backends count as healthy; passive ejection still applies. Default true.
+   */
+  check: boolean;
 }
 
 export type ExpectMatcher =
@@ -276,6 +281,7 @@ export const Defaults = {
   // Zero values, enum choices and flags the loader fills in.
   workers: 1,
   maxConnections: 0,
+  backendCheck: true,
   overLimit: 'queue',
   aclDefault: 'allow',
   balance: 'round-robin',

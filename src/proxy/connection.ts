@@ -73,7 +73,10 @@ export interface AccessRecord {
   client: string;
   clientPort: number;
   pool: string | undefined;
+  /** The backend's name, as the admin API, metrics and events call it. */
   backend: string | undefined;
+  /** The backend's HOST:PORT. */
+  backendAddress: string | undefined;
   serverName?: string;
   tries: number;
   retries: number;
@@ -644,7 +647,8 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
         client: this.clientAddress,
         clientPort: this.clientPort,
         pool: this.#pool?.name,
-        backend: this.#backend!.address,
+        backend: this.#backend!.name,
+        backendAddress: this.#backend!.address,
         serverName: this.#serverName,
         tries: tried.length,
         retries: Math.max(0, tried.length - 1),
@@ -662,7 +666,8 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
       client: this.clientAddress,
       clientPort: this.clientPort,
       pool: this.#pool?.name,
-      backend: tried.length ? tried[tried.length - 1].address : undefined,
+      backend: tried.length ? tried[tried.length - 1].name : undefined,
+      backendAddress: tried.length ? tried[tried.length - 1].address : undefined,
       serverName: this.#serverName,
       tries: tried.length,
       retries: Math.max(0, tried.length - 1),
