@@ -84,9 +84,10 @@ export class UdpSession implements PickContext {
   readonly #socket: dgram.Socket;
   /** Datagrams waiting for the connect; undefined once connected. */
   #pending: Buffer[] | undefined = [];
-  /** Replies still to come before the session ends; 0 = no limit. */
-  #responsesLeft: number;
-  readonly #expectsReplies: boolean;
+  /** Replies expected per client datagram (nginx `proxy_responses`); 0 = the session ends by idle timeout. */
+  readonly #responses: number;
+  /** Replies still owed for the datagrams forwarded so far. */
+  #owed = 0;
   readonly #start = performance.now();
   /** Clock time of the last datagram either way. */
   lastActive: number;
@@ -119,8 +120,7 @@ export class UdpSession implements PickContext {
     this.clientPort = port;
     this.pool = pool;
     this.backend = backend;
-    this.#responsesLeft = responses;
-    this.#expectsReplies = responses > 0;
+    this.#responses = responses;
     this.lastActive = owner.clock;
     const socket = dgram.createSocket(backend.ipFamily === 6 ? 'udp6' : 'udp4');
     this.#socket = socket;
@@ -134,7 +134,10 @@ export class UdpSession implements PickContext {
   /** Forwards one client datagram to the backend. */
   forward(msg: Buffer): void {
     this.lastActive = this.#owner.clock;
-    if (this.#expectsReplies && this.awaitingSince === 0) this.awaitingSince = this.lastActive;
+    if (this.#responses > 0) {
+      if (this.#owed === 0) this.awaitingSince = this.lastActive;
+      this.#owed += this.#responses;
+    }
     const pending = this.#pending;
     if (pending !== undefined) {
       if (pending.length >= MAX_PENDING_DATAGRAMS) {
@@ -166,7 +169,6 @@ export class UdpSession implements PickContext {
     if (this.ended) return;
     const owner = this.#owner;
     this.lastActive = owner.clock;
-    this.awaitingSince = 0;
     this.datagramsDown++;
     this.bytesDown += msg.length;
     this.backend.datagramsOut++;
@@ -176,7 +178,11 @@ export class UdpSession implements PickContext {
       this.pool.recordConnectResult(this.backend, true, performance.now() - this.#start);
     }
     owner.reply(msg, this.clientPort, this.clientAddress);
-    if (this.#responsesLeft > 0 && --this.#responsesLeft === 0) this.end('responses_done');
+    if (this.#owed > 0) {
+      // Every datagram forwarded is owed `responses` replies; the session ends when none is owed.
+      if (--this.#owed === 0) this.end('responses_done');
+      else this.awaitingSince = owner.clock;
+    }
   }
 
   #onError(err: NodeJS.ErrnoException): void {

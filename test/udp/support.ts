@@ -122,6 +122,22 @@ export function dnsAnswer(reply: Buffer): { id: number; address: string | undefi
   return { id, address: undefined };
 }
 
+/** YAML for one UDP listener `u` (extra listener lines in `listener`) and one pool `p` of `backends`. */
+export function udpConfig(backends: Array<number | { port: number }>, listener = '', pool = ''): string {
+  return `
+listeners:
+  - name: u
+    listen: 127.0.0.1:0
+    protocol: udp
+    pool: p
+${listener}
+pools:
+  - name: p
+    backends: [${backends.map((b) => `127.0.0.1:${typeof b === 'number' ? b : b.port}`).join(', ')}]
+${pool}
+`;
+}
+
 /** A running proxy with its access records. */
 export interface TestProxy {
   proxy: Proxy;
