@@ -126,6 +126,8 @@ async function runLoad(port: number, seconds: number, rate?: number): Promise<Lo
 interface Measured {
   rate: number;
   cpuUsPerQuery: number;
+  /** The kernel's share (stime): the syscalls and, on loopback, the delivery to the receiver. */
+  sysUsPerQuery: number;
   lost: number;
 }
 
@@ -134,7 +136,8 @@ async function closedLoop(proc: ChildProcess, port: number): Promise<Measured> {
   const r = await runLoad(port, SECONDS);
   const after = cpuTimes(proc.pid!);
   const cpu = after.userS + after.sysS - before.userS - before.sysS;
-  return { rate: r.rate, cpuUsPerQuery: (cpu * 1e6) / Math.max(1, r.received), lost: r.lost };
+  const n = Math.max(1, r.received);
+  return { rate: r.rate, cpuUsPerQuery: (cpu * 1e6) / n, sysUsPerQuery: ((after.sysS - before.sysS) * 1e6) / n, lost: r.lost };
 }
 
 function median(xs: number[]): number {
@@ -169,6 +172,7 @@ async function main(): Promise<void> {
         const summary = (kind: Kind) => ({
           rate: Math.round(median(closed.get(kind)!.map((m) => m.rate))),
           cpuUsPerQuery: Math.round(median(closed.get(kind)!.map((m) => m.cpuUsPerQuery)) * 10) / 10,
+          sysUsPerQuery: Math.round(median(closed.get(kind)!.map((m) => m.sysUsPerQuery)) * 10) / 10,
         });
         const ng = summary('nginx');
         const l4 = summary('l4lb');
@@ -187,8 +191,8 @@ async function main(): Promise<void> {
           rateRatio: Math.round((l4.rate / ng.rate) * 100) / 100,
         };
         console.log(`\n${mode}: ${SOCKETS} client sockets, ${SECONDS}s × ${ROUNDS}`);
-        console.log(`  nginx  ${String(ng.rate).padStart(7)} q/s  ${String(ng.cpuUsPerQuery).padStart(6)} µs CPU/query  loss at ${rate}/s: ${ngLoss.lost}/${ngLoss.sent}`);
-        console.log(`  l4lb   ${String(l4.rate).padStart(7)} q/s  ${String(l4.cpuUsPerQuery).padStart(6)} µs CPU/query  loss at ${rate}/s: ${l4Loss.lost}/${l4Loss.sent}`);
+        console.log(`  nginx  ${String(ng.rate).padStart(7)} q/s  ${String(ng.cpuUsPerQuery).padStart(6)} µs CPU/query (${ng.sysUsPerQuery} kernel)  loss at ${rate}/s: ${ngLoss.lost}/${ngLoss.sent}`);
+        console.log(`  l4lb   ${String(l4.rate).padStart(7)} q/s  ${String(l4.cpuUsPerQuery).padStart(6)} µs CPU/query (${l4.sysUsPerQuery} kernel)  loss at ${rate}/s: ${l4Loss.lost}/${l4Loss.sent}`);
         console.log(`  l4lb/nginx: CPU per query ${(results[mode] as { cpuRatio: number }).cpuRatio}×, rate ${(results[mode] as { rateRatio: number }).rateRatio}×`);
       } finally {
         for (const { proc } of procs.values()) {

@@ -17,6 +17,8 @@
  * admission slots and counts the session once, with one access-log line.
  */
 import dgram from 'node:dgram';
+import { lookup as dnsLookup } from 'node:dns';
+import { isIP } from 'node:net';
 import type { Backend } from '../proxy/backend.js';
 import type { Pool } from '../proxy/pool.js';
 import type { PickContext } from '../balancers/types.js';
@@ -25,6 +27,18 @@ import { ErrorCodes } from '../errors.js';
 
 /** Datagrams held while the session socket connects; more are dropped (`pending_full`). */
 export const MAX_PENDING_DATAGRAMS = 16;
+
+/**
+ * dgram's `lookup` for addresses that are IP literals: answers at once. Node's default goes
+ * through `dns.lookup`, which for an IP answers on the next tick — a closure and a tick for
+ * every reply sent to a client and two for every session socket (bind, connect). Names still
+ * go to `dns.lookup`.
+ */
+export function ipLookup(address: string, family: number, callback: (err: Error | null, address: string, family: number) => void): void {
+  const f = isIP(address);
+  if (f !== 0) callback(null, address, f);
+  else dnsLookup(address, family, callback);
+}
 
 /** Why a session ended, in access-log and metric words. */
 export type UdpEndReason =
@@ -122,7 +136,7 @@ export class UdpSession implements PickContext {
     this.backend = backend;
     this.#responses = responses;
     this.lastActive = owner.clock;
-    const socket = dgram.createSocket(backend.ipFamily === 6 ? 'udp6' : 'udp4');
+    const socket = dgram.createSocket({ type: backend.ipFamily === 6 ? 'udp6' : 'udp4', lookup: ipLookup } as dgram.SocketOptions);
     this.#socket = socket;
     socket.on('message', (msg) => this.#onReply(msg));
     socket.on('error', (err: NodeJS.ErrnoException) => this.#onError(err));

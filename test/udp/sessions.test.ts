@@ -178,3 +178,14 @@ test('drain is bounded by its timeout: sessions still live then are ended (shutd
   assert.deepEqual(p.records.map((r) => r.reason), ['shutdown']);
   assert.equal(p.proxy.udp.sessionCount(), 0);
 });
+
+test('a backend given by name (localhost) is resolved when its session socket connects', async (t) => {
+  const echo = await udpEcho('L:');
+  t.after(() => echo.close());
+  const p = await proxyFrom(udpConfig([echo]).replace(`127.0.0.1:${echo.port}`, `localhost:${echo.port}`));
+  t.after(() => p.close());
+  const c = await UdpClient.open();
+  t.after(() => c.close());
+  await c.send(p.port, 'by name');
+  assert.equal((await c.waitReplies(1))[0].toString(), 'L:by name');
+});
