@@ -56,12 +56,12 @@ export function parseWeightBody(body: unknown): number {
   return parseWeight(b.weight, 'weight');
 }
 
-/** `{"address": "HOST:PORT", "name"?, "weight"?, "backup"?, "state"?, "maxConnections"?}`. */
+/** `{"address": "HOST:PORT", "name"?, "weight"?, "backup"?, "state"?, "maxConnections"?, "check"?}`. */
 export function parseNewBackend(body: unknown): NewBackend {
   const what = 'add backend';
   if (body === undefined) throw bad('missing_body', `${what}: send a JSON body such as {"address": "127.0.0.1:9003"}`);
   const b = objectBody(body, what);
-  onlyKeys(b, ['address', 'name', 'weight', 'backup', 'state', 'maxConnections'], what);
+  onlyKeys(b, ['address', 'name', 'weight', 'backup', 'state', 'maxConnections', 'check'], what);
   if (typeof b.address !== 'string') throw bad('missing_field', `${what}: "address" ("HOST:PORT") is required and must be a string`);
   const address = b.address.trim();
   const a = parseHostPort(address);
@@ -75,6 +75,7 @@ export function parseNewBackend(body: unknown): NewBackend {
   }
   const weight = b.weight === undefined ? 1 : parseWeight(b.weight, what);
   if (b.backup !== undefined && typeof b.backup !== 'boolean') throw bad('bad_backup', `${what}: "backup" must be true or false`);
+  if (b.check !== undefined && typeof b.check !== 'boolean') throw bad('bad_check', `${what}: "check" must be true or false`);
   if (b.state !== undefined && !STATES.includes(b.state as AdminState)) {
     throw bad('bad_state', `${what}: "state" must be one of ${STATES.join(', ')}`);
   }
@@ -91,6 +92,7 @@ export function parseNewBackend(body: unknown): NewBackend {
     backup: (b.backup as boolean | undefined) ?? false,
     state: (b.state as AdminState | undefined) ?? 'enabled',
     maxConnections: (max as number | undefined) ?? 0,
+    check: (b.check as boolean | undefined) ?? true,
   };
 }
 

@@ -12,7 +12,8 @@ import type { Config } from '../config/types.js';
 import { loadConfigFile } from '../config/load.js';
 import { startProxy, type Proxy } from '../proxy/proxy.js';
 import { createLogger, type Logger } from '../observability/log.js';
-import { parseCli, USAGE, type CliOverrides } from './args.js';
+import { parseCli, USAGE } from './args.js';
+import type { ConfigOverride } from '../config/load.js';
 import { demoInstructions, startDemoBackends, type DemoBackends } from './demo.js';
 import { startProxyAdmin, type AdminServer } from '../admin/server.js';
 import { assertAdminConfigSafe } from '../admin/auth.js';
@@ -31,7 +32,8 @@ export async function main(argv: string[]): Promise<number> {
     action = parseCli(argv);
   } catch (err) {
     if (err instanceof UsageError) {
-      process.stderr.write(`l4lb: ${err.message}\n${USAGE.split('\n')[0]}\nTry 'l4lb --help' for more.\n`);
+      const lines = err.message.split('\n').map((l) => `l4lb: ${l}\n`).join('');
+      process.stderr.write(`${lines}${USAGE.split('\n')[0]}\nTry 'l4lb --help' for more.\n`);
       return 2;
     }
     throw err;
@@ -56,7 +58,7 @@ export async function main(argv: string[]): Promise<number> {
     case 'run-file': {
       let cfg: Config;
       try {
-        cfg = applyOverrides(await loadConfigFile(action.file), action.overrides);
+        cfg = await loadConfigFile(action.file, process.env, { overrides: action.overrides });
       } catch (err) {
         return reportStartError(err);
       }
@@ -66,32 +68,14 @@ export async function main(argv: string[]): Promise<number> {
       const demo = await startDemoBackends();
       const pool = action.config.pools[0];
       pool.backends = demo.addresses.map((a) => ({
-        name: a.name, host: a.host, port: a.port, weight: 1, backup: false, state: 'enabled' as const, maxConnections: 0,
+        name: a.name, host: a.host, port: a.port, weight: 1, backup: false, state: 'enabled' as const, maxConnections: 0, check: true,
       }));
       return run(action.config, undefined, demo);
     }
   }
 }
 
-function applyOverrides(cfg: Config, o: CliOverrides): Config {
-  if (o.logLevel) cfg.log.level = o.logLevel;
-  if (o.admin) {
-    const token = cfg.admin?.token ?? (process.env.L4LB_ADMIN_TOKEN || undefined);
-    cfg.admin = { ...cfg.admin, host: o.admin.host, port: o.admin.port, token, persist: cfg.admin?.persist ?? false };
-  }
-  if (o.workers) cfg.workers = o.workers;
-  const udp = cfg.listeners.find((l) => l.protocol === 'udp');
-  if (cfg.workers > 1 && udp) {
-    throw new UsageError(`--workers: UDP listeners run in one process for now (listener "${udp.name}"); see docs/operations.md, UDP`);
-  }
-  return cfg;
-}
-
 function reportStartError(err: unknown): number {
-  if (err instanceof UsageError) {
-    process.stderr.write(`l4lb: ${err.message}\n`);
-    return 2;
-  }
   if (err instanceof ConfigError) {
     process.stderr.write(`l4lb: invalid config (${err.code})\n${err.message}\n`);
     return 2;
@@ -105,7 +89,7 @@ function reportStartError(err: unknown): number {
 
 interface FileSource {
   file: string;
-  overrides: CliOverrides;
+  overrides: ConfigOverride[];
   watch: boolean;
 }
 
@@ -151,7 +135,7 @@ async function run(config: Config, source?: FileSource, demo?: DemoBackends): Pr
       return;
     }
     try {
-      const next = applyOverrides(await loadConfigFile(source.file), source.overrides);
+      const next = await loadConfigFile(source.file, process.env, { overrides: source.overrides });
       await proxy.reload(next);
     } catch (err) {
       logger.error({ trigger, err: (err as Error).message }, 'reload failed; the old config keeps serving');
@@ -169,7 +153,8 @@ async function run(config: Config, source?: FileSource, demo?: DemoBackends): Pr
       }
       stopping = true;
       watcher?.close();
-      logger.info({ signal, active: proxy.activeConnections() }, 'draining');
+      // The demo's backends stop with it, so its connections are closed at once, not drained.
+      logger.info({ signal, active: proxy.activeConnections() }, demo ? 'stopping the demo: closing connections now' : 'draining');
       await proxy.drain(demo ? 0 : undefined, demo ? 0 : undefined);
       await proxy.close();
       await admin?.close();

@@ -43,6 +43,7 @@ import { normalizeServerName, validateServerNamePattern } from '../protocol/sni-
 export const LoaderDefaults = {
   workers: 1,
   maxConnections: 0,
+  backendCheck: true,
   overLimit: 'queue',
   aclDefault: 'allow',
   balance: 'round-robin',
@@ -79,6 +80,34 @@ export const BALANCER_NAMES = [
   'source-ip-hash',
   'maglev',
 ] as const satisfies readonly BalancerName[];
+
+/**
+ * What HAProxy (`balance …`) and nginx (the upstream's directive) call l4lb's algorithms, for
+ * the "did you mean" of a wrong `balance` and for `l4lb convert`. `undefined`: no equivalent.
+ */
+export const FOREIGN_BALANCER_NAMES: Readonly<Record<string, { name: BalancerName | undefined; why: string }>> = {
+  roundrobin: { name: 'weighted-round-robin', why: "HAProxy's roundrobin (it honours weights; round-robin ignores them)" },
+  'static-rr': { name: 'weighted-round-robin', why: "HAProxy's static-rr" },
+  leastconn: { name: 'least-connections', why: "HAProxy's leastconn" },
+  least_conn: { name: 'least-connections', why: "nginx's least_conn" },
+  source: { name: 'source-ip-hash', why: "HAProxy's source" },
+  ip_hash: { name: 'source-ip-hash', why: "nginx's ip_hash" },
+  hash: { name: 'maglev', why: 'nginx\'s "hash $remote_addr consistent" (source-ip-hash without "consistent")' },
+  'random two': { name: 'power-of-two-choices', why: 'nginx\'s "random two"' },
+  first: { name: undefined, why: "HAProxy's first has no equivalent: l4lb always spreads connections" },
+  rr: { name: 'round-robin', why: 'rr' },
+  wrr: { name: 'weighted-round-robin', why: 'wrr' },
+  lc: { name: 'least-connections', why: 'lc' },
+  p2c: { name: 'power-of-two-choices', why: 'p2c' },
+};
+
+/** The hint after an unknown `balance` name: HAProxy's and nginx's names first, then typos. */
+export function balanceHint(word: string): string {
+  const foreign = FOREIGN_BALANCER_NAMES[word.trim().toLowerCase()];
+  if (foreign === undefined) return didYouMean(word, BALANCER_NAMES);
+  if (foreign.name === undefined) return ` (${foreign.why})`;
+  return ` (did you mean "${foreign.name}"? ${foreign.why === word.trim().toLowerCase() ? 'a common short name' : `that is ${foreign.why}`})`;
+}
 
 /** Log levels accepted by `log.level` (pino's). */
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
@@ -456,6 +485,7 @@ const backendObjectSchema = z
       backup: z.boolean().optional(),
       state: z.enum(['enabled', 'draining', 'disabled']).optional(),
       maxConnections: count.optional(),
+      check: z.boolean().optional(),
     },
     {
       error: (iss) =>
@@ -473,6 +503,7 @@ const backendObjectSchema = z
       backup: b.backup ?? LoaderDefaults.backup,
       state: b.state ?? LoaderDefaults.backendState,
       maxConnections: b.maxConnections ?? LoaderDefaults.maxConnections,
+      check: b.check ?? LoaderDefaults.backendCheck,
     }),
   );
 
@@ -576,7 +607,14 @@ const dnsSchema = z
 const poolSchema = z
   .strictObject({
     name,
-    balance: z.enum(BALANCER_NAMES).optional(),
+    balance: z
+      .enum(BALANCER_NAMES, {
+        error: (iss) =>
+          typeof iss.input === 'string'
+            ? `must be one of ${BALANCER_NAMES.join(', ')}, got ${describeValue(iss.input)}${balanceHint(iss.input)}`
+            : undefined,
+      })
+      .optional(),
     hashKey: z.enum(['source-ip', 'source-ip-port']).optional(),
     slowStart: duration().optional(),
     proxyProtocol: z.enum(['v1', 'v2']).optional(),

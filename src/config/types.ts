@@ -32,6 +32,11 @@ export interface BackendConfig {
   state: AdminState;
   /** Per-backend connection cap (HAProxy `maxconn`); 0 = unlimited. Default 0. */
   maxConnections: number;
+  /**
+   * Whether the pool's active health check probes this backend (HAProxy's `check` on a
+   * server). Unchecked backends count as healthy; passive ejection still applies. Default true.
+   */
+  check: boolean;
 }
 
 export type ExpectMatcher =

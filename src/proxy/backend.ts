@@ -30,6 +30,8 @@ export class Backend implements Candidate {
   configuredWeight: number;
   admin: AdminState;
   maxConnections: number;
+  /** Whether the pool's active check probes this backend (BackendConfig.check). */
+  check: boolean;
 
   /** Result of active checks (true when no active check is configured). */
   healthy = true;
@@ -69,6 +71,7 @@ export class Backend implements Candidate {
     this.configuredWeight = cfg.weight;
     this.admin = cfg.state;
     this.maxConnections = cfg.maxConnections;
+    this.check = cfg.check;
     this.upSince = now - 1e12; // no slow start for backends present at start
   }
 
@@ -119,6 +122,7 @@ export class Backend implements Candidate {
       backup: this.backup,
       state: this.admin,
       maxConnections: this.maxConnections,
+      check: this.check,
     };
   }
 
@@ -133,6 +137,7 @@ export class Backend implements Candidate {
       weight: this.configuredWeight,
       effectiveWeight: this.weight,
       healthy: this.healthy,
+      check: this.check,
       ejectedUntil: this.ejectedUntil > now ? this.ejectedUntil : 0,
       lastCheckAt: this.lastCheckAt || undefined,
       lastCheckOk: this.lastCheckOk,

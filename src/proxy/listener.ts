@@ -6,7 +6,7 @@ import net from 'node:net';
 import type { ListenerConfig } from '../config/types.js';
 import { L4lbError, ErrorCodes, type ConnectError } from '../errors.js';
 import { ListenerStats } from '../observability/stats.js';
-import type { Logger } from '../observability/log.js';
+import { LogFields, type Logger } from '../observability/log.js';
 import { formatHostPort } from '../util/address.js';
 import type { Backend } from './backend.js';
 import type { Pool } from './pool.js';
@@ -277,7 +277,13 @@ export class ListenerRuntime {
 
   logBackendError(backend: Backend, pool: Pool, err: ConnectError): void {
     this.#host.logger.warn(
-      { listener: this.config.name, pool: pool.name, backend: backend.address, code: err.code },
+      {
+        [LogFields.listener]: this.config.name,
+        [LogFields.pool]: pool.name,
+        [LogFields.backend]: backend.name,
+        [LogFields.backendAddress]: backend.address,
+        code: err.code,
+      },
       err.message,
     );
   }

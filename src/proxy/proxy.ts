@@ -15,7 +15,7 @@
  *   over a window; `close` ends everything now, also in the middle of a drain.
  */
 import type { Config, ListenerConfig } from '../config/types.js';
-import { createLogger, type Logger } from '../observability/log.js';
+import { createLogger, LogFields, type Logger } from '../observability/log.js';
 import { ProcessStats } from '../observability/stats.js';
 import { createAccessLog, type AccessLog } from '../observability/access-log.js';
 import { formatHostPort } from '../util/address.js';
@@ -146,7 +146,7 @@ export class Proxy implements ListenerHost {
   #addPool(pc: Config['pools'][number]): Pool {
     const pool = new Pool(pc);
     pool.onStateChange = (b, reason) =>
-      this.logger.warn({ pool: pool.name, backend: b.address, state: b.state() }, reason);
+      this.logger.warn({ [LogFields.pool]: pool.name, [LogFields.backend]: b.name, [LogFields.backendAddress]: b.address, state: b.state() }, reason);
     this.pools.set(pc.name, pool);
     this.#backendQueues.set(pool, new BackendQueue({ ...pc.queue }));
     const firstLookup = this.discovery.start(pool);
@@ -517,7 +517,9 @@ export class Proxy implements ListenerHost {
     }
     const rest = this.#allConnections();
     if (rest.length > 0 && !this.#closed) {
-      this.logger.info({ remaining: rest.length, spreadMs }, 'drain timeout reached, closing remaining connections');
+      // A drain asked not to wait (the demo's Ctrl-C) has no timeout to blame.
+      const why = timeoutMs > 0 ? 'drain timeout reached' : 'not waiting for connections to finish';
+      this.logger.info({ remaining: rest.length, spreadMs }, `${why}, closing remaining connections`);
       // Close in small batches, proportionally to the time elapsed in the window: the last
       // batch goes at the end of the window, whatever the number of connections.
       const t0 = Date.now();

@@ -74,7 +74,7 @@ test('SIGHUP reaches every worker while long transfers go on', async (t) => {
 
   const answers = await batch(200, 20, () => whoAnswers(c.port));
   assert.deepEqual(new Set(answers), new Set(['b']), 'new connections go to the new set only');
-  const served = new Set(accessLines(c).filter((l) => String(l.backend).endsWith(`:${b.port}`)).map((l) => l.pid));
+  const served = new Set(accessLines(c).filter((l) => String(l.backendAddress).endsWith(`:${b.port}`)).map((l) => l.pid));
   assert.equal(served.size, 2, 'both workers use the new set');
 
   for (const r of await Promise.all(long)) {

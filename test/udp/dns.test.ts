@@ -135,7 +135,7 @@ test('a dnsmasq killed mid-run is ejected on ICMP port-unreachable and comes bac
   assert.equal(ba.state(), 'down', 'the killed server is ejected');
   const unreachable = p.records.filter((r) => r.reason === 'backend_unreachable');
   assert.ok(unreachable.length >= 2);
-  assert.ok(unreachable.every((r) => r.backend === ba.address && r.code === 'L4LB_ERR_CONNECT_REFUSED'));
+  assert.ok(unreachable.every((r) => r.backend === ba.name && r.backendAddress === ba.address && r.code === 'L4LB_ERR_CONNECT_REFUSED'));
   // While it is out, every answer comes from the live one.
   for (let i = 0; i < 3; i++) assert.equal(await ask(), '10.0.0.2');
   await a.restart();
