@@ -189,3 +189,26 @@ test('a backend given by name (localhost) is resolved when its session socket co
   await c.send(p.port, 'by name');
   assert.equal((await c.waitReplies(1))[0].toString(), 'L:by name');
 });
+
+test('two l4lb instances with maglev (or source-ip-hash) send each client address to the same backend', async (t) => {
+  const backends = await Promise.all(['A:', 'B:', 'C:'].map((tag) => udpEcho(tag)));
+  t.after(() => Promise.all(backends.map((b) => b.close())));
+  for (const balance of ['maglev', 'source-ip-hash']) {
+    const one = await proxyFrom(udpConfig(backends, '', `    balance: ${balance}`));
+    const two = await proxyFrom(udpConfig(backends, '', `    balance: ${balance}`));
+    const seen: string[][] = [];
+    for (const proxy of [one, two]) {
+      const tags: string[] = [];
+      for (const host of ['127.0.0.1', '127.0.0.7', '127.0.0.9', '127.0.0.23', '127.0.0.42', '127.0.0.77']) {
+        const c = await UdpClient.open(host);
+        await c.send(proxy.port, 'x');
+        tags.push((await c.waitReplies(1))[0].toString());
+        await c.close();
+      }
+      seen.push(tags);
+    }
+    await Promise.all([one.close(), two.close()]);
+    assert.deepEqual(seen[0], seen[1], `${balance}: the same backend per client address on both instances`);
+    assert.ok(new Set(seen[0]).size > 1, `${balance}: six addresses do not all land on one backend`);
+  }
+});
