@@ -72,6 +72,7 @@ const badArgs: [string, string[], RegExp][] = [
   ['a bad listen address', ['-l', 'localhost', '127.0.0.1:80'], /--listen: expected HOST:PORT/],
   ['an unknown balancer', ['--balance', 'fastest', '127.0.0.1:80'], /--balance: must be one of round-robin, .*got a string \("fastest"\)/],
   ['a bad duration', ['--connect-timeout', '5 parsecs', '127.0.0.1:80'], /--connect-timeout: "5 parsecs" is not a duration/],
+  ['a duration past 24 days (Node timers would fire at once)', ['--idle-timeout', '25d', '127.0.0.1:80'], /--idle-timeout: duration "25d" is too long: the maximum is 24d/],
   ['a negative retry count', ['--retries', '-1', '127.0.0.1:80'], /^l4lb: --retries: must be at least 0, got a number \(-1\)$/],
   ['a duplicated backend', ['127.0.0.1:80', '127.0.0.1:80'], /BACKEND #2: duplicate backend name "127\.0\.0\.1:80"/],
 ];
