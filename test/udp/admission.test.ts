@@ -108,3 +108,32 @@ test('with no backend available the datagram is dropped (no_backend), and a repl
   const l = p.proxy.udp.map.get('u')!;
   await until(() => l.stats.rejected.get('no_backend') === 1, 'the drop for lack of a backend');
 });
+
+test('per-datagram mode: ICMP port-unreachable from a backend ejects it; datagrams go to the live one', async (t) => {
+  const live = await udpEcho();
+  t.after(() => live.close());
+  const dead = await refusedUdpPort();
+  const p = await proxyFrom(
+    udpConfig([dead, live.port], '    udp: { perDatagram: true }', '    passive: { consecutiveFailures: 2, baseEjection: 1m }'),
+  );
+  t.after(() => p.close());
+  const c = await UdpClient.open();
+  t.after(() => c.close());
+  const [deadBackend] = p.proxy.pools.get('p')!.backends;
+  for (let i = 0; i < 10 && deadBackend.state() !== 'down'; i++) {
+    await c.send(p.port, `d${i}`);
+    await new Promise((r) => setTimeout(r, 30));
+  }
+  assert.equal(deadBackend.state(), 'down');
+  const before = live.received;
+  for (let i = 0; i < 6; i++) await c.send(p.port, `x${i}`);
+  await until(() => live.received === before + 6, 'every datagram at the live backend');
+});
+
+/** A UDP port nothing listens on (bound, then closed). */
+async function refusedUdpPort(): Promise<number> {
+  const e = await udpEcho();
+  const port = e.port;
+  await e.close();
+  return port;
+}

@@ -212,3 +212,19 @@ test('two l4lb instances with maglev (or source-ip-hash) send each client addres
     assert.ok(new Set(seen[0]).size > 1, `${balance}: six addresses do not all land on one backend`);
   }
 });
+
+test('IPv6: a listener on [::1] balances to backends on ::1, replies come back from [::1]', async (t) => {
+  const a = await udpEcho('A:', 0, '::1');
+  t.after(() => a.close());
+  const p = await proxyFrom(udpConfig([]).replace('listen: 127.0.0.1:0', 'listen: "[::1]:0"').replace('backends: []', `backends: ["[::1]:${a.port}"]`));
+  t.after(() => p.close());
+  const c = await UdpClient.open('::1');
+  t.after(() => c.close());
+  let from = '';
+  c.socket.once('message', (_m, r) => (from = `${r.address}|${r.port}`));
+  await c.send(p.port, 'six');
+  assert.equal((await c.waitReplies(1))[0].toString(), 'A:six');
+  assert.equal(from, `::1|${p.port}`);
+  await until(() => a.senders.size === 1, 'the backend to see the session socket');
+  assert.ok([...a.senders][0].startsWith('::1|'));
+});
