@@ -22,7 +22,7 @@ Options:
   -b, --balance NAME         balancing algorithm (default round-robin): ${balancerNames.join(', ')}
       --connect-timeout DUR  backend connect timeout per attempt (default 5s)
       --retries N            other backends to try after a failed connect
-                             (default: each other backend once)
+                             (default 3)
       --idle-timeout DUR     close connections idle this long (default 10m; UDP 30s; 0 = off)
       --admin HOST:PORT      serve the admin API, metrics and dashboard here (bearer
                              token from $L4LB_ADMIN_TOKEN; required off loopback)
