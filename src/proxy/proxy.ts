@@ -28,8 +28,8 @@ import { AcceptQueue, FdPressure, isFdExhausted } from './limits.js';
 import { Pool } from './pool.js';
 import { matchListeners } from './listener-match.js';
 import { RateLimitedLog } from '../admission/source-limits.js';
+import type { DataSocket } from './data-socket.js';
 import { UdpListeners, type PreparedUdpReload } from '../udp/listeners.js';
-import type net from 'node:net';
 import { ProxyStatusSource } from '../admin/proxy-source.js';
 import type { StatusSnapshot } from '../admin/status.js';
 
@@ -427,10 +427,6 @@ export class Proxy implements ListenerHost, ProxyHandle {
     return null;
   }
 
-  countAcceptError(): void {
-    this.#stats.acceptErrors++;
-  }
-
   /**
    * A listening socket reported an accept error. Counted and logged at most once per 5s;
    * running out of descriptors is reported as such (libuv already closed the connection).
@@ -484,7 +480,7 @@ export class Proxy implements ListenerHost, ProxyHandle {
    * (to be served when a slot frees); false when the caller serves it now (it may still be
    * rejected by the limit check when the listener says `overLimit: reject`, or the queue is full).
    */
-  holdIfOverLimit(l: ListenerRuntime, socket: net.Socket): boolean {
+  holdIfOverLimit(l: ListenerRuntime, socket: DataSocket): boolean {
     if (l.config.overLimit !== 'queue' || this.#closing) return false;
     const q = this.#acceptQueues.get(l);
     // Newcomers line up behind those already waiting.
