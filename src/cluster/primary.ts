@@ -90,6 +90,8 @@ export class ClusterPrimary {
   readonly #source: ClusterStatusSource;
   #addresses: BoundAddress[] = [];
   #stopping: 'drain' | 'close' | undefined;
+  /** Slots whose worker reported it closed its listening sockets (draining). */
+  readonly #stoppedAccepting = new Set<number>();
 
   private constructor(config: Config, logger: Logger, mode: ListenMode, headless: Proxy, ports: ListenPorts) {
     this.#config = config;
@@ -220,10 +222,25 @@ export class ClusterPrimary {
       case 'ejected':
         this.#onEjected(slot, m);
         return;
+      case 'stopped-accepting':
+        this.#onStoppedAccepting(slot);
+        return;
       default:
         break;
     }
     this.#requests.answer(m);
+  }
+
+  /**
+   * Logs 'listeners closed' once every worker has closed its listening sockets. In `shared`
+   * mode the primary's copy of a socket goes when the last worker lets go of it (node:cluster
+   * handles that message before this one), so from this line on connections are refused.
+   */
+  #onStoppedAccepting(slot: Slot): void {
+    this.#stoppedAccepting.add(slot.id);
+    if (this.#supervisor.slots.every((s) => !s.worker || this.#stoppedAccepting.has(s.id))) {
+      this.logger.info({ workers: this.#stoppedAccepting.size }, 'listeners closed');
+    }
   }
 
   /**
