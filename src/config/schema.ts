@@ -33,7 +33,7 @@ import {
   type UdpListenerConfig,
 } from './types.js';
 import { parseDuration } from '../util/duration.js';
-import { formatHostPort, parseHostPort, type HostPort } from '../util/address.js';
+import { formatHostPort, numericHostError, parseHostPort, type HostPort } from '../util/address.js';
 import { normalizeServerName, validateServerNamePattern } from '../protocol/sni-router.js';
 
 /**
@@ -184,8 +184,34 @@ export function cidrError(input: string): string | undefined {
 const HOSTNAME_LABEL = '[a-zA-Z0-9_]([a-zA-Z0-9_-]*[a-zA-Z0-9_])?';
 const HOSTNAME_RE = new RegExp(`^${HOSTNAME_LABEL}(\\.${HOSTNAME_LABEL})*\\.?$`);
 const HEX_RE = /^([0-9a-f]{2})+$/;
-/** Names show up in logs, metric labels and admin URLs: no blanks, no slashes. */
-const NAME_RE = /^[^\s/\\\p{Cc}]{1,200}$/u;
+/** Longest listener, pool or backend name. */
+export const MAX_NAME_LENGTH = 200;
+/**
+ * Characters a name may not hold. Names show up in logs, metric labels and admin URL paths
+ * (`/api/v1/pools/P/backends/B`), so each must survive being one path segment: no blanks,
+ * no `/` or `\` (segment separators), no `%` (escapes), no `?` or `#` (they end the path),
+ * no control or invisible formatting characters.
+ */
+const NAME_FORBIDDEN_RE = /[\s/\\%?#\p{Cc}\p{Cf}]/u;
+
+/**
+ * Why `s` cannot be a listener, pool or backend name, or undefined when it can. The one rule
+ * for names, shared by config files and the admin API: a name must come back unchanged from
+ * an admin URL path segment, whatever client wrote it.
+ */
+export function nameProblem(s: string): string | undefined {
+  const quoted = JSON.stringify(s.length > 60 ? `${s.slice(0, 57)}...` : s);
+  if (s.length === 0) return 'a name must not be empty';
+  if (s.length > MAX_NAME_LENGTH) return `${quoted}: a name is at most ${MAX_NAME_LENGTH} characters (got ${s.length})`;
+  if (s === '.' || s === '..') return `${quoted} cannot be a name: URL paths treat "." and ".." as directory steps, so the admin API could never reach it`;
+  const bad = NAME_FORBIDDEN_RE.exec(s);
+  if (bad) {
+    const c = bad[0];
+    const what = /\s/u.test(c) && c.charCodeAt(0) >= 0x20 ? 'a blank' : /[\p{Cc}\p{Cf}]/u.test(c) ? `a control or invisible character (U+${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')})` : `"${c}"`;
+    return `${quoted}: names may not contain ${what}: they must survive as one admin URL path segment (no blanks, "/", "\\", "%", "?", "#" or control characters)`;
+  }
+  return undefined;
+}
 
 /** True when the host only ever reaches this machine. */
 export function isLoopbackHost(host: string): boolean {
@@ -295,9 +321,10 @@ const cidrOrList = z.unknown().transform((v, ctx): string[] => {
   return out;
 });
 
-const name = z
-  .string()
-  .regex(NAME_RE, { error: (iss) => `${JSON.stringify(iss.input)}: names are 1-200 characters without spaces or slashes` });
+const name = z.string().superRefine((s, ctx) => {
+  const problem = nameProblem(s);
+  if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem, input: s });
+});
 const count = z.number().int().min(0);
 const positiveInt = z.number().int().min(1);
 const hexBytes = z.string().transform((s, ctx): string => {
@@ -317,7 +344,10 @@ const regexSource = z.string().transform((s, ctx): string => {
   }
   return s;
 });
-const hostname = z.string().regex(HOSTNAME_RE, { error: (iss) => `${JSON.stringify(iss.input)} is not a valid DNS name` });
+const hostname = z.string().superRefine((s, ctx) => {
+  const problem = (isIP(s) === 0 ? numericHostError(s) : undefined) ?? (HOSTNAME_RE.test(s) ? undefined : `${JSON.stringify(s)} is not a valid DNS name`);
+  if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem, input: s });
+});
 const serverName = z.string().transform((s, ctx): string => {
   const problem = validateServerNamePattern(s);
   if (problem !== undefined) {
@@ -714,11 +744,22 @@ const TYPE_WORDS: Record<string, string> = {
 /** Marks the known-keys payload an unrecognized_keys message carries to {@link zodIssuesToSchemaIssues}. */
 const KNOWN_KEYS_PREFIX = '\u0000known-keys:';
 
+/**
+ * The message for a number the parser could not hold: `1e309` reads as Infinity (YAML and
+ * JSON alike), and saying "expected a number" about it would puzzle anyone.
+ */
+export function outOfRange(v: number): string {
+  return Number.isNaN(v)
+    ? 'expected a number, got NaN (not a number)'
+    : `number out of range: it is too large to represent (reads as ${v > 0 ? '' : '-'}Infinity); use a finite number`;
+}
+
 /** zod's per-parse error map: turns raw issues into messages written for users. */
 export function zodErrorMessage(iss: z.core.$ZodRawIssue): string | undefined {
   switch (iss.code) {
     case 'invalid_type':
       if (iss.input === undefined) return 'required';
+      if (typeof iss.input === 'number' && !Number.isFinite(iss.input)) return outOfRange(iss.input);
       return `expected ${TYPE_WORDS[iss.expected] ?? iss.expected}, got ${describeValue(iss.input)}`;
     case 'invalid_value': {
       const values = iss.values.map((v) => String(v));

@@ -199,7 +199,7 @@ export interface ListenerConfig {
   maxConnections: number;
   /** Beyond maxConnections: 'queue' leaves them in the kernel backlog, 'reject' closes them. */
   overLimit: 'queue' | 'reject';
-  /** Try up to this many backends per connection (first + retries). Default: pool size. */
+  /** Other backends to try after a failed connect (attempts = 1 + retries, at most the pool size). Default 3. */
   retries?: number;
   /** Accept a PROXY header (v1 or v2, auto-detected) from these trusted CIDRs. */
   acceptProxy?: { trusted: string[] };
@@ -247,6 +247,8 @@ export interface Config {
 /** Default values, one place. Referenced by the loader and the docs. */
 export const Defaults = {
   connectTimeoutMs: 5_000,
+  /** Other backends one connection tries after a failed connect (HAProxy's `retries 3`). */
+  retries: 3,
   idleTimeoutMs: 600_000,
   finTimeoutMs: 30_000,
   maxLifetimeMs: 0,
