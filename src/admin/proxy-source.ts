@@ -82,6 +82,7 @@ export class ProxyStatusSource implements StatusSource {
     this.proxy.flushLiveBytes(); // counters include connections still open
     this.#poll(now);
     const p = this.proxy;
+    const store = p.sourceStoreStatus();
     return {
       at: now,
       process: {
@@ -96,6 +97,7 @@ export class ProxyStatusSource implements StatusSource {
         acceptErrors: p.stats.acceptErrors,
         fdExhausted: p.fdExhausted,
         heldConnections: p.heldConnections,
+        ...(store && { sourceLimitStore: store }),
       },
       listeners: [...p.listeners.values()].map(listenerStatus),
       pools: [...p.pools.values()].map((pool) => poolStatus(pool, now, p.backendQueue(pool))),
@@ -241,3 +243,4 @@ export function poolStatus(pool: Pool, now = Date.now(), queue?: BackendQueue): 
     queue: queueStatus(queue),
   };
 }
+

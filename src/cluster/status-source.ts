@@ -87,6 +87,7 @@ export class ClusterStatusSource implements StatusSource {
         acceptErrors: totals.acceptErrors,
         fdExhausted: totals.fdExhausted,
         heldConnections: totals.heldConnections,
+        ...(totals.sourceStore && { sourceLimitStore: totals.sourceStore }),
       },
       listeners,
       // Queues live in the workers: their sums replace the primary's (idle) ones.
