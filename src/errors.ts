@@ -26,6 +26,7 @@ export const ErrorCodes = {
   HEALTH_CHECK: 'L4LB_ERR_HEALTH_CHECK',
   ADMIN: 'L4LB_ERR_ADMIN',
   DNS: 'L4LB_ERR_DNS',
+  UDP_RESPONSE_TIMEOUT: 'L4LB_ERR_UDP_RESPONSE_TIMEOUT',
 } as const;
 
 export type ErrorCode = (typeof ErrorCodes)[keyof typeof ErrorCodes];

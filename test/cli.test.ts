@@ -45,7 +45,9 @@ test('stderr carries JSON log lines, including one access line per closed connec
   assert.ok(access, 'an access line was logged');
   assert.equal(access.bytesUp, 3);
   assert.equal(access.bytesDown, 3);
+  // Backends named on the command line are named by their address.
   assert.equal(access.backend, `127.0.0.1:${e.port}`);
+  assert.equal(access.backendAddress, `127.0.0.1:${e.port}`);
   assert.equal(access.reason, 'client_closed');
   assert.equal(typeof access.durationMs, 'number');
 });
@@ -68,10 +70,11 @@ const badArgs: [string, string[], RegExp][] = [
   ['an unknown flag', ['--frobnicate', '127.0.0.1:80'], /Unknown option '--frobnicate'/],
   ['no backends', [], /no BACKEND given/],
   ['a bad listen address', ['-l', 'localhost', '127.0.0.1:80'], /--listen: expected HOST:PORT/],
-  ['an unknown balancer', ['--balance', 'fastest', '127.0.0.1:80'], /--balance: unknown algorithm "fastest"/],
+  ['an unknown balancer', ['--balance', 'fastest', '127.0.0.1:80'], /--balance: must be one of round-robin, .*got a string \("fastest"\)/],
   ['a bad duration', ['--connect-timeout', '5 parsecs', '127.0.0.1:80'], /--connect-timeout: "5 parsecs" is not a duration/],
-  ['a negative retry count', ['--retries', '-1', '127.0.0.1:80'], /--retries/],
-  ['a duplicated backend', ['127.0.0.1:80', '127.0.0.1:80'], /given twice/],
+  ['a duration past 24 days (Node timers would fire at once)', ['--idle-timeout', '25d', '127.0.0.1:80'], /--idle-timeout: duration "25d" is too long: the maximum is 24d/],
+  ['a negative retry count', ['--retries', '-1', '127.0.0.1:80'], /^l4lb: --retries: must be at least 0, got a number \(-1\)$/],
+  ['a duplicated backend', ['127.0.0.1:80', '127.0.0.1:80'], /BACKEND #2: duplicate backend name "127\.0\.0\.1:80"/],
 ];
 for (const [what, args, message] of badArgs) {
   test(`${what} is rejected with a one-line error, a usage hint and exit code 2`, async () => {
@@ -95,7 +98,7 @@ test('a listen port already in use exits 1 with a clear error', async (t) => {
 });
 
 test('--demo starts three named backends behind a round-robin proxy and stops cleanly on SIGINT', async () => {
-  const demo = await spawnL4lb(['--demo', '--log-level', 'warn']);
+  const demo = await spawnL4lb(['--demo']);
   // Wait for the instructions to be printed.
   const deadline = Date.now() + 5000;
   while (!demo.stdout.some((l) => l.includes('Ctrl-C')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
@@ -105,7 +108,17 @@ test('--demo starts three named backends behind a round-robin proxy and stops cl
   // Each of the three backends answers once per round, in a fixed rotation.
   assert.deepEqual([...replies.slice(0, 3)].sort(), ['backend-1: hello\n', 'backend-2: hello\n', 'backend-3: hello\n']);
   assert.deepEqual(replies.slice(3), replies.slice(0, 3));
+  // A connection still open at Ctrl-C is closed at once, and the log says so (not "drain timeout").
+  const open = net.connect(demo.port, '127.0.0.1');
+  await once(open, 'connect');
+  open.on('error', () => {});
+  await new Promise((r) => setTimeout(r, 100));
   assert.equal(await demo.stop('SIGINT'), 0);
+  const log = demo.stderr();
+  assert.match(log, /"msg":"stopping the demo: closing connections now"/);
+  assert.match(log, /"msg":"not waiting for connections to finish, closing remaining connections"/);
+  assert.doesNotMatch(log, /drain timeout reached/);
+  open.destroy();
 });
 
 test('SIGTERM lets an in-flight transfer finish, then exits 0', async (t) => {

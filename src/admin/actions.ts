@@ -60,7 +60,7 @@ export function applyAction(pools: ReadonlyMap<string, Pool>, action: AdminActio
         throw new AdminError(409, 'duplicate_backend', `pool "${pool.name}" already has a backend named "${nb.name}"`);
       }
       const cfg: BackendConfig = {
-        name: nb.name, host: nb.host, port: nb.port, weight: nb.weight, backup: nb.backup, state: nb.state, maxConnections: nb.maxConnections,
+        name: nb.name, host: nb.host, port: nb.port, weight: nb.weight, backup: nb.backup, state: nb.state, maxConnections: nb.maxConnections, check: nb.check,
       };
       pool.setBackends([...pool.backends.map((x) => x.toConfig()), cfg]);
       return { pool, backend: findBackend(pool, nb.name) };

@@ -76,16 +76,25 @@ export function readJsonBody(req: IncomingMessage, maxBytes = DEFAULT_MAX_BODY_B
         reject(new AdminError(400, 'body_too_large', `the body is larger than ${maxBytes} bytes`));
         return;
       }
-      const text = Buffer.concat(chunks).toString('utf8');
-      if (text.trim() === '') {
-        resolve(undefined);
-        return;
-      }
       try {
-        resolve(JSON.parse(text));
+        resolve(parseJsonBody(Buffer.concat(chunks)));
       } catch (err) {
-        reject(new AdminError(400, 'bad_json', `the body is not valid JSON: ${(err as Error).message}`));
+        reject(err);
       }
     }
   });
+}
+
+/**
+ * Parses a whole request body as JSON: blank gives `undefined`, anything else must be JSON
+ * (a 400 {@link AdminError} `bad_json` when it is not).
+ */
+export function parseJsonBody(body: Buffer): unknown {
+  const text = body.toString('utf8');
+  if (text.trim() === '') return undefined;
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new AdminError(400, 'bad_json', `the body is not valid JSON: ${(err as Error).message}`);
+  }
 }

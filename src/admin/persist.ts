@@ -19,7 +19,7 @@ import { AdminError } from './errors.js';
 import type { AdminAction } from './status.js';
 
 /** Defaults a backend entry need not spell out (as the loader applies them). */
-const BACKEND_DEFAULTS = { weight: 1, backup: false, state: 'enabled', maxConnections: 0 } as const;
+const BACKEND_DEFAULTS = { weight: 1, backup: false, state: 'enabled', maxConnections: 0, check: true } as const;
 
 const BOM = '\uFEFF';
 
@@ -51,6 +51,7 @@ function newEntry(a: Extract<AdminAction, { kind: 'add-backend' }>['backend']): 
   if (a.backup !== BACKEND_DEFAULTS.backup) e.backup = a.backup;
   if (a.state !== BACKEND_DEFAULTS.state) e.state = a.state;
   if (a.maxConnections !== BACKEND_DEFAULTS.maxConnections) e.maxConnections = a.maxConnections;
+  if (a.check !== BACKEND_DEFAULTS.check) e.check = a.check;
   return e;
 }
 

@@ -3,6 +3,7 @@
  * wrong type, a missing or unknown field is a 400 that says which and why.
  */
 import { parseHostPort } from '../util/address.js';
+import { nameProblem, outOfRange } from '../config/schema.js';
 import type { AdminState } from '../config/types.js';
 import { AdminError } from './errors.js';
 import type { AdminAction, NewBackend, StatusSnapshot } from './status.js';
@@ -10,8 +11,6 @@ import type { AdminAction, NewBackend, StatusSnapshot } from './status.js';
 /** Largest weight the API accepts (weights are ratios; this only catches typos). */
 export const MAX_WEIGHT = 1_000_000;
 
-/** As in the config schema: names appear in logs, metric labels and URLs. */
-const NAME_RE = /^[^\s/\\\p{Cc}]{1,200}$/u;
 
 const STATES: readonly AdminState[] = ['enabled', 'draining', 'disabled'];
 
@@ -43,7 +42,8 @@ export function expectNoFields(body: unknown, what: string): void {
 
 /** Checks a weight value. */
 export function parseWeight(v: unknown, what: string): number {
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw bad('bad_weight', `${what}: "weight" must be a number, got ${JSON.stringify(v) ?? 'nothing'}`);
+  if (typeof v === 'number' && !Number.isFinite(v)) throw bad('bad_weight', `${what}: "weight": ${outOfRange(v)}`);
+  if (typeof v !== 'number') throw bad('bad_weight', `${what}: "weight" must be a number, got ${JSON.stringify(v) ?? 'nothing'}`);
   if (v <= 0 || v > MAX_WEIGHT) throw bad('bad_weight', `${what}: "weight" must be greater than 0 and at most ${MAX_WEIGHT}, got ${v}`);
   return v;
 }
@@ -56,25 +56,26 @@ export function parseWeightBody(body: unknown): number {
   return parseWeight(b.weight, 'weight');
 }
 
-/** `{"address": "HOST:PORT", "name"?, "weight"?, "backup"?, "state"?, "maxConnections"?}`. */
+/** `{"address": "HOST:PORT", "name"?, "weight"?, "backup"?, "state"?, "maxConnections"?, "check"?}`. */
 export function parseNewBackend(body: unknown): NewBackend {
   const what = 'add backend';
   if (body === undefined) throw bad('missing_body', `${what}: send a JSON body such as {"address": "127.0.0.1:9003"}`);
   const b = objectBody(body, what);
-  onlyKeys(b, ['address', 'name', 'weight', 'backup', 'state', 'maxConnections'], what);
+  onlyKeys(b, ['address', 'name', 'weight', 'backup', 'state', 'maxConnections', 'check'], what);
   if (typeof b.address !== 'string') throw bad('missing_field', `${what}: "address" ("HOST:PORT") is required and must be a string`);
   const address = b.address.trim();
   const a = parseHostPort(address);
   if ('error' in a) throw bad('bad_address', `${what}: "address": ${a.error}`);
   let name = address;
   if (b.name !== undefined) {
-    if (typeof b.name !== 'string' || !NAME_RE.test(b.name)) {
-      throw bad('bad_name', `${what}: "name" must be 1-200 characters without blanks, slashes or control characters`);
-    }
+    if (typeof b.name !== 'string') throw bad('bad_name', `${what}: "name" must be a string`);
+    const problem = nameProblem(b.name);
+    if (problem !== undefined) throw bad('bad_name', `${what}: "name": ${problem}`);
     name = b.name;
   }
   const weight = b.weight === undefined ? 1 : parseWeight(b.weight, what);
   if (b.backup !== undefined && typeof b.backup !== 'boolean') throw bad('bad_backup', `${what}: "backup" must be true or false`);
+  if (b.check !== undefined && typeof b.check !== 'boolean') throw bad('bad_check', `${what}: "check" must be true or false`);
   if (b.state !== undefined && !STATES.includes(b.state as AdminState)) {
     throw bad('bad_state', `${what}: "state" must be one of ${STATES.join(', ')}`);
   }
@@ -91,6 +92,7 @@ export function parseNewBackend(body: unknown): NewBackend {
     backup: (b.backup as boolean | undefined) ?? false,
     state: (b.state as AdminState | undefined) ?? 'enabled',
     maxConnections: (max as number | undefined) ?? 0,
+    check: (b.check as boolean | undefined) ?? true,
   };
 }
 

@@ -37,6 +37,7 @@ import { preparePersist, writeFileAtomic } from './persist.js';
 import { ProxyStatusSource } from './proxy-source.js';
 import { RateTracker } from './rates.js';
 import { checkAction, expectNoFields, parseNewBackend, parseWeightBody } from './requests.js';
+import { parseAdminTarget } from './route.js';
 import { SseHub, DEFAULT_MAX_SSE_CLIENTS } from './sse.js';
 import { readiness, type ActionResult, type AdminAction, type StatusSource } from './status.js';
 
@@ -217,8 +218,7 @@ export class AdminServer {
   // --- requests ---
 
   async #handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const url = new URL(req.url ?? '/', 'http://admin.invalid');
-    const path = url.pathname;
+    const { path, query, route } = parseAdminTarget(req.url ?? '/');
     const method = req.method ?? 'GET';
     const { token } = this.#opts;
 
@@ -227,15 +227,15 @@ export class AdminServer {
     }
 
     // The dashboard's files carry no data: they load without a token, then ask for one.
-    if (path === '/' || path === '/index.html' || path.startsWith('/assets/')) {
+    if (route.kind === 'asset') {
       if (method !== 'GET' && method !== 'HEAD') return methodNotAllowed(res, ['GET', 'HEAD']);
-      return this.#sendAsset(res, path.startsWith('/assets/') ? decodeURIComponent(path.slice('/assets/'.length)) : 'index.html');
+      return this.#sendAsset(res, route.name);
     }
 
     if (token) {
       let given = bearerToken(req.headers.authorization);
       // EventSource cannot set headers: the event stream alone takes the token in the query.
-      if (given === undefined && path === '/api/v1/events') given = url.searchParams.get('token') ?? undefined;
+      if (given === undefined && route.kind === 'events') given = query.get('token') ?? undefined;
       if (given === undefined || !tokenMatches(given, token)) {
         return sendError(res, 401, 'unauthorized', 'this admin server needs "Authorization: Bearer TOKEN"', {
           'www-authenticate': 'Bearer realm="l4lb"',
@@ -248,25 +248,25 @@ export class AdminServer {
       return sendError(res, 403, 'forbidden_origin', `requests from origin ${req.headers.origin} may not change anything`);
     }
 
-    switch (path) {
-      case '/healthz':
+    switch (route.kind) {
+      case 'healthz':
         if (mutating) return methodNotAllowed(res, ['GET', 'HEAD']);
         return sendJson(res, 200, { status: 'ok' });
-      case '/readyz': {
+      case 'readyz': {
         if (mutating) return methodNotAllowed(res, ['GET', 'HEAD']);
         const r = readiness(await this.source.status());
         return sendJson(res, r.ready ? 200 : 503, r);
       }
-      case '/metrics': {
+      case 'metrics': {
         if (mutating) return methodNotAllowed(res, ['GET', 'HEAD']);
         return sendText(res, 200, await this.metrics.render(), this.metrics.contentType);
       }
-      case '/api/v1/status': {
+      case 'status': {
         if (mutating) return methodNotAllowed(res, ['GET', 'HEAD']);
         const status = await this.source.status();
         return sendJson(res, 200, { ...status, ready: readiness(status), rates: this.rates.latest() ?? null });
       }
-      case '/api/v1/events': {
+      case 'events': {
         if (mutating) return methodNotAllowed(res, ['GET', 'HEAD']);
         if (this.#sse.full) return sendError(res, 503, 'too_many_streams', `at most ${this.#sse.maxClients} event streams at once`);
         const status = await this.source.status();
@@ -275,19 +275,11 @@ export class AdminServer {
         this.#sse.open(req, res, { status, rates: this.rates.latest() ?? null, ready: readiness(status), history: this.rates.history() });
         return;
       }
+      case 'pool':
+        return this.#poolRoute(req, res, method, route.parts);
+      case 'not-found':
+        return sendError(res, 404, 'not_found', `no such endpoint: ${method} ${path}`);
     }
-
-    const segs = path.split('/').slice(1);
-    if (segs[0] === 'api' && segs[1] === 'v1' && segs[2] === 'pools' && segs.length >= 4) {
-      let parts: string[];
-      try {
-        parts = segs.slice(3).map((s) => decodeURIComponent(s));
-      } catch {
-        return sendError(res, 400, 'bad_path', 'the path is not valid percent-encoding');
-      }
-      return this.#poolRoute(req, res, method, parts);
-    }
-    return sendError(res, 404, 'not_found', `no such endpoint: ${method} ${path}`);
   }
 
   /** `/api/v1/pools/...`: `parts` is what follows `pools/`, decoded. */

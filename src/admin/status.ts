@@ -65,7 +65,7 @@ export interface PoolStatus {
   name: string;
   balance: BalancerName;
   /** Active health check type, when one is configured. */
-  healthCheck: 'tcp' | 'send-expect' | undefined;
+  healthCheck: 'tcp' | 'send-expect' | 'udp' | undefined;
   /** Where the backend list comes from: the config (and the API), or DNS. */
   discovery: 'static' | 'dns';
   /** Backends in state `up`. */

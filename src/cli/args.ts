@@ -3,27 +3,31 @@
  * (`l4lb BACKEND...`), a complete Config for one listener and one pool.
  */
 import { parseArgs } from 'node:util';
-import { availableParallelism } from 'node:os';
-import { UsageError } from '../errors.js';
-import type { BalancerName, Config } from '../config/types.js';
-import { defaultPassive, defaultTimeouts } from '../config/types.js';
-import { parseDuration } from '../util/duration.js';
-import { parseHostPort } from '../util/address.js';
-import { balancerNames, isBalancerName } from '../balancers/index.js';
+import { ConfigError, UsageError } from '../errors.js';
+import type { Config } from '../config/types.js';
+import { normalizeConfig, type ConfigOverride } from '../config/load.js';
+import { LoaderDefaults } from '../config/schema.js';
+import { balancerNames } from '../balancers/index.js';
+import type { SourceFormat } from '../convert/index.js';
 
 export const USAGE = `Usage: l4lb [options] BACKEND...      proxy to BACKENDs (HOST:PORT, IPv6 as [::1]:PORT)
        l4lb --config FILE [--watch]   run from a YAML/JSON config file
        l4lb check FILE                validate a config file and exit
+       l4lb convert FILE [--from haproxy|nginx]
+                                      print an HAProxy or nginx stream config as
+                                      l4lb YAML (exit 3: something was not carried over)
        l4lb --demo                    run three demo backends behind l4lb
 
 Options:
   -l, --listen HOST:PORT     address to listen on (default 127.0.0.1:0, a free port;
                              ":8080" listens on all interfaces)
+      --udp HOST:PORT        balance UDP instead: listen for datagrams here (sessions by
+                             client address and port, idle timeout 30s)
   -b, --balance NAME         balancing algorithm (default round-robin): ${balancerNames.join(', ')}
       --connect-timeout DUR  backend connect timeout per attempt (default 5s)
       --retries N            other backends to try after a failed connect
-                             (default: each other backend once)
-      --idle-timeout DUR     close connections idle this long (default 10m, 0 = off)
+                             (default 3)
+      --idle-timeout DUR     close connections idle this long (default 10m; UDP 30s; 0 = off)
       --admin HOST:PORT      serve the admin API, metrics and dashboard here (bearer
                              token from $L4LB_ADMIN_TOKEN; required off loopback)
       --workers N|auto       worker processes (default 1)
@@ -41,28 +45,55 @@ export type CliAction =
   | { kind: 'version' }
   | { kind: 'demo'; config: Config }
   | { kind: 'check'; file: string }
-  | { kind: 'run-file'; file: string; watch: boolean; overrides: CliOverrides }
+  | { kind: 'convert'; file: string; from: SourceFormat | undefined }
+  | { kind: 'run-file'; file: string; watch: boolean; overrides: ConfigOverride[] }
   | { kind: 'run'; config: Config };
 
-/** Options that apply on top of a config file. */
-export interface CliOverrides {
-  logLevel?: Config['log']['level'];
-  admin?: { host: string; port: number };
-  workers?: number;
+/** What errors call the command line's config (it has no file name). */
+const CLI_SOURCE = 'command line';
+
+/** Stands in for the demo's backends while its flags are checked; they start afterwards. */
+const DEMO_PLACEHOLDER_BACKEND = '127.0.0.1:1';
+
+/** Options that take a value; a value starting with a dash (`--retries -1`) is still theirs. */
+const VALUE_OPTIONS = new Set([
+  '--listen', '-l', '--udp', '--balance', '-b', '--connect-timeout', '--retries', '--idle-timeout',
+  '--admin', '--workers', '--config', '-c', '--log-level', '--access-log', '--from',
+]);
+
+/**
+ * `--retries -1` would make Node's parser complain that the value looks like an option; joining
+ * it (`--retries=-1`) lets the config schema say what is wrong with it instead.
+ */
+function joinDashValues(argv: readonly string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i];
+    const next = argv[i + 1];
+    if (VALUE_OPTIONS.has(a) && next !== undefined && /^-\d/.test(next)) {
+      out.push(a.startsWith('--') ? `${a}=${next}` : `${a}${next}`);
+      i++;
+    } else out.push(a);
+  }
+  return out;
 }
 
-const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
+/** A number for numeric text, so that the schema checks its range; anything else as written. */
+function numberOrText(s: string): number | string {
+  return /^-?\d+(\.\d+)?$/.test(s.trim()) ? Number(s) : s;
+}
 
 /** Parses argv (without node and script). Throws UsageError on bad input. */
 export function parseCli(argv: string[]): CliAction {
   let parsed;
   try {
     parsed = parseArgs({
-      args: argv,
+      args: joinDashValues(argv),
       allowPositionals: true,
       strict: true,
       options: {
         listen: { type: 'string', short: 'l' },
+        udp: { type: 'string' },
         balance: { type: 'string', short: 'b' },
         'connect-timeout': { type: 'string' },
         retries: { type: 'string' },
@@ -75,6 +106,7 @@ export function parseCli(argv: string[]): CliAction {
         'log-level': { type: 'string' },
         'access-log': { type: 'string' },
         demo: { type: 'boolean' },
+        from: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'V' },
       },
@@ -87,114 +119,86 @@ export function parseCli(argv: string[]): CliAction {
   if (v.help) return { kind: 'help' };
   if (v.version) return { kind: 'version' };
 
-  const logLevel = v['log-level'];
-  if (logLevel !== undefined && !(LOG_LEVELS as readonly string[]).includes(logLevel)) {
-    throw new UsageError(`--log-level: "${logLevel}" is not one of ${LOG_LEVELS.join(', ')}`);
+  // Flags that also apply over a config file.
+  const common: ConfigOverride[] = [];
+  if (v['log-level'] !== undefined) common.push({ path: ['log', 'level'], value: v['log-level'], label: '--log-level' });
+  if (v.admin !== undefined) {
+    common.push({ path: ['admin', 'listen'], value: v.admin, label: '--admin' });
+    // Empty counts as unset, as `${L4LB_ADMIN_TOKEN:-}` in a file does; the label names it
+    // when the file's rule asks for a token.
+    const token = process.env.L4LB_ADMIN_TOKEN || undefined;
+    common.push({ path: ['admin', 'token'], value: token, label: '$L4LB_ADMIN_TOKEN', ifAbsent: true });
   }
-  const admin = v.admin !== undefined ? address('--admin', v.admin, false, true) : undefined;
-  const workers = v.workers !== undefined ? parseWorkers(v.workers) : undefined;
+  if (v.workers !== undefined) common.push({ path: ['workers'], value: numberOrText(v.workers), label: '--workers' });
 
+  if (pos[0] === 'convert') {
+    if (pos.length !== 2) throw new UsageError('convert: expected exactly one FILE, e.g. "l4lb convert haproxy.cfg"');
+    if (v.from !== undefined && v.from !== 'haproxy' && v.from !== 'nginx') {
+      throw new UsageError(`--from: "${v.from}" is not haproxy or nginx`);
+    }
+    return { kind: 'convert', file: pos[1], from: v.from };
+  }
+  if (v.from !== undefined) throw new UsageError('--from goes with convert: "l4lb convert FILE --from haproxy"');
   if (pos[0] === 'check') {
     if (pos.length !== 2) throw new UsageError('check: expected exactly one FILE, e.g. "l4lb check l4lb.yaml"');
     return { kind: 'check', file: pos[1] };
   }
   if (v.config !== undefined) {
     if (pos.length > 0) throw new UsageError(`BACKEND arguments cannot be combined with --config (got "${pos[0]}")`);
-    for (const flag of ['listen', 'balance', 'connect-timeout', 'retries', 'idle-timeout', 'access-log', 'demo'] as const) {
+    for (const flag of ['listen', 'udp', 'balance', 'connect-timeout', 'retries', 'idle-timeout', 'access-log', 'demo'] as const) {
       if (v[flag] !== undefined) throw new UsageError(`--${flag} cannot be combined with --config; set it in the file`);
     }
     if (v.check) return { kind: 'check', file: v.config };
-    return {
-      kind: 'run-file',
-      file: v.config,
-      watch: v.watch ?? false,
-      overrides: { logLevel: logLevel as CliOverrides['logLevel'], admin, workers },
-    };
+    return { kind: 'run-file', file: v.config, watch: v.watch ?? false, overrides: common };
   }
   if (v.check) throw new UsageError('--check needs --config FILE');
   if (v.watch) throw new UsageError('--watch needs --config FILE');
-
-  const listen = address('--listen', v.listen ?? '127.0.0.1:0', true);
-  const balance = v.balance ?? 'round-robin';
-  if (!isBalancerName(balance)) {
-    throw new UsageError(`--balance: unknown algorithm "${balance}"; choose one of ${balancerNames.join(', ')}`);
-  }
-  const timeouts = defaultTimeouts();
-  if (v['connect-timeout'] !== undefined) timeouts.connectMs = duration('--connect-timeout', v['connect-timeout'], false);
-  if (v['idle-timeout'] !== undefined) timeouts.idleMs = duration('--idle-timeout', v['idle-timeout'], true);
-  let retries: number | undefined;
-  if (v.retries !== undefined) {
-    if (!/^\d+$/.test(v.retries)) throw new UsageError(`--retries: "${v.retries}" is not a whole number ≥ 0`);
-    retries = Number(v.retries);
-  }
-
-  const backends = pos.map((p, i) => {
-    const a = address(`BACKEND #${i + 1}`, p, false);
-    return { name: p, host: a.host, port: a.port, weight: 1, backup: false, state: 'enabled' as const, maxConnections: 0 };
-  });
-  const names = new Set<string>();
-  for (const b of backends) {
-    if (names.has(b.name)) throw new UsageError(`BACKEND "${b.name}" is given twice`);
-    names.add(b.name);
-  }
-  if (!v.demo && backends.length === 0) {
+  if (!v.demo && pos.length === 0) {
     throw new UsageError('no BACKEND given (e.g. "l4lb 127.0.0.1:9001 127.0.0.1:9002"); or use --config FILE or --demo');
   }
-  if (v.demo && backends.length > 0) throw new UsageError('--demo starts its own backends; do not pass BACKEND arguments');
+  if (v.demo && pos.length > 0) throw new UsageError('--demo starts its own backends; do not pass BACKEND arguments');
+  if (v.udp !== undefined && v.listen !== undefined) throw new UsageError('use either --listen (TCP) or --udp (UDP), not both');
+  if (v.udp !== undefined && v.demo) throw new UsageError('--demo runs TCP demo backends; it cannot be combined with --udp');
 
-  const config: Config = {
-    listeners: [
-      {
-        name: 'default',
-        host: listen.host,
-        port: listen.port,
-        pool: 'default',
-        timeouts,
-        maxConnections: 0,
-        overLimit: 'reject',
-        retries,
-        acl: [],
-        aclDefault: 'allow',
-        routes: [],
-      },
-    ],
-    pools: [
-      {
-        name: 'default',
-        balance: balance as BalancerName,
-        hashKey: 'source-ip',
-        backends,
-        passive: defaultPassive(),
-        slowStartMs: 0,
-        queue: { size: 0, timeoutMs: 5000 },
-      },
-    ],
-    admin: admin ? { host: admin.host, port: admin.port, token: process.env.L4LB_ADMIN_TOKEN || undefined, persist: false } : undefined,
-    workers: workers ?? 1,
-    maxConnections: 0,
-    shutdown: { drainTimeoutMs: 30_000, closeSpreadMs: 5_000 },
-    log: { level: (logLevel as Config['log']['level']) ?? 'info', access: v['access-log'] ?? 'stderr' },
-  };
+  // The command line is a config file written as flags: one listener, one pool, built
+  // through the file's schema and checks so that both accept and refuse the same values.
+  const listener = ['listeners', 0];
+  const pool = ['pools', 0];
+  const overrides: ConfigOverride[] = [
+    { path: [...listener, 'name'], value: 'default', label: '--listen' },
+    { path: [...listener, 'pool'], value: 'default', label: '--listen' },
+    v.udp !== undefined
+      ? { path: [...listener, 'listen'], value: v.udp, label: '--udp' }
+      : { path: [...listener, 'listen'], value: v.listen ?? DEFAULT_LISTEN, label: '--listen' },
+    { path: [...pool, 'name'], value: 'default', label: '--balance' },
+    { path: [...pool, 'balance'], value: v.balance ?? LoaderDefaults.balance, label: '--balance' },
+    ...(v.demo ? [DEMO_PLACEHOLDER_BACKEND] : pos).map((b, i): ConfigOverride => ({
+      path: [...pool, 'backends', i],
+      value: b,
+      label: `BACKEND #${i + 1}`,
+    })),
+    ...common,
+  ];
+  // The only rule a fixed `protocol: udp` can break is the one-process rule, which --workers broke.
+  if (v.udp !== undefined) overrides.push({ path: [...listener, 'protocol'], value: 'udp', label: '--workers' });
+  if (v['connect-timeout'] !== undefined) {
+    overrides.push({ path: [...listener, 'timeouts', 'connect'], value: v['connect-timeout'], label: '--connect-timeout' });
+  }
+  if (v['idle-timeout'] !== undefined) {
+    overrides.push({ path: [...listener, 'timeouts', 'idle'], value: v['idle-timeout'], label: '--idle-timeout' });
+  }
+  if (v.retries !== undefined) overrides.push({ path: [...listener, 'retries'], value: numberOrText(v.retries), label: '--retries' });
+  if (v['access-log'] !== undefined) overrides.push({ path: ['log', 'access'], value: v['access-log'], label: '--access-log' });
+
+  let config: Config;
+  try {
+    config = normalizeConfig({}, CLI_SOURCE, { overrides });
+  } catch (err) {
+    if (err instanceof ConfigError) throw new UsageError(err.issues.map((i) => `${i.path}: ${i.message}`).join('\n'));
+    throw err;
+  }
   return v.demo ? { kind: 'demo', config } : { kind: 'run', config };
 }
 
-function address(what: string, s: string, listen: boolean, allowPortZero = listen): { host: string; port: number } {
-  const r = parseHostPort(s, { allowEmptyHost: listen, allowPortZero });
-  if ('error' in r) throw new UsageError(`${what}: ${r.error}`);
-  return r;
-}
-
-function duration(what: string, s: string, allowZero: boolean): number {
-  const ms = parseDuration(s);
-  if (ms === undefined) throw new UsageError(`${what}: "${s}" is not a duration (e.g. 5s, 250ms, 1m)`);
-  if (!allowZero && ms === 0) throw new UsageError(`${what}: must be greater than 0`);
-  return ms;
-}
-
-function parseWorkers(s: string): number {
-  if (s === 'auto') return availableParallelism();
-  if (!/^\d+$/.test(s) || Number(s) < 1 || Number(s) > 256) {
-    throw new UsageError(`--workers: "${s}" is not "auto" or a number from 1 to 256`);
-  }
-  return Number(s);
-}
+/** The quick path's listen address: loopback, a free port. */
+const DEFAULT_LISTEN = '127.0.0.1:0';

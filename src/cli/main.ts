@@ -12,7 +12,9 @@ import type { Config } from '../config/types.js';
 import { loadConfigFile } from '../config/load.js';
 import { startProxy, type Proxy } from '../proxy/proxy.js';
 import { createLogger, type Logger } from '../observability/log.js';
-import { parseCli, USAGE, type CliOverrides } from './args.js';
+import { parseCli, USAGE } from './args.js';
+import { convertConfig, ConvertSyntaxError, type SourceFormat } from '../convert/index.js';
+import type { ConfigOverride } from '../config/load.js';
 import { demoInstructions, startDemoBackends, type DemoBackends } from './demo.js';
 import { startProxyAdmin, type AdminServer } from '../admin/server.js';
 import { assertAdminConfigSafe } from '../admin/auth.js';
@@ -31,7 +33,8 @@ export async function main(argv: string[]): Promise<number> {
     action = parseCli(argv);
   } catch (err) {
     if (err instanceof UsageError) {
-      process.stderr.write(`l4lb: ${err.message}\n${USAGE.split('\n')[0]}\nTry 'l4lb --help' for more.\n`);
+      const lines = err.message.split('\n').map((l) => `l4lb: ${l}\n`).join('');
+      process.stderr.write(`${lines}${USAGE.split('\n')[0]}\nTry 'l4lb --help' for more.\n`);
       return 2;
     }
     throw err;
@@ -51,12 +54,14 @@ export async function main(argv: string[]): Promise<number> {
       } catch (err) {
         return reportStartError(err);
       }
+    case 'convert':
+      return convert(action.file, action.from);
     case 'run':
       return run(action.config);
     case 'run-file': {
       let cfg: Config;
       try {
-        cfg = applyOverrides(await loadConfigFile(action.file), action.overrides);
+        cfg = await loadConfigFile(action.file, process.env, { overrides: action.overrides });
       } catch (err) {
         return reportStartError(err);
       }
@@ -66,21 +71,37 @@ export async function main(argv: string[]): Promise<number> {
       const demo = await startDemoBackends();
       const pool = action.config.pools[0];
       pool.backends = demo.addresses.map((a) => ({
-        name: a.name, host: a.host, port: a.port, weight: 1, backup: false, state: 'enabled' as const, maxConnections: 0,
+        name: a.name, host: a.host, port: a.port, weight: 1, backup: false, state: 'enabled' as const, maxConnections: 0, check: true,
       }));
       return run(action.config, undefined, demo);
     }
   }
 }
 
-function applyOverrides(cfg: Config, o: CliOverrides): Config {
-  if (o.logLevel) cfg.log.level = o.logLevel;
-  if (o.admin) {
-    const token = cfg.admin?.token ?? (process.env.L4LB_ADMIN_TOKEN || undefined);
-    cfg.admin = { ...cfg.admin, host: o.admin.host, port: o.admin.port, token, persist: cfg.admin?.persist ?? false };
+/** Exit code of `l4lb convert` when a directive could not be carried over. */
+const EXIT_CONVERT_DROPPED = 3;
+
+/** `l4lb convert FILE`: the YAML on stdout; 3 when something was dropped, 2 when unreadable. */
+function convert(file: string, from: SourceFormat | undefined): number {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    process.stderr.write(`l4lb: ${file}: cannot read it: ${(err as Error).message}\n`);
+    return 2;
   }
-  if (o.workers) cfg.workers = o.workers;
-  return cfg;
+  try {
+    const r = convertConfig(text, file, from);
+    process.stdout.write(r.yaml);
+    if (r.dropped) process.stderr.write(`l4lb: ${file}: some directives were not carried over; see the "not carried over" comments\n`);
+    return r.dropped ? EXIT_CONVERT_DROPPED : 0;
+  } catch (err) {
+    if (err instanceof ConvertSyntaxError) {
+      process.stderr.write(`l4lb: ${file}:${err.line}: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
 }
 
 function reportStartError(err: unknown): number {
@@ -97,7 +118,7 @@ function reportStartError(err: unknown): number {
 
 interface FileSource {
   file: string;
-  overrides: CliOverrides;
+  overrides: ConfigOverride[];
   watch: boolean;
 }
 
@@ -120,7 +141,7 @@ async function run(config: Config, source?: FileSource, demo?: DemoBackends): Pr
   const early: NodeJS.Signals[] = [];
   const holdSignal = (s: NodeJS.Signals) => early.push(s);
   for (const s of HANDLED_SIGNALS) process.on(s, holdSignal);
-  for (const a of proxy.addresses()) process.stdout.write(`listening on ${a.address}\n`);
+  for (const a of proxy.addresses()) process.stdout.write(`listening on ${a.address}${a.protocol === 'udp' ? ' udp' : ''}\n`);
   let admin: AdminServer | undefined;
   if (config.admin) {
     try {
@@ -143,7 +164,7 @@ async function run(config: Config, source?: FileSource, demo?: DemoBackends): Pr
       return;
     }
     try {
-      const next = applyOverrides(await loadConfigFile(source.file), source.overrides);
+      const next = await loadConfigFile(source.file, process.env, { overrides: source.overrides });
       await proxy.reload(next);
     } catch (err) {
       logger.error({ trigger, err: (err as Error).message }, 'reload failed; the old config keeps serving');
@@ -161,7 +182,8 @@ async function run(config: Config, source?: FileSource, demo?: DemoBackends): Pr
       }
       stopping = true;
       watcher?.close();
-      logger.info({ signal, active: proxy.activeConnections() }, 'draining');
+      // The demo's backends stop with it, so its connections are closed at once, not drained.
+      logger.info({ signal, active: proxy.activeConnections() }, demo ? 'stopping the demo: closing connections now' : 'draining');
       await proxy.drain(demo ? 0 : undefined, demo ? 0 : undefined);
       await proxy.close();
       await admin?.close();

@@ -53,6 +53,7 @@ export function backendConfigOf(b: BackendConfig | BackendState): BackendConfig 
     backup: b.backup,
     state: b.state,
     maxConnections: b.maxConnections,
+    check: b.check,
   };
 }
 

@@ -12,6 +12,7 @@
  * single process: the first drains, the second closes. SIGHUP is the primary's business and
  * is ignored here. If the primary goes away (IPC channel closed), the worker drains and exits.
  */
+import cluster from 'node:cluster';
 import type { Config } from '../config/types.js';
 import { createLogger, type Logger } from '../observability/log.js';
 import { startProxy, type Proxy } from '../proxy/proxy.js';
@@ -101,6 +102,7 @@ export async function runWorker(): Promise<void> {
   }
   for (let i = 0; i < early.length; i++) onSignal();
   process.on('SIGUSR1', () => proxy.reopenLogs());
+  keepRunningWithoutPrimary();
   process.on('disconnect', () => {
     if (stopping) return;
     logger.warn('the primary went away: draining');
@@ -155,6 +157,21 @@ function reportEjections(proxy: Proxy): void {
 function onEjected(pool: Pool, b: Parameters<NonNullable<Pool['onStateChange']>>[0], reason: string): void {
   if (b.ejectedUntil <= Date.now()) return;
   send({ t: 'ejected', pool: pool.name, backend: b.name, until: b.ejectedUntil, ejections: b.ejections, reason });
+}
+
+/**
+ * node:cluster's own handler for a closed IPC channel calls process.exit(0) at once, cutting
+ * every connection the worker carries, unless the worker is marked as leaving on purpose
+ * (`exitedAfterDisconnect`). It emits the worker's 'disconnect' just before that check and
+ * before the process's other 'disconnect' listeners run, so setting the mark there lets ours
+ * drain instead. Without node:cluster (a plain fork) there is nothing to undo.
+ */
+function keepRunningWithoutPrimary(): void {
+  const worker = cluster.worker;
+  if (!worker) return;
+  worker.once('disconnect', () => {
+    worker.exitedAfterDisconnect = true;
+  });
 }
 
 function exit(logger: Logger, code: number): void {

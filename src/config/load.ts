@@ -10,6 +10,7 @@ import { dirname, extname, isAbsolute, resolve } from 'node:path';
 import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument, type Document, type Node } from 'yaml';
 import { ConfigError, ErrorCodes, type ConfigIssue } from '../errors.js';
 import type { Config } from './types.js';
+import { findJsonSyntaxError } from './json-syntax.js';
 import { checkConfigRules, formatPath, parseWithSchema, type PathSegment, type SchemaIssue } from './schema.js';
 
 /** Options for text and object input. */
@@ -20,6 +21,21 @@ export interface NormalizeOptions {
    * which leaves them relative to the working directory.
    */
   baseDir?: string;
+  /**
+   * Values set from outside the document (the CLI's flags), applied over it before it is
+   * validated, so they get the same checks and messages as the file's own values. An issue
+   * inside an override's path is reported under its `label` (`--admin`), without a line.
+   */
+  overrides?: ConfigOverride[];
+}
+
+/** One value set over the document: `path` inside it, the value, and how errors name it. */
+export interface ConfigOverride {
+  path: PathSegment[];
+  value: unknown;
+  label: string;
+  /** Set only when the document has no value there (a default from the environment). */
+  ifAbsent?: boolean;
 }
 
 /** Environment variables, as `process.env` holds them. */
@@ -38,14 +54,14 @@ const EXTENSION_PREFIX = 'x-';
  * everything else as YAML. Throws {@link ConfigError}: CONFIG_READ when the file cannot be
  * read, CONFIG_PARSE on a syntax error, CONFIG_INVALID when the content is not a valid config.
  */
-export async function loadConfigFile(path: string, env: Env = process.env): Promise<Config> {
+export async function loadConfigFile(path: string, env: Env = process.env, options: Pick<NormalizeOptions, 'overrides'> = {}): Promise<Config> {
   let text: string;
   try {
     text = await readFile(path, 'utf8');
   } catch (err) {
     throw new ConfigError(ErrorCodes.CONFIG_READ, path, [{ path: '', message: `cannot read the config file: ${readReason(err)}` }]);
   }
-  return parseConfigText(text, path, env, { baseDir: dirname(resolve(path)) });
+  return parseConfigText(text, path, env, { ...options, baseDir: dirname(resolve(path)) });
 }
 
 /**
@@ -57,7 +73,7 @@ export function parseConfigText(text: string, file: string, env: Env = process.e
   const source = parseSource(text, file);
   const envIssues: SchemaIssue[] = [];
   const value = interpolateEnv(source.value, env, [], envIssues);
-  const config = validate(value, file, source.lineOf, envIssues, { baseDir: options.baseDir ?? dirname(resolve(file)) });
+  const config = validate(value, file, source.lineOf, envIssues, { ...options, baseDir: options.baseDir ?? dirname(resolve(file)) });
   config.file = file;
   return config;
 }
@@ -113,10 +129,15 @@ function parseSource(rawText: string, file: string): Source {
     try {
       value = JSON.parse(text);
     } catch (err) {
-      const message = (err as Error).message;
-      const pos = /at position (\d+)/.exec(message);
-      const line = pos !== null ? lineAt(Number(pos[1])) : doc.errors.length > 0 ? lineAt(doc.errors[0].pos[0]) : undefined;
-      throw new ConfigError(ErrorCodes.CONFIG_PARSE, file, [{ path: '', message: `invalid JSON: ${message}`, ...(line !== undefined && { line }) }]);
+      // JSON.parse's own message changes between Node versions and may lack a position.
+      const found = findJsonSyntaxError(text);
+      if (found === undefined) {
+        throw new ConfigError(ErrorCodes.CONFIG_PARSE, file, [{ path: '', message: `invalid JSON: ${(err as Error).message.split('\n')[0]}` }]);
+      }
+      const pos = lines.linePos(found.offset);
+      throw new ConfigError(ErrorCodes.CONFIG_PARSE, file, [
+        { path: '', line: pos.line, message: `JSON syntax error at column ${pos.col}: ${found.message}` },
+      ]);
     }
     // JSON is YAML, so the yaml parser still maps paths to lines; if it disagrees, go without.
     return { value, lineOf: doc.errors.length === 0 ? lineFinder(doc, lineAt) : noLines };
@@ -281,18 +302,35 @@ function validate(raw: unknown, file: string, lineOf: LineOf, envIssues: SchemaI
       { path: '', message: 'the config is empty: it needs at least listeners and pools', ...lineField(lineOf([])) },
     ]);
   }
-  const input = withoutExtensionKeys(raw);
+  const input = applyOverrides(withoutExtensionKeys(raw), options.overrides ?? []);
   const schema = parseWithSchema(input);
   const rules = checkConfigRules(input);
   // A missing variable leaves a value that is wrong for that reason alone: report it once.
   const later = [...schema.issues, ...rules].filter((iss) => !envIssues.some((e) => isWithin(iss.path, e.path)));
   const all = [...envIssues, ...later];
   if (all.length > 0 || schema.config === undefined) {
-    throw new ConfigError(ErrorCodes.CONFIG_INVALID, file, toConfigIssues(all, lineOf));
+    throw new ConfigError(ErrorCodes.CONFIG_INVALID, file, toConfigIssues(all, lineOf, options.overrides ?? []));
   }
   const config = schema.config;
   if (options.baseDir !== undefined) resolvePaths(config, options.baseDir);
   return config;
+}
+
+/** Sets each override's value at its path, creating the objects along it. */
+function applyOverrides(raw: unknown, overrides: readonly ConfigOverride[]): unknown {
+  if (overrides.length === 0) return raw;
+  const root: Record<string, unknown> = typeof raw === 'object' && raw !== null && !Array.isArray(raw) ? raw as Record<string, unknown> : {};
+  for (const o of overrides) {
+    let node: Record<string | number, unknown> = root;
+    o.path.slice(0, -1).forEach((seg, i) => {
+      const next = node[seg];
+      if (typeof next !== 'object' || next === null) node[seg] = typeof o.path[i + 1] === 'number' ? [] : {};
+      node = node[seg] as Record<string | number, unknown>;
+    });
+    const last = o.path[o.path.length - 1];
+    if (!(o.ifAbsent && node[last] !== undefined)) node[last] = o.value;
+  }
+  return root;
 }
 
 /** Top-level `x-…` keys are the user's (YAML anchors to merge elsewhere, notes): drop them. */
@@ -306,15 +344,16 @@ function lineField(line: number | undefined): { line?: number } {
 }
 
 /** Locates, de-duplicates and orders issues by line (those without one last). */
-function toConfigIssues(issues: SchemaIssue[], lineOf: LineOf): ConfigIssue[] {
+function toConfigIssues(issues: SchemaIssue[], lineOf: LineOf, overrides: readonly ConfigOverride[]): ConfigIssue[] {
   const seen = new Set<string>();
   const out: Array<ConfigIssue & { order: number }> = [];
   issues.forEach((iss, order) => {
-    const path = formatPath(iss.path);
+    const override = overrides.find((o) => isWithin(iss.path, o.path));
+    const path = override?.label ?? formatPath(iss.path);
     const key = `${path}\u0000${iss.message}`;
     if (seen.has(key)) return;
     seen.add(key);
-    out.push({ path, message: iss.message, ...lineField(lineOf(iss.path)), order });
+    out.push({ path, message: iss.message, ...(override === undefined && lineField(lineOf(iss.path))), order });
   });
   out.sort((a, b) => (a.line ?? Infinity) - (b.line ?? Infinity) || a.order - b.order);
   return out.map(({ order: _order, ...issue }) => issue);

@@ -37,7 +37,7 @@ export function configFromBackends(backends: string[], o: QuickOptions = {}): Co
         backends: backends.map((s) => {
           const a = parseHostPort(s);
           if ('error' in a) throw new UsageError(`backend: ${a.error}`);
-          return { name: s, host: a.host, port: a.port, weight: 1, backup: false, state: 'enabled' as const, maxConnections: 0 };
+          return { name: s, host: a.host, port: a.port, weight: 1, backup: false, state: 'enabled' as const, maxConnections: 0, check: true };
         }),
         passive: defaultPassive(),
         slowStartMs: 0,

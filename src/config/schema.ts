@@ -31,9 +31,10 @@ import {
   type SourceLimitsConfig,
   type SharedSourceLimitsConfig,
   type TimeoutsConfig,
+  type UdpListenerConfig,
 } from './types.js';
 import { parseDuration } from '../util/duration.js';
-import { formatHostPort, parseHostPort, type HostPort } from '../util/address.js';
+import { formatHostPort, numericHostError, parseHostPort, type HostPort } from '../util/address.js';
 import { normalizeServerName, validateServerNamePattern } from '../protocol/sni-router.js';
 
 /**
@@ -43,6 +44,7 @@ import { normalizeServerName, validateServerNamePattern } from '../protocol/sni-
 export const LoaderDefaults = {
   workers: 1,
   maxConnections: 0,
+  backendCheck: true,
   overLimit: 'queue',
   aclDefault: 'allow',
   balance: 'round-robin',
@@ -79,6 +81,34 @@ export const BALANCER_NAMES = [
   'source-ip-hash',
   'maglev',
 ] as const satisfies readonly BalancerName[];
+
+/**
+ * What HAProxy (`balance …`) and nginx (the upstream's directive) call l4lb's algorithms, for
+ * the "did you mean" of a wrong `balance` and for `l4lb convert`. `undefined`: no equivalent.
+ */
+export const FOREIGN_BALANCER_NAMES: Readonly<Record<string, { name: BalancerName | undefined; why: string }>> = {
+  roundrobin: { name: 'weighted-round-robin', why: "HAProxy's roundrobin (it honours weights; round-robin ignores them)" },
+  'static-rr': { name: 'weighted-round-robin', why: "HAProxy's static-rr" },
+  leastconn: { name: 'least-connections', why: "HAProxy's leastconn" },
+  least_conn: { name: 'least-connections', why: "nginx's least_conn" },
+  source: { name: 'source-ip-hash', why: "HAProxy's source" },
+  ip_hash: { name: 'source-ip-hash', why: "nginx's ip_hash" },
+  hash: { name: 'maglev', why: 'nginx\'s "hash $remote_addr consistent" (source-ip-hash without "consistent")' },
+  'random two': { name: 'power-of-two-choices', why: 'nginx\'s "random two"' },
+  first: { name: undefined, why: "HAProxy's first has no equivalent: l4lb always spreads connections" },
+  rr: { name: 'round-robin', why: 'rr' },
+  wrr: { name: 'weighted-round-robin', why: 'wrr' },
+  lc: { name: 'least-connections', why: 'lc' },
+  p2c: { name: 'power-of-two-choices', why: 'p2c' },
+};
+
+/** The hint after an unknown `balance` name: HAProxy's and nginx's names first, then typos. */
+export function balanceHint(word: string): string {
+  const foreign = FOREIGN_BALANCER_NAMES[word.trim().toLowerCase()];
+  if (foreign === undefined) return didYouMean(word, BALANCER_NAMES);
+  if (foreign.name === undefined) return ` (${foreign.why})`;
+  return ` (did you mean "${foreign.name}"? ${foreign.why === word.trim().toLowerCase() ? 'a common short name' : `that is ${foreign.why}`})`;
+}
 
 /** Log levels accepted by `log.level` (pino's). */
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'] as const;
@@ -155,8 +185,34 @@ export function cidrError(input: string): string | undefined {
 const HOSTNAME_LABEL = '[a-zA-Z0-9_]([a-zA-Z0-9_-]*[a-zA-Z0-9_])?';
 const HOSTNAME_RE = new RegExp(`^${HOSTNAME_LABEL}(\\.${HOSTNAME_LABEL})*\\.?$`);
 const HEX_RE = /^([0-9a-f]{2})+$/;
-/** Names show up in logs, metric labels and admin URLs: no blanks, no slashes. */
-const NAME_RE = /^[^\s/\\\p{Cc}]{1,200}$/u;
+/** Longest listener, pool or backend name. */
+export const MAX_NAME_LENGTH = 200;
+/**
+ * Characters a name may not hold. Names show up in logs, metric labels and admin URL paths
+ * (`/api/v1/pools/P/backends/B`), so each must survive being one path segment: no blanks,
+ * no `/` or `\` (segment separators), no `%` (escapes), no `?` or `#` (they end the path),
+ * no control or invisible formatting characters.
+ */
+const NAME_FORBIDDEN_RE = /[\s/\\%?#\p{Cc}\p{Cf}]/u;
+
+/**
+ * Why `s` cannot be a listener, pool or backend name, or undefined when it can. The one rule
+ * for names, shared by config files and the admin API: a name must come back unchanged from
+ * an admin URL path segment, whatever client wrote it.
+ */
+export function nameProblem(s: string): string | undefined {
+  const quoted = JSON.stringify(s.length > 60 ? `${s.slice(0, 57)}...` : s);
+  if (s.length === 0) return 'a name must not be empty';
+  if (s.length > MAX_NAME_LENGTH) return `${quoted}: a name is at most ${MAX_NAME_LENGTH} characters (got ${s.length})`;
+  if (s === '.' || s === '..') return `${quoted} cannot be a name: URL paths treat "." and ".." as directory steps, so the admin API could never reach it`;
+  const bad = NAME_FORBIDDEN_RE.exec(s);
+  if (bad) {
+    const c = bad[0];
+    const what = /\s/u.test(c) && c.charCodeAt(0) >= 0x20 ? 'a blank' : /[\p{Cc}\p{Cf}]/u.test(c) ? `a control or invisible character (U+${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')})` : `"${c}"`;
+    return `${quoted}: names may not contain ${what}: they must survive as one admin URL path segment (no blanks, "/", "\\", "%", "?", "#" or control characters)`;
+  }
+  return undefined;
+}
 
 /** True when the host only ever reaches this machine. */
 export function isLoopbackHost(host: string): boolean {
@@ -266,9 +322,10 @@ const cidrOrList = z.unknown().transform((v, ctx): string[] => {
   return out;
 });
 
-const name = z
-  .string()
-  .regex(NAME_RE, { error: (iss) => `${JSON.stringify(iss.input)}: names are 1-200 characters without spaces or slashes` });
+const name = z.string().superRefine((s, ctx) => {
+  const problem = nameProblem(s);
+  if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem, input: s });
+});
 const count = z.number().int().min(0);
 const positiveInt = z.number().int().min(1);
 const hexBytes = z.string().transform((s, ctx): string => {
@@ -288,7 +345,10 @@ const regexSource = z.string().transform((s, ctx): string => {
   }
   return s;
 });
-const hostname = z.string().regex(HOSTNAME_RE, { error: (iss) => `${JSON.stringify(iss.input)} is not a valid DNS name` });
+const hostname = z.string().superRefine((s, ctx) => {
+  const problem = (isIP(s) === 0 ? numericHostError(s) : undefined) ?? (HOSTNAME_RE.test(s) ? undefined : `${JSON.stringify(s)} is not a valid DNS name`);
+  if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem, input: s });
+});
 const serverName = z.string().transform((s, ctx): string => {
   const problem = validateServerNamePattern(s);
   if (problem !== undefined) {
@@ -319,26 +379,41 @@ const resolver = z.string().transform((s, ctx): string => {
 // ---------------------------------------------------------------------------------------------
 // Listener schemas.
 
-const timeoutsSchema = z
+const timeoutsSchema = z.strictObject({
+  connect: duration({ positive: true }).optional(),
+  idle: duration().optional(),
+  clientFin: duration().optional(),
+  serverFin: duration().optional(),
+  maxLifetime: duration().optional(),
+  preread: duration({ positive: true }).optional(),
+});
+
+/** Timeouts with defaults filled in; a UDP listener's idle timeout defaults to 30s. */
+function resolveTimeouts(t: z.output<typeof timeoutsSchema> | undefined, udp: boolean): TimeoutsConfig {
+  const d = defaultTimeouts();
+  return {
+    connectMs: t?.connect ?? d.connectMs,
+    idleMs: t?.idle ?? (udp ? Defaults.udpIdleTimeoutMs : d.idleMs),
+    clientFinMs: t?.clientFin ?? d.clientFinMs,
+    serverFinMs: t?.serverFin ?? d.serverFinMs,
+    maxLifetimeMs: t?.maxLifetime ?? d.maxLifetimeMs,
+    prereadMs: t?.preread ?? d.prereadMs,
+  };
+}
+
+const udpListenerSchema = z
   .strictObject({
-    connect: duration({ positive: true }).optional(),
-    idle: duration().optional(),
-    clientFin: duration().optional(),
-    serverFin: duration().optional(),
-    maxLifetime: duration().optional(),
-    preread: duration({ positive: true }).optional(),
+    responses: count.optional(),
+    responseTimeout: duration({ positive: true }).optional(),
+    perDatagram: z.boolean().optional(),
   })
-  .transform((t): TimeoutsConfig => {
-    const d = defaultTimeouts();
-    return {
-      connectMs: t.connect ?? d.connectMs,
-      idleMs: t.idle ?? d.idleMs,
-      clientFinMs: t.clientFin ?? d.clientFinMs,
-      serverFinMs: t.serverFin ?? d.serverFinMs,
-      maxLifetimeMs: t.maxLifetime ?? d.maxLifetimeMs,
-      prereadMs: t.preread ?? d.prereadMs,
-    };
-  });
+  .transform(
+    (u): UdpListenerConfig => ({
+      responses: u.responses ?? Defaults.udpResponses,
+      responseTimeoutMs: u.responseTimeout ?? Defaults.udpResponseTimeoutMs,
+      perDatagram: u.perDatagram ?? false,
+    }),
+  );
 
 const aclRuleSchema = z
   .strictObject({ allow: cidrOrList.optional(), deny: cidrOrList.optional() })
@@ -395,16 +470,20 @@ const sourceLimitsSchema = z
     ratePerSecond: z.number().min(0).optional(),
     burst: z.number().min(1).optional(),
     ipv6Prefix: z.number().int().min(0).max(128).optional(),
+    datagramsPerSecond: z.number().min(0).optional(),
+    datagramBurst: z.number().min(1).optional(),
     shared: sharedSourceLimitsSchema.optional(),
   })
   .transform((s): SourceLimitsConfig => {
     const rate = s.ratePerSecond ?? 0;
+    const datagrams = s.datagramsPerSecond ?? 0;
     return {
       maxConnections: s.maxConnections ?? 0,
       ratePerSecond: rate,
       // A bucket smaller than one token would never admit anybody.
       burst: s.burst ?? (rate > 0 ? Math.max(1, rate) : 0),
       ipv6Prefix: s.ipv6Prefix ?? Defaults.ipv6SourcePrefix,
+      ...(datagrams > 0 && { datagramsPerSecond: datagrams, datagramBurst: s.datagramBurst ?? Math.max(1, datagrams) }),
       ...(s.shared !== undefined && { shared: s.shared }),
     };
   });
@@ -432,6 +511,8 @@ const listenerSchema = z
   .strictObject({
     name: name.optional(),
     listen: address({ listen: true }),
+    protocol: z.enum(['tcp', 'udp']).optional(),
+    udp: udpListenerSchema.optional(),
     pool: z.string().optional(),
     retries: count.optional(),
     maxConnections: count.optional(),
@@ -449,8 +530,12 @@ const listenerSchema = z
       name: l.name ?? l.listen.text,
       host: l.listen.host,
       port: l.listen.port,
+      ...(l.protocol === 'udp' && {
+        protocol: 'udp' as const,
+        udp: l.udp ?? { responses: Defaults.udpResponses, responseTimeoutMs: Defaults.udpResponseTimeoutMs, perDatagram: false },
+      }),
       ...(l.pool !== undefined && { pool: l.pool }),
-      timeouts: l.timeouts ?? defaultTimeouts(),
+      timeouts: resolveTimeouts(l.timeouts, l.protocol === 'udp'),
       maxConnections: l.maxConnections ?? LoaderDefaults.maxConnections,
       overLimit: l.overLimit ?? LoaderDefaults.overLimit,
       ...(l.retries !== undefined && { retries: l.retries }),
@@ -475,6 +560,7 @@ const backendObjectSchema = z
       backup: z.boolean().optional(),
       state: z.enum(['enabled', 'draining', 'disabled']).optional(),
       maxConnections: count.optional(),
+      check: z.boolean().optional(),
     },
     {
       error: (iss) =>
@@ -492,6 +578,7 @@ const backendObjectSchema = z
       backup: b.backup ?? LoaderDefaults.backup,
       state: b.state ?? LoaderDefaults.backendState,
       maxConnections: b.maxConnections ?? LoaderDefaults.maxConnections,
+      check: b.check ?? LoaderDefaults.backendCheck,
     }),
   );
 
@@ -500,7 +587,7 @@ const backendSchema = z.preprocess((v) => (typeof v === 'string' ? { address: v 
 
 const healthCheckSchema = z
   .strictObject({
-    type: z.enum(['tcp', 'send-expect']).optional(),
+    type: z.enum(['tcp', 'send-expect', 'udp']).optional(),
     interval: duration({ positive: true }).optional(),
     timeout: duration({ positive: true }).optional(),
     rise: positiveInt.optional(),
@@ -595,7 +682,14 @@ const dnsSchema = z
 const poolSchema = z
   .strictObject({
     name,
-    balance: z.enum(BALANCER_NAMES).optional(),
+    balance: z
+      .enum(BALANCER_NAMES, {
+        error: (iss) =>
+          typeof iss.input === 'string'
+            ? `must be one of ${BALANCER_NAMES.join(', ')}, got ${describeValue(iss.input)}${balanceHint(iss.input)}`
+            : undefined,
+      })
+      .optional(),
     hashKey: z.enum(['source-ip', 'source-ip-port']).optional(),
     slowStart: duration().optional(),
     proxyProtocol: z.enum(['v1', 'v2']).optional(),
@@ -695,11 +789,22 @@ const TYPE_WORDS: Record<string, string> = {
 /** Marks the known-keys payload an unrecognized_keys message carries to {@link zodIssuesToSchemaIssues}. */
 const KNOWN_KEYS_PREFIX = '\u0000known-keys:';
 
+/**
+ * The message for a number the parser could not hold: `1e309` reads as Infinity (YAML and
+ * JSON alike), and saying "expected a number" about it would puzzle anyone.
+ */
+export function outOfRange(v: number): string {
+  return Number.isNaN(v)
+    ? 'expected a number, got NaN (not a number)'
+    : `number out of range: it is too large to represent (reads as ${v > 0 ? '' : '-'}Infinity); use a finite number`;
+}
+
 /** zod's per-parse error map: turns raw issues into messages written for users. */
 export function zodErrorMessage(iss: z.core.$ZodRawIssue): string | undefined {
   switch (iss.code) {
     case 'invalid_type':
       if (iss.input === undefined) return 'required';
+      if (typeof iss.input === 'number' && !Number.isFinite(iss.input)) return outOfRange(iss.input);
       return `expected ${TYPE_WORDS[iss.expected] ?? iss.expected}, got ${describeValue(iss.input)}`;
     case 'invalid_value': {
       const values = iss.values.map((v) => String(v));
@@ -805,8 +910,13 @@ function bindScope(host: string): 'any' | 'ipv4-any' | 'ipv6-any' | 'one' {
   return 'one';
 }
 
-function listenClash(a: HostPort, b: HostPort): boolean {
-  if (a.port === 0 || b.port !== a.port) return false;
+/** TCP and UDP have separate port spaces: only listeners of one protocol can clash. */
+interface Bound extends HostPort {
+  udp: boolean;
+}
+
+function listenClash(a: Bound, b: Bound): boolean {
+  if (a.port === 0 || b.port !== a.port || a.udp !== b.udp) return false;
   const sa = bindScope(a.host);
   const sb = bindScope(b.host);
   if (sa === 'any' || sb === 'any') return true;
@@ -847,11 +957,12 @@ export function checkConfigRules(raw: unknown): SchemaIssue[] {
   const knownPools = [...poolNames.keys()];
 
   const listenerNames = new Map<string, number>();
-  const listens: Array<{ addr: HostPort; where: string; text: string }> = [];
+  const listens: Array<{ addr: Bound; where: string; text: string }> = [];
   list(raw.listeners).forEach((listener, i) => {
     if (!isRec(listener)) return;
     const at: PathSegment[] = ['listeners', i];
-    const addr = parsedListen(listener.listen);
+    const parsed = parsedListen(listener.listen);
+    const addr = parsed && { ...parsed, udp: listener.protocol === 'udp' };
     const explicitName = str(listener.name);
     const effectiveName = explicitName ?? str(listener.listen)?.trim();
     if (effectiveName !== undefined) {
@@ -869,10 +980,26 @@ export function checkConfigRules(raw: unknown): SchemaIssue[] {
       listens.push({ addr, where: formatPath(at), text: String(listener.listen) });
     }
     checkListener(listener, at, knownPools, poolNames, add);
+    if (listener.protocol === 'udp') {
+      checkUdpListener(listener, at, list(raw.pools), poolNames, add);
+      if (raw.workers === 'auto' || (typeof raw.workers === 'number' && raw.workers > 1)) {
+        // The primary reserves TCP ports and aggregates TCP listeners only: UDP stays in one process.
+        add([...at, 'protocol'], 'UDP listeners run in one process for now: remove workers (or set workers: 1)');
+      }
+    }
+    else {
+      if (has(listener, 'udp')) add([...at, 'udp'], 'needs protocol: udp');
+      if (isRec(listener.sourceLimits)) {
+        for (const k of ['datagramsPerSecond', 'datagramBurst']) {
+          if (has(listener.sourceLimits, k)) add([...at, 'sourceLimits', k], 'applies to protocol: udp listeners only');
+        }
+      }
+    }
   });
 
   if (isRec(raw.admin)) {
-    const addr = parsedListen(raw.admin.listen);
+    const parsedAdmin = parsedListen(raw.admin.listen);
+    const addr = parsedAdmin && { ...parsedAdmin, udp: false };
     if (addr !== undefined) {
       const clash = listens.find((l) => listenClash(l.addr, addr));
       if (clash !== undefined) {
@@ -928,6 +1055,9 @@ function checkHealth(hc: Rec, at: PathSegment[], add: Add): void {
   }
   if (hc.type === 'send-expect' && payload.length === 0) {
     add([...at, 'type'], 'send-expect needs send or sendHex, and/or expect, expectRegex or expectHex');
+  }
+  if (hc.type === 'udp' && !has(hc, 'send') && !has(hc, 'sendHex')) {
+    add([...at, 'type'], 'a udp check needs send or sendHex: the datagram it sends (e.g. a DNS query in hex)');
   }
   const interval = durationOr(hc.interval, Defaults.healthIntervalMs);
   if (has(hc, 'timeout') && interval !== undefined) {
@@ -1002,4 +1132,31 @@ function checkListener(l: Rec, at: PathSegment[], known: string[], poolNames: Ma
   if (isRec(l.sourceLimits) && has(l.sourceLimits, 'burst') && !(typeof l.sourceLimits.ratePerSecond === 'number' && l.sourceLimits.ratePerSecond > 0)) {
     add([...at, 'sourceLimits', 'burst'], 'needs ratePerSecond');
   }
+}
+
+/** What a UDP listener cannot use, and what its pool must not do (docs/configuration.md, UDP). */
+function checkUdpListener(l: Rec, at: PathSegment[], pools: unknown[], poolNames: Map<string, number>, add: Add): void {
+  const tcpOnly: Array<[string, string]> = [
+    ['tls', 'TLS runs over TCP; DTLS is not supported'],
+    ['routes', 'routes match on a TLS ClientHello, which UDP does not carry'],
+    ['acceptProxy', 'l4lb does not read PROXY headers on UDP'],
+  ];
+  for (const [key, why] of tcpOnly) if (has(l, key)) add([...at, key], `not allowed with protocol: udp (${why})`);
+  if (l.overLimit === 'queue') {
+    add([...at, 'overLimit'], 'not allowed with protocol: udp: a datagram over a limit is dropped, never queued (use reject or leave it out)');
+  }
+  if (isRec(l.udp) && l.udp.perDatagram === true && typeof l.udp.responses === 'number' && l.udp.responses > 0) {
+    add([...at, 'udp', 'responses'], 'perDatagram expects no reply: leave responses out');
+  }
+  if (isRec(l.sourceLimits) && has(l.sourceLimits, 'datagramBurst') && !(typeof l.sourceLimits.datagramsPerSecond === 'number' && l.sourceLimits.datagramsPerSecond > 0)) {
+    add([...at, 'sourceLimits', 'datagramBurst'], 'needs datagramsPerSecond');
+  }
+  const poolName = str(l.pool);
+  const idx = poolName === undefined ? undefined : poolNames.get(poolName);
+  const pool = idx === undefined ? undefined : pools[idx];
+  if (!isRec(pool)) return;
+  if (has(pool, 'proxyProtocol')) {
+    add([...at, 'pool'], `pool "${poolName}" sends a PROXY header (pools[${idx}].proxyProtocol), which l4lb does not send over UDP`);
+  }
+  if (has(pool, 'tls')) add([...at, 'pool'], `pool "${poolName}" originates TLS (pools[${idx}].tls), which UDP cannot carry`);
 }

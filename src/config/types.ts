@@ -32,6 +32,11 @@ export interface BackendConfig {
   state: AdminState;
   /** Per-backend connection cap (HAProxy `maxconn`); 0 = unlimited. Default 0. */
   maxConnections: number;
+  /**
+   * Whether the pool's active health check probes this backend (HAProxy's `check` on a
+   * server). Unchecked backends count as healthy; passive ejection still applies. Default true.
+   */
+  check: boolean;
 }
 
 export type ExpectMatcher =
@@ -40,8 +45,11 @@ export type ExpectMatcher =
   | { kind: 'hex'; value: string };
 
 export interface ActiveHealthConfig {
-  /** `tcp`: a connect is success. `send-expect`: send bytes, expect a reply. */
-  type: 'tcp' | 'send-expect';
+  /**
+   * `tcp`: a connect is success. `send-expect`: send bytes, expect a reply.
+   * `udp`: send one datagram, expect one back (and, with `expect`, that it matches).
+   */
+  type: 'tcp' | 'send-expect' | 'udp';
   /** Default 2s (HAProxy `inter`). */
   intervalMs: number;
   /** Default 1s... capped by interval. */
@@ -114,7 +122,7 @@ export interface PoolConfig {
 export interface TimeoutsConfig {
   /** Backend connect timeout, per attempt. Default 5s. */
   connectMs: number;
-  /** No bytes either way; 0 disables. Default 10m. */
+  /** No bytes either way; 0 disables. Default 10m (UDP sessions: 30s, no datagram either way). */
   idleMs: number;
   /** A half-closed connection lingering (client sent FIN). Default 30s. */
   clientFinMs: number;
@@ -141,6 +149,10 @@ export interface SourceLimitsConfig {
   burst: number;
   /** IPv6 sources are grouped by this prefix length. Default 64. */
   ipv6Prefix: number;
+  /** UDP listeners: datagrams per second per source (token bucket rate); absent = unlimited. */
+  datagramsPerSecond?: number;
+  /** Token bucket size for datagrams. Default = datagramsPerSecond (at least 1). */
+  datagramBurst?: number;
   /** Count the limits across processes and instances in a shared store (Redis); absent = per process. */
   shared?: SharedSourceLimitsConfig;
 }
@@ -161,6 +173,22 @@ export interface SharedSourceLimitsConfig {
   leaseSize: number | undefined;
 }
 
+/** What a UDP listener does besides the common listener settings (docs/configuration.md). */
+export interface UdpListenerConfig {
+  /**
+   * Replies after which a session ends (nginx `proxy_responses`); 0 = any number, the session
+   * ends by idle timeout. 1 suits DNS. Default 0.
+   */
+  responses: number;
+  /**
+   * With `responses` > 0: a session that gets no reply this long after a datagram went out
+   * ends, and counts as a passive-health failure of its backend. Default 5s.
+   */
+  responseTimeoutMs: number;
+  /** A backend per datagram, no reply expected, no session state (syslog, statsd). Default false. */
+  perDatagram: boolean;
+}
+
 export interface TlsCertConfig {
   cert: string;
   key: string;
@@ -175,6 +203,10 @@ export interface RouteConfig {
 
 export interface ListenerConfig {
   name: string;
+  /** `udp` for a UDP listener; absent for TCP (the default), so TCP configs read as before. */
+  protocol?: 'udp';
+  /** UDP settings; present exactly when protocol is `udp`. */
+  udp?: UdpListenerConfig;
   /** '' = all interfaces. */
   host: string;
   port: number;
@@ -185,7 +217,7 @@ export interface ListenerConfig {
   maxConnections: number;
   /** Beyond maxConnections: 'queue' leaves them in the kernel backlog, 'reject' closes them. */
   overLimit: 'queue' | 'reject';
-  /** Try up to this many backends per connection (first + retries). Default: pool size. */
+  /** Other backends to try after a failed connect (attempts = 1 + retries, at most the pool size). Default 3. */
   retries?: number;
   /** Accept a PROXY header (v1 or v2, auto-detected) from these trusted CIDRs. */
   acceptProxy?: { trusted: string[] };
@@ -233,6 +265,8 @@ export interface Config {
 /** Default values, one place. Referenced by the loader and the docs. */
 export const Defaults = {
   connectTimeoutMs: 5_000,
+  /** Other backends one connection tries after a failed connect (HAProxy's `retries 3`). */
+  retries: 3,
   idleTimeoutMs: 600_000,
   finTimeoutMs: 30_000,
   maxLifetimeMs: 0,
@@ -254,6 +288,11 @@ export const Defaults = {
   sharedLimitsPrefix: 'l4lb:',
   sharedLimitsTimeoutMs: 50,
   sharedLimitsLeaseTtlMs: 10_000,
+  /** UDP sessions end after this long without a datagram (nginx and Envoy use 10 min and 1 min;
+   * 30 s keeps the session table small for query traffic and still spans a game or VoIP gap). */
+  udpIdleTimeoutMs: 30_000,
+  udpResponseTimeoutMs: 5_000,
+  udpResponses: 0,
 } as const;
 
 /** Timeouts with every default applied. */

@@ -149,7 +149,7 @@ export function retryDelay(failuresInRow: number, cfg: Pick<DnsDiscoveryConfig, 
 
 /** A new backend as discovery builds it; admin state and maxconn are defaults. */
 function backendConfig(host: string, port: number, weight: number, backup: boolean): BackendConfig {
-  return { name: formatHostPort(host, port), host, port, weight, backup, state: 'enabled', maxConnections: 0 };
+  return { name: formatHostPort(host, port), host, port, weight, backup, state: 'enabled', maxConnections: 0, check: true };
 }
 
 /** Orders backends the same way whatever order the answer came in (primary first, by name). */

@@ -27,6 +27,7 @@ import { Defaults, type ActiveHealthConfig, type ExpectMatcher } from '../config
 import type { Backend } from '../proxy/backend.js';
 import type { Pool } from '../proxy/pool.js';
 import { compileMatcher, sendExpectCheck, tcpCheck, type CompiledMatcher } from './checks.js';
+import { udpCheck } from './udp-check.js';
 import { encodeProxyV1, encodeProxyV2 } from '../protocol/proxy-protocol.js';
 
 /** Options of {@link ActiveHealthChecker}. */
@@ -203,14 +204,22 @@ export class ActiveHealthChecker {
       this.#enabled = false;
       return;
     }
-    const current = new Set(this.#pool.backends);
+    // Backends marked `check: false` are not probed (HAProxy checks only servers marked
+    // `check`); one that stops being checked is no longer held down by old results.
+    const current = new Set(this.#pool.backends.filter((b) => b.check));
     for (const t of this.#tracked.values()) {
-      if (!current.has(t.backend)) this.#forget(t);
+      if (!current.has(t.backend)) {
+        this.#forget(t);
+        if (t.backend.check || !this.#pool.backends.includes(t.backend)) continue;
+        t.backend.lastCheckOk = undefined;
+        t.backend.lastError = undefined;
+        if (!t.backend.healthy) this.#markUp(t.backend, 'health check turned off for this backend (check: false)');
+      }
     }
     // Untracked backends are "present at start" when checks were just turned on, and
     // "added" when they appeared while checks ran (a list changed without the hook).
     const mode = this.#enabled ? 'added' : 'present';
-    for (const b of this.#pool.backends) {
+    for (const b of current) {
       if (!this.#tracked.has(b)) this.#track(b, mode, cfg);
     }
     this.#enabled = true;
@@ -221,7 +230,7 @@ export class ActiveHealthChecker {
     const cfg = this.#pool.config.healthCheck;
     if (!cfg) return;
     for (const b of added) {
-      if (!this.#tracked.has(b)) this.#track(b, 'added', cfg);
+      if (b.check && !this.#tracked.has(b)) this.#track(b, 'added', cfg);
     }
     // The same list change may have removed backends: drop them now, not at the next sweep.
     this.#reconcile();
@@ -232,7 +241,7 @@ export class ActiveHealthChecker {
       backend.healthy = false;
       backend.lastCheckOk = undefined;
       backend.lastError = 'waiting for health checks';
-      this.#log.debug({ [LogFields.backend]: backend.name }, 'backend added: down until its health check passes');
+      this.#log.debug({ [LogFields.backend]: backend.name, [LogFields.backendAddress]: backend.address }, 'backend added: down until its health check passes');
     }
     const t: Tracked = { backend, timer: undefined, abort: undefined, successes: 0, failures: 0, ejectionSeen: 0 };
     this.#tracked.set(backend, t);
@@ -278,9 +287,11 @@ export class ActiveHealthChecker {
       // `send-expect` without an expectation (the loader rejects it) degrades to a connect check.
       const preamble = checkPreamble(this.#pool.config.proxyProtocol);
       check =
-        s.type === 'send-expect' && s.expect
-          ? sendExpectCheck(host, port, s.send, this.#compiled(s.expect), s.timeoutMs, ac.signal, preamble)
-          : tcpCheck(host, port, s.timeoutMs, ac.signal, preamble);
+        s.type === 'udp'
+          ? udpCheck(host, port, s.send, s.expect && this.#compiled(s.expect), s.timeoutMs, ac.signal)
+          : s.type === 'send-expect' && s.expect
+            ? sendExpectCheck(host, port, s.send, this.#compiled(s.expect), s.timeoutMs, ac.signal, preamble)
+            : tcpCheck(host, port, s.timeoutMs, ac.signal, preamble);
     } catch (err) {
       // An invalid expectation the loader let through: every check fails with the reason.
       check = Promise.reject(err);
@@ -336,7 +347,7 @@ export class ActiveHealthChecker {
     } else {
       t.successes = 0;
       t.failures++;
-      this.#log.debug({ [LogFields.backend]: b.name, [LogFields.reason]: failure }, 'health check failed');
+      this.#log.debug({ [LogFields.backend]: b.name, [LogFields.backendAddress]: b.address, [LogFields.reason]: failure }, 'health check failed');
       if (b.healthy && t.failures >= s.fall) this.#markDown(b, `health check failed ${s.fall} time(s) in a row: ${failure}`);
     }
   }
@@ -344,13 +355,13 @@ export class ActiveHealthChecker {
   #markUp(b: Backend, reason: string): void {
     b.healthy = true;
     this.#clearEjection(b);
-    this.#log.debug({ [LogFields.backend]: b.name, [LogFields.reason]: reason }, 'backend up');
+    this.#log.debug({ [LogFields.backend]: b.name, [LogFields.backendAddress]: b.address, [LogFields.reason]: reason }, 'backend up');
     this.#pool.onStateChange?.(b, reason);
   }
 
   #unEject(b: Backend, reason: string): void {
     this.#clearEjection(b);
-    this.#log.debug({ [LogFields.backend]: b.name, [LogFields.reason]: reason }, 'backend un-ejected');
+    this.#log.debug({ [LogFields.backend]: b.name, [LogFields.backendAddress]: b.address, [LogFields.reason]: reason }, 'backend un-ejected');
     this.#pool.onStateChange?.(b, reason);
   }
 
@@ -364,7 +375,7 @@ export class ActiveHealthChecker {
 
   #markDown(b: Backend, reason: string): void {
     b.healthy = false;
-    this.#log.debug({ [LogFields.backend]: b.name, [LogFields.reason]: reason }, 'backend down');
+    this.#log.debug({ [LogFields.backend]: b.name, [LogFields.backendAddress]: b.address, [LogFields.reason]: reason }, 'backend down');
     this.#pool.onStateChange?.(b, reason);
   }
 }

@@ -10,7 +10,10 @@ export type { Logger };
 export const LogFields = {
   listener: 'listener',
   pool: 'pool',
+  /** The backend's name (as the admin API, metrics and events show it). */
   backend: 'backend',
+  /** The backend's HOST:PORT, next to its name. */
+  backendAddress: 'backendAddress',
   client: 'client',
   clientPort: 'clientPort',
   reason: 'reason',

@@ -30,6 +30,8 @@ export class Backend implements Candidate {
   configuredWeight: number;
   admin: AdminState;
   maxConnections: number;
+  /** Whether the pool's active check probes this backend (BackendConfig.check). */
+  check: boolean;
 
   /** Result of active checks (true when no active check is configured). */
   healthy = true;
@@ -52,6 +54,10 @@ export class Backend implements Candidate {
   failures = 0;
   bytesIn = 0;
   bytesOut = 0;
+  /** UDP datagrams forwarded to this backend (client → backend). */
+  datagramsIn = 0;
+  /** UDP datagrams this backend sent back (backend → client). */
+  datagramsOut = 0;
   /** Exponentially weighted average connect time in ms. */
   connectMsAvg = 0;
 
@@ -65,6 +71,7 @@ export class Backend implements Candidate {
     this.configuredWeight = cfg.weight;
     this.admin = cfg.state;
     this.maxConnections = cfg.maxConnections;
+    this.check = cfg.check;
     this.upSince = now - 1e12; // no slow start for backends present at start
   }
 
@@ -115,6 +122,7 @@ export class Backend implements Candidate {
       backup: this.backup,
       state: this.admin,
       maxConnections: this.maxConnections,
+      check: this.check,
     };
   }
 
@@ -129,6 +137,7 @@ export class Backend implements Candidate {
       weight: this.configuredWeight,
       effectiveWeight: this.weight,
       healthy: this.healthy,
+      check: this.check,
       ejectedUntil: this.ejectedUntil > now ? this.ejectedUntil : 0,
       lastCheckAt: this.lastCheckAt || undefined,
       lastCheckOk: this.lastCheckOk,
@@ -138,6 +147,8 @@ export class Backend implements Candidate {
       failures: this.failures,
       bytesIn: this.bytesIn,
       bytesOut: this.bytesOut,
+      // Only backends that carried UDP have datagram counts.
+      ...((this.datagramsIn > 0 || this.datagramsOut > 0) && { datagramsIn: this.datagramsIn, datagramsOut: this.datagramsOut }),
       connectMsAvg: Math.round(this.connectMsAvg * 100) / 100,
     };
   }

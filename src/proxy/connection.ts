@@ -63,7 +63,10 @@ export interface AccessRecord {
   client: string;
   clientPort: number;
   pool: string | undefined;
+  /** The backend's name, as the admin API, metrics and events call it. */
   backend: string | undefined;
+  /** The backend's HOST:PORT. */
+  backendAddress: string | undefined;
   serverName?: string;
   tries: number;
   retries: number;
@@ -556,7 +559,7 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
     if (!this.rejected) l.stats.countClosed(reason);
     l.connections.delete(this);
     if (l.logsAccess) {
-      this.logAccess(tried.length ? tried[tried.length - 1].address : undefined, 0, {
+      this.logAccess(tried.length ? tried[tried.length - 1] : undefined, 0, {
         bytesUp: 0,
         bytesDown: 0,
         closedFirst: 'proxy',
@@ -587,7 +590,7 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
     stats.countClosed(res.reason);
     l.connections.delete(this);
     if (l.logsAccess) {
-      this.logAccess(backend.address, Math.round(this.connectMs * 100) / 100, {
+      this.logAccess(backend, Math.round(this.connectMs * 100) / 100, {
         bytesUp: res.bytesUp,
         bytesDown: res.bytesDown,
         closedFirst: res.closedFirst,
@@ -603,14 +606,15 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
   }
 
   /** One access-log line: what every ending shares, and `how` it ended. */
-  logAccess(backend: string | undefined, connectMs: number, how: Pick<AccessRecord, 'bytesUp' | 'bytesDown' | 'closedFirst' | 'closeKind' | 'reason' | 'code' | 'error'>): void {
+  logAccess(backend: Backend | undefined, connectMs: number, how: Pick<AccessRecord, 'bytesUp' | 'bytesDown' | 'closedFirst' | 'closeKind' | 'reason' | 'code' | 'error'>): void {
     const { l, tried } = this;
     l.accessLog({
       listener: l.config.name,
       client: this.clientAddress,
       clientPort: this.clientPort,
       pool: this.pool?.name,
-      backend,
+      backend: backend?.name,
+      backendAddress: backend?.address,
       serverName: this.serverName,
       tries: tried.length,
       retries: Math.max(0, tried.length - 1),

@@ -3,10 +3,10 @@
  * connection on it shares: config, counters, live connections, admission.
  */
 import net from 'node:net';
-import type { ListenerConfig, SharedSourceLimitsConfig } from '../config/types.js';
+import { Defaults, type ListenerConfig, type SharedSourceLimitsConfig } from '../config/types.js';
 import { L4lbError, ErrorCodes, type ConnectError } from '../errors.js';
 import { ListenerStats } from '../observability/stats.js';
-import type { Logger } from '../observability/log.js';
+import { LogFields, type Logger } from '../observability/log.js';
 import { formatHostPort } from '../util/address.js';
 import type { Backend } from './backend.js';
 import type { Pool } from './pool.js';
@@ -128,6 +128,8 @@ export class ListenerRuntime {
   #policy: ListenerPolicy;
   /** Rate-limits the log lines of rejected connections (per reason). */
   readonly rejectLog = new RateLimitedLog();
+  /** Rate-limits the warnings of failed backend connects (per pool and error code). */
+  readonly #connectErrorLog = new RateLimitedLog();
   readonly stats = new ListenerStats();
   /** Not a Set: see connection-set.ts for why. */
   readonly connections = new ConnectionSet<LiveConnection>();
@@ -278,10 +280,14 @@ export class ListenerRuntime {
     return name === undefined ? undefined : this.#host.pool(name);
   }
 
-  /** How many backends one connection may try: first + retries (default: each once). */
+  /**
+   * How many backends one connection may try: first + retries, at most each backend once.
+   * The default is bounded (HAProxy's), not the pool size: with a large pool of dead
+   * backends "each once" made one client dial thousands of them.
+   */
   maxTries(pool: Pool | undefined): number {
     const n = pool ? pool.backends.length : 0;
-    return this.config.retries === undefined ? n : Math.min(this.config.retries + 1, Math.max(n, 1));
+    return Math.min((this.config.retries ?? Defaults.retries) + 1, Math.max(n, 1));
   }
 
   /** A connection of this listener ended (its slot may go to a held connection). */
@@ -304,9 +310,23 @@ export class ListenerRuntime {
     this.#host.fdExhaustedOnConnect(err);
   }
 
+  /**
+   * A failed connect, logged at most 10 times a second per pool and error code (the
+   * {@link RateLimitedLog} defaults; `suppressed` counts the lines held back): a pool of dead
+   * backends under load would otherwise write a line per attempt. Counters see every failure.
+   */
   logBackendError(backend: Backend, pool: Pool, err: ConnectError): void {
+    const r = this.#connectErrorLog.take(`${pool.name}\u0000${err.code}`);
+    if (!r) return;
     this.#host.logger.warn(
-      { listener: this.config.name, pool: pool.name, backend: backend.address, code: err.code },
+      {
+        [LogFields.listener]: this.config.name,
+        [LogFields.pool]: pool.name,
+        [LogFields.backend]: backend.name,
+        [LogFields.backendAddress]: backend.address,
+        code: err.code,
+        suppressed: r.suppressed || undefined,
+      },
       err.message,
     );
   }

@@ -46,6 +46,7 @@ export class Pool {
         existing.backup = cfg.backup;
         existing.admin = cfg.state;
         existing.maxConnections = cfg.maxConnections;
+        existing.check = cfg.check;
         existing.slowStartMs = this.config.slowStartMs;
         return existing;
       }

@@ -15,7 +15,7 @@
  *   over a window; `close` ends everything now, also in the middle of a drain.
  */
 import type { Config, ListenerConfig, SharedSourceLimitsConfig } from '../config/types.js';
-import { createLogger, type Logger } from '../observability/log.js';
+import { createLogger, LogFields, type Logger } from '../observability/log.js';
 import { ProcessStats } from '../observability/stats.js';
 import { createAccessLog, type AccessLog } from '../observability/access-log.js';
 import { formatHostPort } from '../util/address.js';
@@ -29,6 +29,7 @@ import type { SourceStoreStatus } from '../admin/status.js';
 import { AcceptQueue, FdPressure, isFdExhausted } from './limits.js';
 import { Pool } from './pool.js';
 import { RateLimitedLog } from '../admission/source-limits.js';
+import { UdpListeners, type PreparedUdpReload } from '../udp/listeners.js';
 import type net from 'node:net';
 
 export interface StartOptions {
@@ -55,6 +56,8 @@ export interface BoundAddress {
   port: number;
   /** `HOST:PORT`, IPv6 in brackets. */
   address: string;
+  /** Set for UDP listeners. */
+  protocol?: 'udp';
 }
 
 /** Poll interval while waiting for connections to finish during a drain. */
@@ -73,6 +76,8 @@ export class Proxy implements ListenerHost {
   readonly #reloadLogLevel: 'info' | 'debug';
   readonly pools = new Map<string, Pool>();
   readonly listeners = new Map<string, ListenerRuntime>();
+  /** The `protocol: udp` listeners (udp/listeners.ts); `listeners` holds the TCP ones. */
+  readonly udp: UdpListeners;
   readonly stats = new ProcessStats();
   readonly #checkers = new Map<string, ActiveHealthChecker>();
   /** DNS discovery of the pools that have `dns` (its stats feed the admin API and metrics). */
@@ -108,6 +113,7 @@ export class Proxy implements ListenerHost {
     this.#access = createAccessLog(config.log.access, this.logger);
     this.#onAccess = options.onAccess;
     this.#fd = new FdPressure(this.logger);
+    this.udp = new UdpListeners(this);
   }
 
   /** Creates pools and binds every listener; on a bind error, closes what it opened. */
@@ -116,7 +122,8 @@ export class Proxy implements ListenerHost {
     // Listen with the first DNS answers in place when they come quickly; never wait long.
     await this.discovery.settled(DISCOVERY_START_WAIT_MS);
     try {
-      for (const lc of this.config.listeners) await this.#addListener(lc);
+      for (const lc of this.config.listeners) if (lc.protocol !== 'udp') await this.#addListener(lc);
+      await this.udp.start(this.config.listeners);
     } catch (err) {
       await this.close();
       throw err;
@@ -143,7 +150,7 @@ export class Proxy implements ListenerHost {
   #addPool(pc: Config['pools'][number]): Pool {
     const pool = new Pool(pc);
     pool.onStateChange = (b, reason) =>
-      this.logger.warn({ pool: pool.name, backend: b.address, state: b.state() }, reason);
+      this.logger.warn({ [LogFields.pool]: pool.name, [LogFields.backend]: b.name, [LogFields.backendAddress]: b.address, state: b.state() }, reason);
     this.pools.set(pc.name, pool);
     this.#backendQueues.set(pool, new BackendQueue({ ...pc.queue }));
     const firstLookup = this.discovery.start(pool);
@@ -206,8 +213,10 @@ export class Proxy implements ListenerHost {
     // Everything that can fail happens before the switch: binding new listeners and
     // compiling the policies (certificates, ACLs) of the listeners that stay.
     const compiled = new Map<ListenerRuntime, ReturnType<ListenerRuntime['compile']>>();
+    let udp: PreparedUdpReload | undefined;
     try {
       for (const lc of next.listeners) {
+        if (lc.protocol === 'udp') continue;
         const cur = this.listeners.get(lc.name);
         if (cur && cur.config.host === lc.host && cur.config.port === lc.port) {
           compiled.set(cur, cur.compile(lc));
@@ -217,6 +226,7 @@ export class Proxy implements ListenerHost {
         await l.listen();
         opened.push(l);
       }
+      udp = await this.udp.prepare(next.listeners);
     } catch (err) {
       await Promise.all(opened.map((l) => l.stopAccepting()));
       this.stats.reloadFailures++;
@@ -225,6 +235,7 @@ export class Proxy implements ListenerHost {
     if (this.#closing) {
       // A drain started while the new listeners were binding.
       await Promise.all(opened.map((l) => l.stopAccepting()));
+      udp.abort();
       return;
     }
 
@@ -254,7 +265,8 @@ export class Proxy implements ListenerHost {
         }
       }
     }
-    const nextListeners = new Map(next.listeners.map((l) => [l.name, l]));
+    const tcpListeners = next.listeners.filter((l) => l.protocol !== 'udp');
+    const nextListeners = new Map(tcpListeners.map((l) => [l.name, l]));
     const retire: ListenerRuntime[] = [];
     for (const [name, l] of this.listeners) {
       const lc = nextListeners.get(name);
@@ -268,9 +280,10 @@ export class Proxy implements ListenerHost {
     }
     for (const l of opened) this.listeners.set(l.config.name, l);
     // Keep config order.
-    const ordered = next.listeners.map((lc) => [lc.name, this.listeners.get(lc.name)!] as const);
+    const ordered = tcpListeners.map((lc) => [lc.name, this.listeners.get(lc.name)!] as const);
     this.listeners.clear();
     for (const [n, l] of ordered) this.listeners.set(n, l);
+    const udpChange = udp.commit();
     if (next.log.access !== this.config.log.access) {
       this.#access.flush();
       this.#access = createAccessLog(next.log.access, this.logger);
@@ -279,7 +292,11 @@ export class Proxy implements ListenerHost {
     this.config = next;
     this.stats.reloads++;
     this.logger[this.#reloadLogLevel](
-      { listeners: this.addresses().map((a) => a.address), opened: opened.length, retired: retire.length },
+      {
+        listeners: this.addresses().map((a) => a.address),
+        opened: opened.length + udpChange.opened,
+        retired: retire.length + udpChange.retired,
+      },
       'config reloaded',
     );
     // Limits may have been raised and backends added: let waiting connections in.
@@ -303,10 +320,17 @@ export class Proxy implements ListenerHost {
 
   /** Bound addresses, in config order. */
   addresses(): BoundAddress[] {
-    return [...this.listeners.values()].map((l) => {
-      const a = l.address!;
-      return { name: l.config.name, host: a.host, port: a.port, address: formatHostPort(a.host, a.port) };
-    });
+    const out: BoundAddress[] = [];
+    for (const lc of this.config.listeners) {
+      const l = lc.protocol === 'udp' ? this.udp.map.get(lc.name) : this.listeners.get(lc.name);
+      const a = l?.address;
+      if (!a) continue;
+      out.push({
+        name: lc.name, host: a.host, port: a.port, address: formatHostPort(a.host, a.port),
+        ...(lc.protocol === 'udp' && { protocol: 'udp' as const }),
+      });
+    }
+    return out;
   }
 
   // --- ListenerHost ---
@@ -482,11 +506,12 @@ export class Proxy implements ListenerHost {
   flushLiveBytes(): void {
     for (const l of this.listeners.values()) for (const c of l.connections) c.flushBytes();
     for (const l of this.#retired.keys()) for (const c of l.connections) c.flushBytes();
+    this.udp.flushLiveBytes();
   }
 
-  /** Connections open right now, over all listeners (including retired ones). */
+  /** Connections and UDP sessions open right now, over all listeners (including retired ones). */
   activeConnections(): number {
-    let n = 0;
+    let n = this.udp.sessionCount();
     for (const l of this.listeners.values()) n += l.connections.size;
     for (const l of this.#retired.keys()) n += l.connections.size;
     return n;
@@ -511,6 +536,8 @@ export class Proxy implements ListenerHost {
   async drain(timeoutMs = this.config.shutdown.drainTimeoutMs, spreadMs = this.config.shutdown.closeSpreadMs): Promise<void> {
     this.#closing = true;
     await Promise.all([...this.listeners.values()].map((l) => l.stopAccepting()));
+    // UDP sessions end by their idle timeout (or responses) within the drain time.
+    this.udp.stopAccepting();
     this.#dropHeld();
     for (const c of this.#checkers.values()) c.stop();
     this.discovery.stopAll();
@@ -520,7 +547,9 @@ export class Proxy implements ListenerHost {
     }
     const rest = this.#allConnections();
     if (rest.length > 0 && !this.#closed) {
-      this.logger.info({ remaining: rest.length, spreadMs }, 'drain timeout reached, closing remaining connections');
+      // A drain asked not to wait (the demo's Ctrl-C) has no timeout to blame.
+      const why = timeoutMs > 0 ? 'drain timeout reached' : 'not waiting for connections to finish';
+      this.logger.info({ remaining: rest.length, spreadMs }, `${why}, closing remaining connections`);
       // Close in small batches, proportionally to the time elapsed in the window: the last
       // batch goes at the end of the window, whatever the number of connections.
       const t0 = Date.now();
@@ -531,6 +560,7 @@ export class Proxy implements ListenerHost {
         if (i < rest.length) await sleep(Math.max(CLOSE_SPREAD_STEP_MS, spreadMs / rest.length));
       }
     }
+    this.udp.close();
     this.#access.flush();
   }
 
@@ -552,6 +582,7 @@ export class Proxy implements ListenerHost {
     await Promise.all([...this.listeners.values(), ...this.#retired.keys()].map((l) => l.stopAccepting()));
     this.#dropHeld();
     for (const c of this.#allConnections()) c.stop('shutdown');
+    this.udp.close();
     for (const q of this.#backendQueues.values()) q.clear('no_backend');
     for (const [l, timer] of this.#retired) {
       if (l.connections.size === 0) {

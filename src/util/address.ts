@@ -6,6 +6,22 @@
  */
 import { isIP } from 'node:net';
 
+/** `http://`, `tcp://`…: what users paste from a URL. */
+const SCHEME_RE = /^[a-z][a-z0-9+.-]*:\/\//i;
+
+/** Dot-separated numbers only: meant as an IPv4 address, never a DNS name (RFC 3696: no all-numeric TLD). */
+const NUMERIC_HOST_RE = /^\d+(\.\d+)*\.?$/;
+
+/**
+ * Why `host` (not an IP literal) cannot be a host name because it is made of numbers only
+ * (`256.256.256.256`, `10.0.0`, `010.0.0.1`), or undefined. A resolver would take such a
+ * name as an address of its own making, or not at all.
+ */
+export function numericHostError(host: string): string | undefined {
+  if (!NUMERIC_HOST_RE.test(host)) return undefined;
+  return `"${host}" is not a valid IPv4 address: write four numbers from 0 to 255 without leading zeros, e.g. "10.0.0.1"`;
+}
+
 export interface HostPort {
   /** Host name or IP literal, without brackets. Empty string means all interfaces. */
   host: string;
@@ -18,6 +34,8 @@ export function parseHostPort(
   opts: { allowEmptyHost?: boolean; allowPortZero?: boolean } = {},
 ): HostPort | { error: string } {
   const s = input.trim();
+  const scheme = SCHEME_RE.exec(s);
+  if (scheme) return { error: `"${input}": a scheme ("${scheme[0]}") is not allowed here: write HOST:PORT, e.g. "127.0.0.1:80"` };
   let host: string;
   let portStr: string;
   if (s.startsWith('[')) {
@@ -35,8 +53,10 @@ export function parseHostPort(
     if (host.includes(':')) return { error: `IPv6 addresses need brackets, e.g. "[::1]:80" (got "${input}")` };
   }
   if (host === '' && !opts.allowEmptyHost) return { error: `missing host in "${input}"` };
-  if (host !== '' && isIP(host) === 0 && !/^[a-zA-Z0-9]([a-zA-Z0-9-_.]*[a-zA-Z0-9])?\.?$/.test(host)) {
-    return { error: `"${host}" is not a valid host name or IP address` };
+  if (host !== '' && isIP(host) === 0) {
+    const numeric = numericHostError(host);
+    if (numeric !== undefined) return { error: numeric };
+    if (!/^[a-zA-Z0-9]([a-zA-Z0-9-_.]*[a-zA-Z0-9])?\.?$/.test(host)) return { error: `"${host}" is not a valid host name or IP address` };
   }
   if (!/^\d{1,5}$/.test(portStr)) return { error: `port "${portStr}" is not a number in "${input}"` };
   const port = Number(portStr);

@@ -38,6 +38,7 @@ test('status lists listeners, pools and backends with state, health, weight, cou
   const p = s.pools[0];
   assert.equal(p.name, 'default');
   assert.equal(p.balance, 'round-robin');
+  assert.equal('healthCheck' in p, false, 'no active check: the key is absent, as admin.md says');
   assert.equal(p.backendsUp, 2);
   assert.deepEqual(p.backends.map((b: { name: string }) => b.name), st.names);
   let total = 0;

@@ -81,6 +81,10 @@ test('the dashboard page and its assets load without a token (they hold no data)
   assert.equal((await call(st.url, '/assets/../../package.json', { token: TOKEN })).status, 404);
   assert.equal((await call(st.url, '/assets/%2e%2e%2fserver.js')).status, 404);
   assert.equal((await call(st.url, '/assets/nope.js')).status, 404);
+  // A name that is not valid percent-encoding is the client's mistake: 400, not 500.
+  const bad = await call(st.url, '/assets/%');
+  assert.equal(bad.status, 400);
+  assert.equal(JSON.parse(bad.text).error, 'bad_path');
 });
 
 test('off loopback without a token, the admin server refuses to start and binds nothing', TIMEOUT, async (t) => {

@@ -54,7 +54,7 @@ test('a backend failing its health check shows as down with last check, last err
   const st = await startStack({
     backends: 1,
     tweak: (cfg) => {
-      cfg.pools[0].backends.push({ name: 'dead', host: '127.0.0.1', port: dead, weight: 1, backup: false, state: 'enabled', maxConnections: 0 });
+      cfg.pools[0].backends.push({ name: 'dead', host: '127.0.0.1', port: dead, weight: 1, backup: false, state: 'enabled', maxConnections: 0, check: true });
       cfg.pools[0].healthCheck = { type: 'tcp', intervalMs: 50, timeoutMs: 50, rise: 1, fall: 1, jitter: 0 };
     },
   });

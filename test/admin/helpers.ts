@@ -35,7 +35,7 @@ export interface StackOptions {
 /** Pool backends `b0`, `b1`… on the given servers, enabled, weight 1, no limit. */
 export function namedBackends(servers: TestServer[]): BackendConfig[] {
   return servers.map((x, i) => ({
-    name: `b${i}`, host: '127.0.0.1', port: x.port, weight: 1, backup: false, state: 'enabled' as const, maxConnections: 0,
+    name: `b${i}`, host: '127.0.0.1', port: x.port, weight: 1, backup: false, state: 'enabled' as const, maxConnections: 0, check: true,
   }));
 }
 

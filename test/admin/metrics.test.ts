@@ -123,7 +123,7 @@ test('metrics count retries, connect failures and rejections by reason', TIMEOUT
   const st = await startStack({
     backends: 1,
     tweak: (cfg) => {
-      cfg.pools[0].backends.unshift({ name: 'dead', host: '127.0.0.1', port: dead, weight: 1, backup: false, state: 'enabled', maxConnections: 0 });
+      cfg.pools[0].backends.unshift({ name: 'dead', host: '127.0.0.1', port: dead, weight: 1, backup: false, state: 'enabled', maxConnections: 0, check: true });
       cfg.listeners[0].maxConnections = 1;
     },
   });

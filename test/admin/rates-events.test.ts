@@ -20,7 +20,7 @@ function snap(at: number, accepted: number, bytes: number, backendTotal: number,
     pools: [{
       name: 'p', balance: 'round-robin', healthCheck: undefined, discovery: 'static', backendsUp: 1,
       backends: (opts.backends ?? ['b']).map((name) => ({
-        name, address: name, state: 'up' as const, admin: 'enabled' as const, backup: false, weight: 1, effectiveWeight: 1, healthy: true,
+        name, address: name, state: 'up' as const, admin: 'enabled' as const, backup: false, weight: 1, effectiveWeight: 1, healthy: true, check: true,
         ejectedUntil: 0, lastCheckAt: undefined, lastCheckOk: undefined, lastError: undefined, active: 2, total: backendTotal,
         failures: 0, bytesIn: bytes, bytesOut: 0, connectMsAvg: 0,
       })),

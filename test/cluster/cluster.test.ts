@@ -5,10 +5,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
-import { readFileSync } from 'node:fs';
 import { connect, exchange, runL4lb, waitFor } from '../support/net.js';
 import {
-  accessLines, backends, batch, listener, namedBackend, startCluster, transfer, whoAnswers,
+  accessLines, backends, batch, listener, namedBackend, running, startCluster, transfer, whoAnswers,
 } from './helpers.js';
 
 test('connections are served by both workers, none by the primary', async (t) => {
@@ -74,7 +73,7 @@ test('SIGHUP reaches every worker while long transfers go on', async (t) => {
 
   const answers = await batch(200, 20, () => whoAnswers(c.port));
   assert.deepEqual(new Set(answers), new Set(['b']), 'new connections go to the new set only');
-  const served = new Set(accessLines(c).filter((l) => String(l.backend).endsWith(`:${b.port}`)).map((l) => l.pid));
+  const served = new Set(accessLines(c).filter((l) => String(l.backendAddress).endsWith(`:${b.port}`)).map((l) => l.pid));
   assert.equal(served.size, 2, 'both workers use the new set');
 
   for (const r of await Promise.all(long)) {
@@ -161,16 +160,6 @@ test('a killed worker is restarted and the listener keeps serving', async (t) =>
   assert.ok(pids.has(fresh), `the new worker serves too (served by ${[...pids].join(', ')})`);
   assert.ok(!pids.has(victim));
 });
-
-/** True while `pid` runs (a zombie waiting to be reaped does not count). */
-function running(pid: number): boolean {
-  try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
-  } catch {
-    return false;
-  }
-}
 
 test('workers drain and exit when the primary dies', async (t) => {
   const a = await namedBackend('a');

@@ -28,7 +28,7 @@ test('the primary alone runs health checks, and no worker uses a backend it mark
   });
   t.after(() => c.close());
   const bAddr = `127.0.0.1:${b.port}`;
-  const stateLines = (state: string) => c.logs().filter((l) => l.backend === bAddr && l.state === state);
+  const stateLines = (state: string) => c.logs().filter((l) => l.backend === 'b' && l.state === state);
 
   assert.deepEqual(new Set(await batch(40, 8, () => whoAnswers(c.port))), new Set(['a', 'b']));
   b.healthy = false;
@@ -38,6 +38,7 @@ test('the primary alone runs health checks, and no worker uses a backend it mark
   assert.deepEqual(new Set(await batch(100, 10, () => whoAnswers(c.port))), new Set(['a']));
   assert.equal(b.data, seen, 'no data connection reached b');
   const down = stateLines('down');
+  assert.equal(down[0].backendAddress, bAddr, 'the name in backend, the address beside it');
   assert.equal(down.length, 1, 'marked down once');
   assert.equal(down[0].pid, c.pid, 'by the primary');
 
@@ -47,7 +48,7 @@ test('the primary alone runs health checks, and no worker uses a backend it mark
   const before = accessLines(c).length;
   assert.deepEqual(new Set(await batch(100, 10, () => whoAnswers(c.port))), new Set(['a', 'b']));
   await waitFor(() => accessLines(c).length >= before + 100, 5000, 'access lines');
-  const usingB = new Set(accessLines(c).slice(before).filter((l) => l.backend === bAddr).map((l) => l.pid));
+  const usingB = new Set(accessLines(c).slice(before).filter((l) => l.backend === 'b' && l.backendAddress === bAddr).map((l) => l.pid));
   assert.equal(usingB.size, 2, 'both workers use b again');
 });
 
@@ -64,8 +65,8 @@ test('an ejection one worker makes is applied by all and logged once', async (t)
     }],
   });
   t.after(() => c.close());
-  const ejections = () => c.logs().filter((l) => l.backend === dead && /ejected/.test(String(l.msg)));
-  const connectFailures = () => c.logs().filter((l) => l.backend === dead && l.code === 'L4LB_ERR_CONNECT_REFUSED' && l.msg !== 'access');
+  const ejections = () => c.logs().filter((l) => l.backend === 'dead' && l.backendAddress === dead && /ejected/.test(String(l.msg)));
+  const connectFailures = () => c.logs().filter((l) => l.backend === 'dead' && l.backendAddress === dead && l.code === 'L4LB_ERR_CONNECT_REFUSED' && l.msg !== 'access');
 
   for (let i = 0; i < 60 && ejections().length === 0; i++) assert.equal(await whoAnswers(c.port), 'a');
   await waitFor(() => ejections().length > 0, 5000, 'ejection');

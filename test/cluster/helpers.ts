@@ -4,7 +4,7 @@
  */
 import net from 'node:net';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { spawnL4lb, startServer, waitFor, type CliProcess, type TestServer } from '../support/net.js';
@@ -261,4 +261,14 @@ export function listener(name: string, pool: string): Record<string, unknown> {
 /** Backend entries for servers. */
 export function backends(...servers: NamedBackend[]): Record<string, unknown>[] {
   return servers.map((b) => ({ name: b.name, address: `127.0.0.1:${b.port}` }));
+}
+
+/** True while `pid` runs (a zombie waiting to be reaped does not count). */
+export function running(pid: number): boolean {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+  } catch {
+    return false;
+  }
 }

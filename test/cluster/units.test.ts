@@ -18,7 +18,7 @@ function poolConfig(names: string[]): PoolConfig {
     name: 'web',
     balance: 'round-robin',
     hashKey: 'source-ip',
-    backends: names.map((n, i) => ({ name: n, host: '127.0.0.1', port: 9000 + i, weight: 1, backup: false, state: 'enabled' as const, maxConnections: 0 })),
+    backends: names.map((n, i) => ({ name: n, host: '127.0.0.1', port: 9000 + i, weight: 1, backup: false, state: 'enabled' as const, maxConnections: 0, check: true })),
     passive: defaultPassive(),
     slowStartMs: 0,
     queue: { size: 0, timeoutMs: 1000 },

@@ -169,9 +169,9 @@ const FULL_EXPECTED: Config = {
       healthCheck: { type: 'tcp', intervalMs: 2000, timeoutMs: 1000, rise: 2, fall: 3, jitter: 0.1 },
       passive: { consecutiveFailures: 5, baseEjectionMs: 30_000, maxEjectionMs: 300_000 },
       backends: [
-        { name: '127.0.0.1:9001', host: '127.0.0.1', port: 9001, weight: 1, backup: false, state: 'enabled', maxConnections: 0 },
-        { name: 'b2', host: '127.0.0.1', port: 9002, weight: 2, backup: false, state: 'enabled', maxConnections: 0 },
-        { name: '[::1]:9003', host: '::1', port: 9003, weight: 1, backup: true, state: 'draining', maxConnections: 7 },
+        { name: '127.0.0.1:9001', host: '127.0.0.1', port: 9001, weight: 1, backup: false, state: 'enabled', maxConnections: 0, check: true },
+        { name: 'b2', host: '127.0.0.1', port: 9002, weight: 2, backup: false, state: 'enabled', maxConnections: 0, check: true },
+        { name: '[::1]:9003', host: '::1', port: 9003, weight: 1, backup: true, state: 'draining', maxConnections: 7, check: true },
       ],
     },
     {
@@ -245,7 +245,7 @@ test('a minimal config takes every default from Defaults, defaultTimeouts() and 
     jitter: Defaults.healthJitter,
   });
   assert.deepEqual(p.backends, [
-    { name: '127.0.0.1:9001', host: '127.0.0.1', port: 9001, weight: 1, backup: false, state: 'enabled', maxConnections: 0 },
+    { name: '127.0.0.1:9001', host: '127.0.0.1', port: 9001, weight: 1, backup: false, state: 'enabled', maxConnections: 0, check: true },
   ]);
 });
 
@@ -477,13 +477,30 @@ test('a route that names an unknown pool is rejected', () => {
 });
 
 test('an unknown balancer name is rejected with the list of names', () => {
-  const err = parseError(doc(...BASE, '    balance: leastconn', ...BASE_BACKENDS));
+  const err = parseError(doc(...BASE, '    balance: fastest', ...BASE_BACKENDS));
   assertOnlyIssue(
     err,
     'pools[0].balance',
     7,
-    /^must be one of round-robin, weighted-round-robin, least-connections, random, power-of-two-choices, source-ip-hash, maglev, got a string \("leastconn"\)$/,
+    /^must be one of round-robin, weighted-round-robin, least-connections, random, power-of-two-choices, source-ip-hash, maglev, got a string \("fastest"\)$/,
   );
+});
+
+test("HAProxy's and nginx's balancer names get a did-you-mean to l4lb's", () => {
+  const cases: Array<[string, RegExp]> = [
+    ['leastconn', /\(did you mean "least-connections"\? that is HAProxy's leastconn\)$/],
+    ['least_conn', /\(did you mean "least-connections"\? that is nginx's least_conn\)$/],
+    ['roundrobin', /\(did you mean "weighted-round-robin"\? that is HAProxy's roundrobin \(it honours weights; round-robin ignores them\)\)$/],
+    ['static-rr', /\(did you mean "weighted-round-robin"\? that is HAProxy's static-rr\)$/],
+    ['source', /\(did you mean "source-ip-hash"\? that is HAProxy's source\)$/],
+    ['ip_hash', /\(did you mean "source-ip-hash"\? that is nginx's ip_hash\)$/],
+    ['first', /\(HAProxy's first has no equivalent: l4lb always spreads connections\)$/],
+    ['round_robin', /\(did you mean "round-robin"\?\)$/],
+  ];
+  for (const [name, hint] of cases) {
+    const err = parseError(doc(...BASE, `    balance: ${name}`, ...BASE_BACKENDS));
+    assertOnlyIssue(err, 'pools[0].balance', 7, hint);
+  }
 });
 
 test('bad CIDRs are rejected: a prefix out of range, and not an address at all', () => {
@@ -698,12 +715,37 @@ test('a JSON syntax error is CONFIG_PARSE with its line', () => {
   const err = parseError('{\n  "listeners": [],\n  "pools": [,]\n}\n', {}, 'l4lb.json');
   assert.equal(err.code, ErrorCodes.CONFIG_PARSE);
   assert.equal(err.issues[0].line, 3);
-  assert.match(err.issues[0].message, /^invalid JSON: /);
+  assert.equal(err.issues[0].message, 'JSON syntax error at column 13: expected a value, got ","');
 });
 
 test('JSON is strict JSON: a trailing comma is a syntax error even though YAML would take it', () => {
   const err = parseError('{"listeners": [], "pools": [],}', {}, 'config.JSON');
   assert.equal(err.code, ErrorCodes.CONFIG_PARSE);
+  assert.equal(err.issues[0].message, 'JSON syntax error at column 31: a trailing comma before "}" is not allowed in JSON');
+});
+
+test('JSON syntax errors give line and column on one line, whatever Node says', () => {
+  // [text, line, column, reason]: the mistakes people make writing JSON by hand.
+  const cases: Array<[string, number, number, RegExp]> = [
+    ['{\n  "listeners": [\n    { "listen": "127.0.0.1:0", "pool": "p" },\n  ],\n  "pools": []\n}\n', 4, 3, /trailing comma before "\]"/],
+    ['{\n  "a": 1\n  "b": 2\n}', 3, 3, /expected "," or "}" after a property value, got "\\""/],
+    ['{\n  "a": "x\\q"\n}', 2, 10, /"\\q" is not a JSON escape/],
+    ["{\n  'a': 1\n}", 2, 3, /property name in double quotes/],
+    ['{\n  "a": yes\n}', 2, 8, /text values need double quotes/],
+    ['{\n  "a": "open\n}', 2, 8, /string is not closed/],
+    ['{"a": 1', 1, 8, /got end of file/],
+    ['{"a": 1} {}', 1, 10, /after the end of the document/],
+    ['{"a": 01}', 1, 8, /expected "," or "}"/],
+  ];
+  for (const [text, line, col, reason] of cases) {
+    const err = parseError(text, {}, 'l4lb.json');
+    assert.equal(err.code, ErrorCodes.CONFIG_PARSE, text);
+    assert.equal(err.issues.length, 1, text);
+    assert.equal(err.issues[0].line, line, text);
+    assert.match(err.issues[0].message, new RegExp(`^JSON syntax error at column ${col}: `), text);
+    assert.match(err.issues[0].message, reason, text);
+    assert.doesNotMatch(err.message, /\n/, 'one line per issue');
+  }
 });
 
 test('validation errors in JSON carry lines too', () => {

@@ -183,7 +183,7 @@ test('SRV priority tiers: the backup serves only while the primary tier is down'
   const pool = proxy.pools.get('app')!;
   assert.deepEqual(pool.backends.map((b) => [b.host, b.backup]).sort(), [['127.0.0.2', false], ['127.0.0.3', true]]);
   for (let i = 0; i < 4; i++) assert.equal(await whoServes(started.port), 'primary');
-  assert.equal(started.records.filter((r) => r.backend?.startsWith('127.0.0.3')).length, 0, 'the backup took no client');
+  assert.equal(started.records.filter((r) => r.backendAddress?.startsWith('127.0.0.3')).length, 0, 'the backup took no client');
 
   await primary.close();
   const P = pool.backends.find((b) => !b.backup)!;

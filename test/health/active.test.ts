@@ -321,3 +321,35 @@ test('a checker started on a pool whose backend is already down keeps it down un
   assert.equal(rec.changes.length, 1);
   assert.equal(rec.changes[0].trailing, 3, 'up only after three passes');
 });
+
+test('a backend with check: false is never probed and stays up; turning its check on and off applies', async (t) => {
+  const live = await TestBackend.start();
+  const dead = await TestBackend.start();
+  await dead.close(); // its port now refuses: a check of it would fail
+  t.after(() => live.close());
+  const configs = (check: boolean) => [backendConfig('a', live.port), backendConfig('spare', dead.port, { backup: true, check })];
+  const pool = makePool(configs(false), healthConfig({ rise: 1, fall: 1 }));
+  const { checker, rec } = startChecker(t, pool);
+  const spare = backendNamed(pool, 'spare');
+
+  await waitFor(() => checksOf(rec, 'a').length >= 4, 'four checks of a');
+  assert.equal(checksOf(rec, 'spare').length, 0, 'the unchecked backend is not probed');
+  assert.equal(spare.state(), 'up');
+  assert.equal(spare.snapshot().check, false);
+
+  // check on (a reload): probed like any other, so it goes down.
+  pool.update({ ...pool.config, backends: configs(true) });
+  checker.refresh();
+  await waitFor(() => checksOf(rec, 'spare').length >= 2, 'spare probed');
+  assert.equal(spare.state(), 'down');
+  assert.equal(spare.lastError, 'connect refused');
+
+  // check off again: the failed results no longer hold it down.
+  pool.update({ ...pool.config, backends: configs(false) });
+  checker.refresh();
+  assert.equal(spare.state(), 'up');
+  assert.match(rec.changes[rec.changes.length - 1].reason, /check: false/);
+  const probes = checksOf(rec, 'spare').length;
+  await sleep(200);
+  assert.equal(checksOf(rec, 'spare').length, probes, 'no probes after check: false');
+});

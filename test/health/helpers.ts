@@ -95,7 +95,7 @@ export function sleep(ms: number): Promise<void> {
 
 /** A backend config on 127.0.0.1 with every field filled. */
 export function backendConfig(name: string, port: number, overrides: Partial<BackendConfig> = {}): BackendConfig {
-  return { name, host: '127.0.0.1', port, weight: 1, backup: false, state: 'enabled', maxConnections: 0, ...overrides };
+  return { name, host: '127.0.0.1', port, weight: 1, backup: false, state: 'enabled', maxConnections: 0, check: true, ...overrides };
 }
 
 /** A fast health config for tests (50 ms interval, rise 2, fall 3, no jitter). */

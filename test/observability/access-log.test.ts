@@ -64,6 +64,7 @@ function checkRecord(rec: Record<string, unknown>, where: string): void {
   assert.equal(rec.code, want.code, `${where}: code of ${String(rec.listener)}`);
   assert.equal(typeof rec.pool, want.pool ? 'string' : 'undefined', `${where}: pool of ${String(rec.listener)}`);
   assert.equal(typeof rec.backend, want.backend ? 'string' : 'undefined', `${where}: backend of ${String(rec.listener)}`);
+  assert.equal(typeof rec.backendAddress, want.backend ? 'string' : 'undefined', `${where}: backendAddress of ${String(rec.listener)}`);
   assert.equal(rec.client, want.client ?? '127.0.0.1', `${where}: client of ${String(rec.listener)}`);
   if (rec.error !== undefined || want.reason.startsWith('backend_connect_')) {
     assert.equal(typeof rec.error, 'string', `${where}: error of ${String(rec.listener)}`);

@@ -60,7 +60,7 @@ ${proxyEchoFrontend(origin, '%ci:%cp %fi:%fp')}`,
       assert.equal(r.body, `127.0.0.2:${r.clientPort} 127.0.0.1:${edge}`);
       const rec = await recordWhere(l4, (x) => x.clientPort === r.clientPort);
       assert.equal(rec.client, '127.0.0.2');
-      assert.equal(rec.backend, `127.0.0.1:${origin}`);
+      assert.equal(rec.backendAddress, `127.0.0.1:${origin}`);
       assert.equal(rec.reason, 'backend_closed');
     });
 

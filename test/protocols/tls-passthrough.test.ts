@@ -133,6 +133,6 @@ pools:
   await t.test('the access log names the server name and the pool it chose', async () => {
     const rec = await recordWhere(l4, (x) => x.serverName === 'x.b.example');
     assert.equal(rec.pool, 'wild');
-    assert.equal(rec.backend, `127.0.0.1:${wild.port}`);
+    assert.equal(rec.backendAddress, `127.0.0.1:${wild.port}`);
   });
 });

@@ -212,7 +212,7 @@ test('a refused backend is skipped and the next one is tried', async (t) => {
   for (let i = 0; i < 4; i++) assert.equal(await request(port, `ping ${i}`), `ping ${i}`);
   await waitFor(() => records.length === 4);
   assert.ok(records.some((r) => r.tries === 2), 'some connections needed a retry');
-  assert.ok(records.every((r) => r.backend === `127.0.0.1:${backend.port}`));
+  assert.ok(records.every((r) => r.backendAddress === `127.0.0.1:${backend.port}`));
 });
 
 test('with every backend down the client is closed promptly and the access log says why', async (t) => {

@@ -1,0 +1,313 @@
+/**
+ * @module test/fuzz/fuzz — `npm run fuzz`: fast-check properties and corpus mutation for the
+ * PROXY v1/v2 decoder, the TLS ClientHello parser, the config loader, the admin API's request
+ * parsing and the CLI arguments, in process; then slices over real sockets through a running
+ * l4lb (PROXY-in and SNI listeners, the admin server). See docs/fuzzing.md.
+ *
+ *   node dist/test/fuzz/fuzz.js [--budget 12m] [--parser NAME] [--seed N] [--no-sockets]
+ *
+ * Every finding (an exception the parser's contract does not allow, a broken invariant, an
+ * input that takes more than 100 ms) is saved under test/fuzz/corpus/<parser>/ and replayed by
+ * test/fuzz/replay.test.ts. The exit code is 1 when anything was found.
+ */
+import { parseArgs } from 'node:util';
+import { Worker } from 'node:worker_threads';
+import { fileURLToPath } from 'node:url';
+import { parseDuration } from '../../src/util/duration.js';
+import { TARGETS, TARGET_NAMES, type TargetName } from './targets.js';
+import { deriveSeed } from './mutate.js';
+import { saveReproducer, textOf, type Reproducer } from './corpus.js';
+import {
+  SHARED_COUNTER,
+  SHARED_HEADER_BYTES,
+  SHARED_INPUT_BYTES,
+  SHARED_LENGTH,
+  SHARED_PHASE,
+  SHARED_VARIANT,
+  signatureOf,
+  type WorkerJob,
+  type WorkerMessage,
+  type WorkerStats,
+} from './worker.js';
+import { SOCKET_PARSERS, runSocketSlice, type SliceFinding } from './sockets.js';
+
+/**
+ * Default total time. The config loader is the slow one (about 2,000 inputs per CPU-second,
+ * most of it in the yaml parser): a million of its inputs take about eight minutes of one core,
+ * the other four parsers a million each in well under a minute. 12 minutes leaves room for
+ * the calibration runs and the socket slices (docs/fuzzing.md has the measurements).
+ */
+const DEFAULT_BUDGET = '12m';
+/** An input that takes longer than this is a finding. */
+export const HANG_MS = 100;
+/** A worker whose input counter has not moved for this long is stuck on one input. */
+const WATCHDOG_MS = 5_000;
+/** Inputs each parser should get in process with the default budget. */
+const TARGET_INPUTS = 1_000_000;
+/** Part of the budget for the socket slices (shared by the parsers that have one). */
+const SOCKET_SHARE = 0.1;
+/** First run of each target: its measured speed decides how the rest of the budget is split. */
+const CALIBRATION_MS = 2_000;
+
+const WORKER_URL = new URL('./worker.js', import.meta.url);
+const WORKER_STACK_MB = 1.15;
+
+interface ParserTotals {
+  inputs: number;
+  ms: number;
+  /** CPU time of the runs that reported it (all but those ended by the watchdog). */
+  cpuMs: number;
+  cpuInputs: number;
+  socketInputs: number;
+  socketMs: number;
+  /** Unique findings (by signature) and how often each was hit. */
+  findings: Map<string, { hits: number; file?: string; message: string }>;
+}
+
+function usage(message: string): never {
+  process.stderr.write(`fuzz: ${message}\nusage: node dist/test/fuzz/fuzz.js [--budget 12m] [--parser ${TARGET_NAMES.join('|')}] [--seed N] [--no-sockets]\n`);
+  process.exit(2);
+}
+
+function parseOptions(): { budgetMs: number; parsers: TargetName[]; seed: number; sockets: boolean } {
+  let v;
+  try {
+    v = parseArgs({
+      options: {
+        budget: { type: 'string' },
+        parser: { type: 'string' },
+        seed: { type: 'string' },
+        'no-sockets': { type: 'boolean' },
+      },
+    }).values;
+  } catch (err) {
+    usage((err as Error).message);
+  }
+  const budgetMs = parseDuration(v.budget ?? DEFAULT_BUDGET);
+  if (budgetMs === undefined || budgetMs <= 0) usage(`--budget: "${v.budget}" is not a duration such as 10m or 90s`);
+  if (v.parser !== undefined && !(TARGET_NAMES as readonly string[]).includes(v.parser)) usage(`--parser: "${v.parser}" is not one of ${TARGET_NAMES.join(', ')}`);
+  if (v.seed !== undefined && !/^\d{1,10}$/.test(v.seed)) usage(`--seed: "${v.seed}" is not a whole number`);
+  const seed = v.seed !== undefined ? Number(v.seed) >>> 0 : (Date.now() ^ (process.pid << 16)) >>> 0;
+  return { budgetMs, parsers: v.parser !== undefined ? [v.parser as TargetName] : [...TARGET_NAMES], seed, sockets: !v['no-sockets'] };
+}
+
+function log(line: string): void {
+  process.stderr.write(`${line}\n`);
+}
+
+/**
+ * Runs `parser` in a worker for `timeMs`; restarts it (with a new derived seed) after a hang,
+ * until the time is used. Findings are saved as they arrive.
+ */
+async function runInProcess(parser: TargetName, timeMs: number, seed: number, round: number, totals: ParserTotals): Promise<void> {
+  const deadline = Date.now() + timeMs;
+  for (let restart = 0; Date.now() < deadline - 50; restart++) {
+    const subSeed = deriveSeed(seed, parser, round * 1000 + restart);
+    const shared = new SharedArrayBuffer(SHARED_HEADER_BYTES + SHARED_INPUT_BYTES);
+    const job: WorkerJob = { parser, subSeed, timeMs: deadline - Date.now(), propertyShare: TARGETS[parser].propertyShare, hangMs: HANG_MS, shared };
+    const stats = await runWorker(job, seed, totals);
+    totals.inputs += stats.inputs;
+    totals.ms += stats.elapsedMs;
+    if (stats.cpuMs > 0) {
+      totals.cpuMs += stats.cpuMs;
+      totals.cpuInputs += stats.inputs;
+    }
+  }
+}
+
+function recordFinding(totals: ParserTotals, signature: string, message: string, hits: number, r: Reproducer | undefined): void {
+  const known = totals.findings.get(signature);
+  if (known) {
+    known.hits += hits;
+    return;
+  }
+  const file = r ? saveReproducer(r) : undefined;
+  totals.findings.set(signature, { hits, file, message });
+  log(`  FINDING ${r?.parser ?? ''} ${signature}${file ? `\n    saved ${file}` : ''}`);
+}
+
+function runWorker(job: WorkerJob, seed: number, totals: ParserTotals): Promise<WorkerStats> {
+  const target = TARGETS[job.parser];
+  const header = new Int32Array(job.shared, 0, SHARED_HEADER_BYTES / 4);
+  const started = Date.now();
+  return new Promise((resolve) => {
+    // l4lb parses on its main thread: give the worker that thread's stack (V8's ~984 KiB plus
+    // the margin Node keeps), so that recursion too deep for l4lb is too deep here as well.
+    const worker = new Worker(WORKER_URL, { workerData: job, resourceLimits: { stackSizeMb: WORKER_STACK_MB } });
+    let finished = false;
+    let lastCount = -1;
+    let lastMove = Date.now();
+    const reproducer = (m: { kind: Reproducer['kind']; message: string; variant: string; bytes: Uint8Array; expect?: unknown; phase: Reproducer['phase']; index: number }): Reproducer => {
+      const bytes = Buffer.from(m.bytes);
+      const text = target.profile.text ? textOf(bytes) : undefined;
+      return {
+        parser: job.parser,
+        variant: m.variant,
+        kind: m.kind,
+        description: m.message,
+        seed,
+        subSeed: job.subSeed,
+        index: m.index,
+        phase: m.phase,
+        found: new Date().toISOString(),
+        bytes: bytes.toString('base64'),
+        ...(text !== undefined && { text }),
+        ...(m.expect !== undefined && { expect: m.expect }),
+      };
+    };
+    const finish = (stats: WorkerStats) => {
+      if (finished) return;
+      finished = true;
+      clearInterval(watchdog);
+      resolve(stats);
+    };
+    const watchdog = setInterval(() => {
+      const count = Atomics.load(header, SHARED_COUNTER);
+      if (count !== lastCount) {
+        lastCount = count;
+        lastMove = Date.now();
+        return;
+      }
+      if (Date.now() - lastMove < WATCHDOG_MS) return;
+      // Stuck on one input: save it, end the worker; the caller starts a new one.
+      const n = header[SHARED_LENGTH];
+      const bytes = new Uint8Array(job.shared, SHARED_HEADER_BYTES, n).slice();
+      const variant = target.variants[header[SHARED_VARIANT]] ?? target.variants[0];
+      const message = `no answer within ${WATCHDOG_MS} ms on ${n} bytes`;
+      const phase = header[SHARED_PHASE] === 1 ? 'property' : 'mutation';
+      recordFinding(totals, signatureOf('hang', message), message, 1, reproducer({ kind: 'hang', message, variant, bytes, phase, index: count }));
+      void worker.terminate();
+      finish({ inputs: count, propertyInputs: 0, mutationInputs: 0, verdicts: { accepted: 0, rejected: 0, incomplete: 0 }, hits: {}, elapsedMs: Date.now() - started, cpuMs: 0 });
+    }, 250);
+    worker.on('message', (m: WorkerMessage) => {
+      if (m.type === 'finding') {
+        recordFinding(totals, m.signature, m.message, 0, reproducer(m));
+      } else {
+        for (const [sig, hits] of Object.entries(m.stats.hits)) {
+          const f = totals.findings.get(sig);
+          if (f) f.hits += hits;
+        }
+        finish(m.stats);
+      }
+    });
+    worker.on('error', (err) => {
+      // The worker itself died (out of memory, a bug in the harness): say so, count what ran.
+      const message = `worker died: ${err.message}`;
+      recordFinding(totals, signatureOf('exception', message), message, 1, undefined);
+      finish({ inputs: Atomics.load(header, SHARED_COUNTER), propertyInputs: 0, mutationInputs: 0, verdicts: { accepted: 0, rejected: 0, incomplete: 0 }, hits: {}, elapsedMs: Date.now() - started, cpuMs: 0 });
+    });
+    worker.on('exit', () => {
+      if (!finished) finish({ inputs: Atomics.load(header, SHARED_COUNTER), propertyInputs: 0, mutationInputs: 0, verdicts: { accepted: 0, rejected: 0, incomplete: 0 }, hits: {}, elapsedMs: Date.now() - started, cpuMs: 0 });
+    });
+  });
+}
+
+/**
+ * Splits `ms` among targets measured at `rates` (inputs/s) that have `done` inputs so far: first
+ * the time each needs to reach {@link TARGET_INPUTS}, then what is left in equal parts; when the
+ * time is short of what they need, in proportion to the need.
+ */
+export function splitTime(ms: number, rates: number[], done: number[]): number[] {
+  const need = rates.map((r, i) => (r > 0 ? (Math.max(0, TARGET_INPUTS - done[i]) / r) * 1000 : 0));
+  const total = need.reduce((a, b) => a + b, 0);
+  if (total >= ms) return need.map((n) => (total > 0 ? (ms * n) / total : ms / need.length));
+  const extra = (ms - total) / need.length;
+  return need.map((n) => n + extra);
+}
+
+function pad(s: string, n: number, right = false): string {
+  return right ? s.padStart(n) : s.padEnd(n);
+}
+
+function summary(parsers: TargetName[], totals: Map<TargetName, ParserTotals>, seed: number, wallMs: number): string {
+  const rows = [['parser', 'inputs', 'inputs/s', 'inputs/CPU-s', 'socket inputs', 'findings', 'hits']];
+  for (const p of parsers) {
+    const t = totals.get(p)!;
+    const hits = [...t.findings.values()].reduce((a, f) => a + Math.max(1, f.hits), 0);
+    rows.push([
+      p,
+      String(t.inputs),
+      t.ms > 0 ? String(Math.round((t.inputs / t.ms) * 1000)) : '-',
+      t.cpuMs > 0 ? String(Math.round((t.cpuInputs / t.cpuMs) * 1000)) : '-',
+      SOCKET_PARSERS.includes(p) ? String(t.socketInputs) : '-',
+      String(t.findings.size),
+      String(t.findings.size > 0 ? hits : 0),
+    ]);
+  }
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
+  const lines = rows.map((r) => r.map((cell, c) => pad(cell, widths[c], c > 0)).join('  '));
+  lines.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '));
+  return `\nfuzz summary (seed ${seed}, ${(wallMs / 1000).toFixed(0)} s)\n${lines.join('\n')}\n`;
+}
+
+async function main(): Promise<void> {
+  const { budgetMs, parsers, seed, sockets } = parseOptions();
+  const started = Date.now();
+  log(`fuzz: seed ${seed}, budget ${Math.round(budgetMs / 1000)} s, parsers ${parsers.join(', ')}`);
+  const totals = new Map<TargetName, ParserTotals>(
+    parsers.map((p) => [p, { inputs: 0, ms: 0, cpuMs: 0, cpuInputs: 0, socketInputs: 0, socketMs: 0, findings: new Map() }]),
+  );
+  const socketParsers = sockets ? parsers.filter((p) => SOCKET_PARSERS.includes(p)) : [];
+  const socketMs = socketParsers.length > 0 ? budgetMs * SOCKET_SHARE : 0;
+  const inProcessEnd = started + budgetMs - socketMs;
+
+  // Calibrate: a short run of each, to learn its speed.
+  const calibration = Math.min(CALIBRATION_MS, (budgetMs - socketMs) / parsers.length / 4);
+  for (const p of parsers) {
+    await runInProcess(p, calibration, seed, 0, totals.get(p)!);
+    log(`  ${p}: calibration ${totals.get(p)!.inputs} inputs`);
+  }
+  const rates = parsers.map((p) => {
+    const t = totals.get(p)!;
+    return t.ms > 0 ? (t.inputs / t.ms) * 1000 : 0;
+  });
+  const shares = splitTime(Math.max(0, inProcessEnd - Date.now()), rates, parsers.map((p) => totals.get(p)!.inputs));
+  for (const [i, p] of parsers.entries()) {
+    const ms = Math.min(shares[i], Math.max(0, inProcessEnd - Date.now()));
+    log(`  ${p}: ${(ms / 1000).toFixed(1)} s in process (measured ${Math.round(rates[i])} inputs/s)`);
+    await runInProcess(p, ms, seed, 1, totals.get(p)!);
+    log(`  ${p}: ${totals.get(p)!.inputs} inputs, ${totals.get(p)!.findings.size} findings`);
+  }
+
+  for (const p of socketParsers) {
+    const ms = Math.max(1000, (started + budgetMs - Date.now()) / (socketParsers.length - socketParsers.indexOf(p)));
+    log(`  ${p}: ${(ms / 1000).toFixed(1)} s over real sockets`);
+    const t = totals.get(p)!;
+    const t0 = Date.now();
+    const result = await runSocketSlice(p, ms, deriveSeed(seed, `${p}-socket`), (f: SliceFinding) => {
+      const r: Reproducer | undefined = f.input
+        ? {
+            parser: p,
+            variant: f.input.variant,
+            kind: 'socket',
+            description: f.message,
+            seed,
+            subSeed: deriveSeed(seed, `${p}-socket`),
+            index: f.index,
+            phase: 'socket',
+            found: new Date().toISOString(),
+            bytes: f.input.bytes.toString('base64'),
+          }
+        : undefined;
+      recordFinding(t, signatureOf('socket', f.message), f.message, 1, r);
+    });
+    t.socketInputs += result.connections;
+    t.socketMs += Date.now() - t0;
+    log(`  ${p}: ${result.connections} connections over sockets (${result.detail})`);
+  }
+
+  process.stdout.write(summary(parsers, totals, seed, Date.now() - started));
+  const found = [...totals.values()].reduce((a, t) => a + t.findings.size, 0);
+  if (found > 0) {
+    process.stdout.write(`\n${found} finding(s):\n`);
+    for (const [p, t] of totals) for (const [sig, f] of t.findings) process.stdout.write(`  ${p}: ${sig}${f.file ? `\n    ${f.file}` : ''}\n`);
+  }
+  process.exitCode = found > 0 ? 1 : 0;
+}
+
+if (process.argv[1] === fileURLToPath(import.meta.url)) {
+  main().catch((err: unknown) => {
+    process.stderr.write(`fuzz: ${(err as Error).stack ?? String(err)}\n`);
+    process.exit(2);
+  });
+}
