@@ -22,6 +22,7 @@ export function collectWorkerStats(proxy: Proxy): WorkerStats {
     activeConnections: proxy.activeConnections(),
     acceptErrors: proxy.stats.acceptErrors,
     fdExhausted: proxy.fdExhausted,
+    accessLogDropped: proxy.accessLogDropped,
     heldConnections: proxy.heldConnections,
     reloads: proxy.stats.reloads,
     reloadFailures: proxy.stats.reloadFailures,
@@ -65,6 +66,7 @@ export interface ClusterTotals {
   activeConnections: number;
   acceptErrors: number;
   fdExhausted: number;
+  accessLogDropped: number;
   heldConnections: number;
   /** The workers' shared store of source limits; undefined when none uses one. */
   sourceStore: SourceStoreStatus | undefined;
@@ -160,6 +162,7 @@ export class StatsAggregator {
   /** Counters of workers that exited. */
   #baseAcceptErrors = 0;
   #baseFdExhausted = 0;
+  #baseAccessLogDropped = 0;
   /** Store counters of workers that exited (their errors and fall-backs; no gauges). */
   #baseStore: SourceStoreStatus | undefined;
   readonly #baseQueues = new Map<string, PoolQueueStatus>();
@@ -183,6 +186,7 @@ export class StatsAggregator {
     this.#live.delete(slot);
     this.#baseAcceptErrors += s.acceptErrors;
     this.#baseFdExhausted += s.fdExhausted;
+    this.#baseAccessLogDropped += s.accessLogDropped;
     if (s.sourceStore) this.#baseStore = addStore(this.#baseStore, s.sourceStore, false);
     for (const p of s.pools) if (p.queue) addQueue(this.#baseQueues, p.name, p.queue, false);
     for (const l of s.listeners) {
@@ -214,6 +218,7 @@ export class StatsAggregator {
     let active = 0;
     let acceptErrors = this.#baseAcceptErrors;
     let fdExhausted = this.#baseFdExhausted;
+    let accessLogDropped = this.#baseAccessLogDropped;
     let heldConnections = 0;
     let sourceStore = this.#baseStore && { ...this.#baseStore };
     const queues = new Map<string, PoolQueueStatus>();
@@ -222,6 +227,7 @@ export class StatsAggregator {
       active += s.activeConnections;
       acceptErrors += s.acceptErrors;
       fdExhausted += s.fdExhausted;
+      accessLogDropped += s.accessLogDropped;
       heldConnections += s.heldConnections;
       if (s.sourceStore) sourceStore = addStore(sourceStore, s.sourceStore, true);
       for (const p of s.pools) if (p.queue) addQueue(queues, p.name, p.queue, true);
@@ -252,6 +258,6 @@ export class StatsAggregator {
         }
       }
     }
-    return { activeConnections: active, acceptErrors, fdExhausted, heldConnections, sourceStore, queues, listeners, backends };
+    return { activeConnections: active, acceptErrors, fdExhausted, accessLogDropped, heldConnections, sourceStore, queues, listeners, backends };
   }
 }
