@@ -97,6 +97,7 @@ export class ProxyStatusSource implements StatusSource {
     this.proxy.flushLiveBytes(); // counters include connections still open
     this.#poll(now);
     const p = this.proxy;
+    const store = p.sourceStoreStatus();
     return {
       at: now,
       process: {
@@ -112,6 +113,7 @@ export class ProxyStatusSource implements StatusSource {
         fdExhausted: p.fdExhausted,
         accessLogDropped: p.accessLogDropped,
         heldConnections: p.heldConnections,
+        ...(store && { sourceLimitStore: store }),
       },
       listeners: [...[...p.listeners.values()].map(listenerStatus), ...[...p.udp.map.values()].map(udpListenerStatus)],
       pools: [...p.pools.values()].map((pool) => poolStatus(pool, now, p.backendQueue(pool), this.#counters)),
@@ -272,3 +274,4 @@ export function poolStatus(pool: Pool, now = Date.now(), queue?: BackendQueue, c
     queue: queueStatus(queue),
   };
 }
+

@@ -102,6 +102,20 @@ export interface ProcessStatus {
   accessLogDropped: number;
   /** Connections held over an accept-time limit (`overLimit: queue`) right now. */
   heldConnections: number;
+  /** The shared store of per-source limits; absent when no listener uses one. */
+  sourceLimitStore?: SourceStoreStatus;
+}
+
+/** The shared store of per-source limits (`sourceLimits.shared`), as the processes see it. */
+export interface SourceStoreStatus {
+  /** Processes that use a store: this one, or the live workers. */
+  processes: number;
+  /** Of them, those that cannot reach it now (its limits fall back, `onStoreFailure`). */
+  away: number;
+  /** Failed or timed-out store commands and connection errors, since start. */
+  errors: number;
+  /** Times a process fell back because the store went away. */
+  fallbacks: number;
 }
 
 /** A recent notable event (backend state change, connect failures, reload…). */

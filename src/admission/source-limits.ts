@@ -41,11 +41,31 @@ export const DEFAULT_IPV4_PREFIX = 32;
 /** Entries examined by the incremental sweep on every admit. */
 export const SWEEP_STEPS_PER_ADMIT = 2;
 
-/** Why a source was refused. */
-export type SourceRejectReason = 'source_concurrency' | 'source_rate';
+/** Why a source was refused (`source_store`: the shared store is away with `onStoreFailure: closed`). */
+export type SourceRejectReason = 'source_concurrency' | 'source_rate' | 'source_store';
 
-/** The outcome of {@link SourceLimiter.tryAdmit}. */
+/** The outcome of {@link SourceLimits.tryAdmit}. */
 export type SourceAdmission = { ok: true; release: () => void } | { ok: false; reason: SourceRejectReason };
+
+/**
+ * Per-source limits as the listener uses them: {@link SourceLimiter} counts in this process,
+ * `SharedSourceLimiter` (shared-source-limits.ts) in a shared store, with a SourceLimiter as its
+ * fall-back.
+ */
+export interface SourceLimits {
+  /** The key a source address is counted under. */
+  keyOf(address: string): string;
+  /** Admits a new connection from `address` or says why not; synchronous. */
+  tryAdmit(address: string): SourceAdmission;
+  /**
+   * Called at accept, before {@link tryAdmit}, when the address is known then: a promise when
+   * the decision needs an answer from a shared store first (the connection waits for it, at
+   * most once), undefined to decide now.
+   */
+  prepare?(address: string | undefined): Promise<void> | undefined;
+  /** Stops timers and leaves the store (the limiter was replaced by a reload or the proxy closed). */
+  close?(): void;
+}
 
 interface Entry {
   active: number;
@@ -56,8 +76,8 @@ interface Entry {
 
 const NOOP_RELEASE = (): void => {};
 
-/** Per-source limiter; one per listener. */
-export class SourceLimiter {
+/** Per-source limiter counting in this process; one per listener. */
+export class SourceLimiter implements SourceLimits {
   readonly #maxConnections: number;
   readonly #rate: number;
   readonly #burst: number;
@@ -124,18 +144,39 @@ export class SourceLimiter {
     }
     e.active++;
     if (!this.#entries.has(key)) this.#entries.set(key, e);
-    const entry = e;
+    return { ok: true, release: this.#releaseOf(key, e) };
+  }
+
+  #releaseOf(key: string, entry: Entry): () => void {
     let released = false;
-    return {
-      ok: true,
-      release: () => {
-        if (released) return;
-        released = true;
-        entry.active--;
-        // Tokens as of the last admit: full then means idle now; otherwise the sweep finds it.
-        if (entry.active === 0 && this.#idle(entry) && this.#entries.get(key) === entry) this.#entries.delete(key);
-      },
+    return () => {
+      if (released) return;
+      released = true;
+      entry.active--;
+      // Tokens as of the last admit: full then means idle now; otherwise the sweep finds it.
+      if (entry.active === 0 && this.#idle(entry) && this.#entries.get(key) === entry) this.#entries.delete(key);
     };
+  }
+
+  /**
+   * Counts a connection that was admitted elsewhere (by a shared store) without checking the
+   * limits, so that these limits, when they take over, start from what really happened. Returns
+   * the release to call when it ends.
+   */
+  record(address: string, now: number = this.#clock()): () => void {
+    this.#sweepSome(now, SWEEP_STEPS_PER_ADMIT);
+    if (this.#maxConnections === 0 && this.#rate === 0) return NOOP_RELEASE;
+    const key = this.keyOf(address);
+    let e = this.#entries.get(key);
+    if (e === undefined) {
+      e = { active: 0, tokens: this.#burst, at: now };
+      this.#entries.set(key, e);
+    } else {
+      this.#refill(e, now);
+    }
+    if (this.#rate > 0) e.tokens = Math.max(0, e.tokens - 1);
+    e.active++;
+    return this.#releaseOf(key, e);
   }
 
   /** Drops every idle entry (no connections, full bucket); returns how many were dropped. */

@@ -9,7 +9,7 @@
  */
 import type { Proxy } from '../proxy/proxy.js';
 import { formatHostPort } from '../util/address.js';
-import type { HistogramSnapshot, PoolQueueStatus } from '../admin/status.js';
+import type { HistogramSnapshot, PoolQueueStatus, SourceStoreStatus } from '../admin/status.js';
 import { queueStatus } from '../admin/proxy-source.js';
 import type { BackendCounters, ListenerCounters, WorkerStats } from './ipc.js';
 
@@ -26,6 +26,7 @@ export function collectWorkerStats(proxy: Proxy): WorkerStats {
     heldConnections: proxy.heldConnections,
     reloads: proxy.stats.reloads,
     reloadFailures: proxy.stats.reloadFailures,
+    sourceStore: proxy.sourceStoreStatus(),
     listeners: [...proxy.listeners.values()].map((l): ListenerCounters => {
       const s = l.stats;
       const a = l.address;
@@ -67,6 +68,8 @@ export interface ClusterTotals {
   fdExhausted: number;
   accessLogDropped: number;
   heldConnections: number;
+  /** The workers' shared store of source limits; undefined when none uses one. */
+  sourceStore: SourceStoreStatus | undefined;
   /** Pool wait queues by pool name (pools with a queue only). */
   queues: Map<string, PoolQueueStatus>;
   /** By listener name. */
@@ -137,6 +140,18 @@ function addQueue(into: Map<string, PoolQueueStatus>, name: string, q: PoolQueue
   t.timedOut += q.timedOut;
 }
 
+/** `into` plus a worker's store counters (the process and away gauges too when `gauges`). */
+function addStore(into: SourceStoreStatus | undefined, from: SourceStoreStatus, gauges: boolean): SourceStoreStatus {
+  const t = into ?? { processes: 0, away: 0, errors: 0, fallbacks: 0 };
+  if (gauges) {
+    t.processes += from.processes;
+    t.away += from.away;
+  }
+  t.errors += from.errors;
+  t.fallbacks += from.fallbacks;
+  return t;
+}
+
 function zeroBackend(name: string): BackendCounters {
   return { name, active: 0, total: 0, failures: 0, bytesIn: 0, bytesOut: 0, connectMsAvg: 0 };
 }
@@ -148,6 +163,8 @@ export class StatsAggregator {
   #baseAcceptErrors = 0;
   #baseFdExhausted = 0;
   #baseAccessLogDropped = 0;
+  /** Store counters of workers that exited (their errors and fall-backs; no gauges). */
+  #baseStore: SourceStoreStatus | undefined;
   readonly #baseQueues = new Map<string, PoolQueueStatus>();
   readonly #baseListeners = new Map<string, ListenerCounters>();
   readonly #baseBackends = new Map<string, BackendCounters>();
@@ -170,6 +187,7 @@ export class StatsAggregator {
     this.#baseAcceptErrors += s.acceptErrors;
     this.#baseFdExhausted += s.fdExhausted;
     this.#baseAccessLogDropped += s.accessLogDropped;
+    if (s.sourceStore) this.#baseStore = addStore(this.#baseStore, s.sourceStore, false);
     for (const p of s.pools) if (p.queue) addQueue(this.#baseQueues, p.name, p.queue, false);
     for (const l of s.listeners) {
       let b = this.#baseListeners.get(l.name);
@@ -202,6 +220,7 @@ export class StatsAggregator {
     let fdExhausted = this.#baseFdExhausted;
     let accessLogDropped = this.#baseAccessLogDropped;
     let heldConnections = 0;
+    let sourceStore = this.#baseStore && { ...this.#baseStore };
     const queues = new Map<string, PoolQueueStatus>();
     for (const [name, q] of this.#baseQueues) queues.set(name, { ...q });
     for (const s of this.#live.values()) {
@@ -210,6 +229,7 @@ export class StatsAggregator {
       fdExhausted += s.fdExhausted;
       accessLogDropped += s.accessLogDropped;
       heldConnections += s.heldConnections;
+      if (s.sourceStore) sourceStore = addStore(sourceStore, s.sourceStore, true);
       for (const p of s.pools) if (p.queue) addQueue(queues, p.name, p.queue, true);
       for (const l of s.listeners) {
         let into = listeners.get(l.name);
@@ -238,6 +258,6 @@ export class StatsAggregator {
         }
       }
     }
-    return { activeConnections: active, acceptErrors, fdExhausted, accessLogDropped, heldConnections, queues, listeners, backends };
+    return { activeConnections: active, acceptErrors, fdExhausted, accessLogDropped, heldConnections, sourceStore, queues, listeners, backends };
   }
 }

@@ -11,7 +11,7 @@
 import type { BackendConfig, Config } from '../config/types.js';
 import type { BoundAddress } from '../proxy/proxy.js';
 import type { BackendTotals } from '../proxy/backend.js';
-import type { HistogramSnapshot, PoolQueueStatus } from '../admin/status.js';
+import type { HistogramSnapshot, PoolQueueStatus, SourceStoreStatus } from '../admin/status.js';
 
 /** A backend as the primary sees it: its settings plus the health the primary decided. */
 export interface BackendState extends BackendConfig {
@@ -75,6 +75,8 @@ export interface WorkerStats {
   heldConnections: number;
   reloads: number;
   reloadFailures: number;
+  /** The worker's view of its shared store of source limits; absent without one. */
+  sourceStore?: SourceStoreStatus;
   listeners: ListenerCounters[];
   pools: { name: string; backends: BackendCounters[]; queue: PoolQueueStatus | undefined }[];
 }

@@ -85,6 +85,7 @@ export class ClusterStatusSource implements StatusSource {
         fdExhausted: totals.fdExhausted,
         accessLogDropped: totals.accessLogDropped,
         heldConnections: totals.heldConnections,
+        ...(totals.sourceStore && { sourceLimitStore: totals.sourceStore }),
       },
       listeners,
       // Queues live in the workers: their sums replace the primary's (idle) ones.

@@ -30,6 +30,7 @@ import {
   type PoolTlsConfig,
   type RouteConfig,
   type SourceLimitsConfig,
+  type SharedSourceLimitsConfig,
   type TimeoutsConfig,
   type UdpListenerConfig,
 } from './types.js';
@@ -385,6 +386,48 @@ const aclRuleSchema = z
     ...(r.deny ?? []).map((c): AclRule => ({ action: 'deny', cidr: c })),
   ]);
 
+/** A Redis URL: `redis://` or `rediss://`, with a host; the path, when given, is a database number. */
+const redisUrl = z.string().transform((s, ctx): string => {
+  let u: URL;
+  try {
+    u = new URL(s.trim());
+  } catch {
+    ctx.addIssue({ code: 'custom', message: `${JSON.stringify(s)}: expected a URL like redis://HOST:PORT/DB or rediss://HOST:PORT/DB`, input: s });
+    return z.NEVER;
+  }
+  if (u.protocol !== 'redis:' && u.protocol !== 'rediss:') {
+    ctx.addIssue({ code: 'custom', message: `${JSON.stringify(s)}: the scheme must be redis:// or rediss:// (TLS), got ${u.protocol}//`, input: s });
+    return z.NEVER;
+  }
+  if (u.hostname === '') {
+    ctx.addIssue({ code: 'custom', message: `${JSON.stringify(s)}: no host`, input: s });
+    return z.NEVER;
+  }
+  if (u.pathname !== '' && u.pathname !== '/' && !/^\/\d+$/.test(u.pathname)) {
+    ctx.addIssue({ code: 'custom', message: `${JSON.stringify(s)}: the path is a database number (/0), got ${u.pathname}`, input: s });
+    return z.NEVER;
+  }
+  return s.trim();
+});
+
+const sharedSourceLimitsSchema = z
+  .strictObject({
+    redis: redisUrl,
+    prefix: z.string().max(100).optional(),
+    timeout: duration({ positive: true }).optional(),
+    onStoreFailure: z.enum(['open', 'closed']).optional(),
+    leaseTtl: duration({ positive: true }).optional(),
+    leaseSize: positiveInt.max(1000).optional(),
+  })
+  .transform((s): SharedSourceLimitsConfig => ({
+    redis: s.redis,
+    prefix: s.prefix ?? Defaults.sharedLimitsPrefix,
+    timeoutMs: s.timeout ?? Defaults.sharedLimitsTimeoutMs,
+    onStoreFailure: s.onStoreFailure ?? 'open',
+    leaseTtlMs: s.leaseTtl ?? Defaults.sharedLimitsLeaseTtlMs,
+    leaseSize: s.leaseSize,
+  }));
+
 const sourceLimitsSchema = z
   .strictObject({
     maxConnections: count.optional(),
@@ -393,6 +436,7 @@ const sourceLimitsSchema = z
     ipv6Prefix: z.number().int().min(0).max(128).optional(),
     datagramsPerSecond: z.number().min(0).optional(),
     datagramBurst: z.number().min(1).optional(),
+    shared: sharedSourceLimitsSchema.optional(),
   })
   .transform((s): SourceLimitsConfig => {
     const rate = s.ratePerSecond ?? 0;
@@ -404,6 +448,7 @@ const sourceLimitsSchema = z
       burst: s.burst ?? (rate > 0 ? Math.max(1, rate) : 0),
       ipv6Prefix: s.ipv6Prefix ?? Defaults.ipv6SourcePrefix,
       ...(datagrams > 0 && { datagramsPerSecond: datagrams, datagramBurst: s.datagramBurst ?? Math.max(1, datagrams) }),
+      ...(s.shared !== undefined && { shared: s.shared }),
     };
   });
 

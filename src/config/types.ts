@@ -161,6 +161,24 @@ export interface SourceLimitsConfig {
   datagramsPerSecond?: number;
   /** Token bucket size for datagrams. Default = datagramsPerSecond (at least 1). */
   datagramBurst?: number;
+  /** Count the limits across processes and instances in a shared store (Redis); absent = per process. */
+  shared?: SharedSourceLimitsConfig;
+}
+
+/** `sourceLimits.shared`: the store every worker of every instance counts in (docs/deployment.md). */
+export interface SharedSourceLimitsConfig {
+  /** `redis://[user:pass@]host:port/db` or `rediss://` (TLS). */
+  redis: string;
+  /** Prefix of every key l4lb writes. Default `l4lb:`. */
+  prefix: string;
+  /** A store that does not answer within this is away. Default 50ms. */
+  timeoutMs: number;
+  /** While the store is away: `open` applies the local limits, `closed` refuses limited connections. Default open. */
+  onStoreFailure: 'open' | 'closed';
+  /** Concurrency leases of a process that stops renewing them (crashed) stop counting after this. Default 10s. */
+  leaseTtlMs: number;
+  /** Rate tokens (and spare connection slots) a process takes from the store at once per source. Default: burst / 10, 1-10. */
+  leaseSize: number | undefined;
 }
 
 /** What a UDP listener does besides the common listener settings (docs/configuration.md). */
@@ -276,6 +294,9 @@ export const Defaults = {
   dnsMinTtlMs: 1_000,
   dnsMaxTtlMs: 300_000,
   ipv6SourcePrefix: 64,
+  sharedLimitsPrefix: 'l4lb:',
+  sharedLimitsTimeoutMs: 50,
+  sharedLimitsLeaseTtlMs: 10_000,
   /** UDP sessions end after this long without a datagram (nginx and Envoy use 10 min and 1 min;
    * 30 s keeps the session table small for query traffic and still spans a game or VoIP gap). */
   udpIdleTimeoutMs: 30_000,

@@ -77,6 +77,12 @@ export const MetricNames = {
   udpDatagramsDropped: 'l4lb_udp_datagrams_dropped_total',
   /** UDP datagrams forwarded to and from a backend. Labels: pool, backend, direction. */
   backendUdpDatagrams: 'l4lb_backend_udp_datagrams_total',
+  /** Failed or timed-out commands to the shared store of source limits, and connection errors. No labels. */
+  sourceLimitStoreErrors: 'l4lb_source_limit_store_errors_total',
+  /** Times a process fell back from the shared store (it went away). No labels. */
+  sourceLimitStoreFallbacks: 'l4lb_source_limit_store_fallbacks_total',
+  /** Processes whose shared store is away now (their limits fall back); 0 = all reach it. No labels. */
+  sourceLimitStoreAway: 'l4lb_source_limit_store_away',
   /** Admin API actions, by action and HTTP status. Labels: action, status. */
   adminActions: 'l4lb_admin_actions_total',
 } as const;

@@ -313,6 +313,31 @@ export class MetricsRegistry {
         this.set(snap().process.heldConnections);
       },
     });
+    // Only when a listener uses a shared store of source limits.
+    new Counter({
+      name: n.sourceLimitStoreErrors, help: 'Failed or timed-out commands to the shared store of source limits, and connection errors.', registers: reg,
+      collect() {
+        this.reset();
+        const st = snap().process.sourceLimitStore;
+        if (st) this.inc(st.errors);
+      },
+    });
+    new Counter({
+      name: n.sourceLimitStoreFallbacks, help: 'Times a process fell back from the shared store of source limits (it went away).', registers: reg,
+      collect() {
+        this.reset();
+        const st = snap().process.sourceLimitStore;
+        if (st) this.inc(st.fallbacks);
+      },
+    });
+    new Gauge({
+      name: n.sourceLimitStoreAway, help: 'Processes whose shared store of source limits is away now (0 = all reach it).', registers: reg,
+      collect() {
+        this.reset();
+        const st = snap().process.sourceLimitStore;
+        if (st) this.set(st.away);
+      },
+    });
     this.#adminActions = new Counter({
       name: n.adminActions, help: 'Admin API actions, by action and HTTP status.', labelNames: ['action', 'status'], registers: reg,
     });

@@ -17,7 +17,7 @@ import type { ListenerConfig } from '../config/types.js';
 import type { ListenerStats } from '../observability/stats.js';
 import type { ConnectionSet } from './connection-set.js';
 import type { Acl } from '../admission/acl.js';
-import type { SourceLimiter } from '../admission/source-limits.js';
+import type { SourceLimits } from '../admission/source-limits.js';
 import type { SniRouter } from '../protocol/sni-router.js';
 import type { CertificateStore } from './tls.js';
 import type { DataSocket } from './data-socket.js';
@@ -101,7 +101,8 @@ export interface ConnectionPolicy {
   acl: Acl | undefined;
   /** Sources allowed to send a PROXY header; others are rejected. */
   proxyTrusted: Acl | undefined;
-  sourceLimits: SourceLimiter | undefined;
+  /** Per-source limits: local, or counted in a shared store. */
+  sourceLimits: SourceLimits | undefined;
   /** Read a ClientHello before routing (passthrough SNI routing). */
   peekClientHello: boolean;
   router: SniRouter<string> | undefined;

@@ -3,7 +3,7 @@
  * connection on it shares: config, counters, live connections, admission.
  */
 import net from 'node:net';
-import { Defaults, type ListenerConfig } from '../config/types.js';
+import { Defaults, type ListenerConfig, type SharedSourceLimitsConfig } from '../config/types.js';
 import { L4lbError, ErrorCodes, type ConnectError } from '../errors.js';
 import { ListenerStats } from '../observability/stats.js';
 import { LogFields, type Logger } from '../observability/log.js';
@@ -18,7 +18,9 @@ import {
 } from './connection.js';
 import type { DataSocket } from './data-socket.js';
 import { Acl } from '../admission/acl.js';
-import { SourceLimiter, RateLimitedLog } from '../admission/source-limits.js';
+import { SourceLimiter, RateLimitedLog, type SourceLimits } from '../admission/source-limits.js';
+import { SharedSourceLimiter } from '../admission/shared-source-limits.js';
+import type { SourceStore } from '../admission/source-store.js';
 import { SniRouter } from '../protocol/sni-router.js';
 import { CertificateStore } from './tls.js';
 import type { BackendQueue } from '../admission/queue.js';
@@ -26,23 +28,20 @@ import type { BackendQueue } from '../admission/queue.js';
 /** A listener's config compiled for the hot path: what its connections read (connection.ts). */
 export type ListenerPolicy = ConnectionPolicy;
 
-/** Compiles a listener config; throws (L4lbError) on unusable certificates. */
-export function compilePolicy(c: ListenerConfig, previous?: { config: ListenerConfig; policy: ListenerPolicy }): ListenerPolicy {
+/** Where shared per-source limits are counted: the process's connection to a store. */
+export type SourceStores = (config: SharedSourceLimitsConfig) => SourceStore;
+
+/**
+ * Compiles a listener config; throws (L4lbError) on unusable certificates. Without `stores`
+ * (a cluster primary checking a config), shared source limits are compiled as local ones.
+ */
+export function compilePolicy(c: ListenerConfig, previous?: { config: ListenerConfig; policy: ListenerPolicy }, stores?: SourceStores): ListenerPolicy {
   const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
   const keepLimiter = previous && same(previous.config.sourceLimits, c.sourceLimits);
   const policy: Omit<ListenerPolicy, 'needsClientAddress' | 'needsNetSocket'> = {
     acl: c.acl.length > 0 || c.aclDefault === 'deny' ? new Acl(c.acl, c.aclDefault) : undefined,
     proxyTrusted: c.acceptProxy ? new Acl(c.acceptProxy.trusted.map((cidr) => ({ action: 'allow' as const, cidr })), 'deny') : undefined,
-    sourceLimits: keepLimiter
-      ? previous.policy.sourceLimits
-      : c.sourceLimits && (c.sourceLimits.maxConnections > 0 || c.sourceLimits.ratePerSecond > 0)
-        ? new SourceLimiter({
-            maxConnections: c.sourceLimits.maxConnections,
-            ratePerSecond: c.sourceLimits.ratePerSecond,
-            burst: c.sourceLimits.burst,
-            ipv6Prefix: c.sourceLimits.ipv6Prefix,
-          })
-        : undefined,
+    sourceLimits: keepLimiter ? previous.policy.sourceLimits : sourceLimiter(c, stores),
     peekClientHello: c.tls?.mode === 'passthrough',
     router:
       c.routes.length > 0 || c.tls
@@ -55,6 +54,20 @@ export function compilePolicy(c: ListenerConfig, previous?: { config: ListenerCo
     needsClientAddress: !!(policy.acl || policy.proxyTrusted || policy.sourceLimits),
     needsNetSocket: !!(policy.proxyTrusted || policy.peekClientHello || policy.certificates),
   };
+}
+
+function sourceLimiter(c: ListenerConfig, stores: SourceStores | undefined): SourceLimits | undefined {
+  const sl = c.sourceLimits;
+  if (!sl || (sl.maxConnections === 0 && sl.ratePerSecond === 0)) return undefined;
+  const opts = { maxConnections: sl.maxConnections, ratePerSecond: sl.ratePerSecond, burst: sl.burst, ipv6Prefix: sl.ipv6Prefix };
+  if (!sl.shared || !stores) return new SourceLimiter(opts);
+  return new SharedSourceLimiter({
+    ...opts,
+    listener: c.name,
+    store: stores(sl.shared),
+    onStoreFailure: sl.shared.onStoreFailure,
+    leaseSize: sl.shared.leaseSize,
+  });
 }
 
 /** What a listener needs from the process around it. */
@@ -83,6 +96,8 @@ export interface ListenerHost {
   fdExhaustedOnConnect(err: unknown): void;
   /** Extra options for binding listening sockets (cluster workers); default none. */
   readonly listenOptions?: ListenOptions;
+  /** The process's connection to a shared store of source limits (one per store). */
+  sourceStore(config: SharedSourceLimitsConfig): SourceStore;
 }
 
 /** How a listening socket is bound (multi-process mode, see docs/cluster.md). */
@@ -110,8 +125,8 @@ export class ListenerRuntime implements ConnectionHost {
 
   constructor(config: ListenerConfig, host: ListenerHost) {
     this.#config = config;
-    this.#policy = compilePolicy(config);
     this.#host = host;
+    this.#policy = compilePolicy(config, undefined, (sc) => host.sourceStore(sc));
     this.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (socket) => this.#accept(socket));
     // Accept errors (EMFILE, ENFILE…) must never crash the process: libuv keeps the
     // listening socket and retries on the next readable event.
@@ -123,7 +138,19 @@ export class ListenerRuntime implements ConnectionHost {
 
   /** An accepted connection (a net.Socket, or a raw socket from raw-socket.ts). */
   #accept(socket: DataSocket): void {
-    if (!this.#host.holdIfOverLimit(this, socket)) handleConnection(this, socket);
+    if (!this.#host.holdIfOverLimit(this, socket)) this.serve(socket);
+  }
+
+  /**
+   * Serves an accepted connection now. Shared source limits may first need one answer from
+   * their store (bounded by its timeout); the client is not read meanwhile. With PROXY the
+   * source is known only after the header, so nothing waits here.
+   */
+  serve(socket: DataSocket): void {
+    const p = this.#policy;
+    const wait = p.sourceLimits?.prepare && !p.proxyTrusted ? p.sourceLimits.prepare(socket.remoteAddress) : undefined;
+    if (wait === undefined) handleConnection(this, socket);
+    else void wait.then(() => handleConnection(this, socket));
   }
 
   get config(): ListenerConfig {
@@ -140,11 +167,12 @@ export class ListenerRuntime implements ConnectionHost {
    * listener (certificate files are read here) before changing anything. Throws L4lbError.
    */
   compile(next: ListenerConfig): ListenerPolicy {
-    return compilePolicy(next, { config: this.#config, policy: this.#policy });
+    return compilePolicy(next, { config: this.#config, policy: this.#policy }, (sc) => this.#host.sourceStore(sc));
   }
 
   /** Applies `next` with the policy {@link compile} made from it; cannot fail. */
   apply(next: ListenerConfig, policy: ListenerPolicy): void {
+    if (this.#policy.sourceLimits !== policy.sourceLimits) this.#policy.sourceLimits?.close?.();
     this.#policy = policy;
     this.#config = next;
   }

@@ -14,7 +14,7 @@
  * - `drain` stops accepting at once, lets connections finish, then closes the rest spread
  *   over a window; `close` ends everything now, also in the middle of a drain.
  */
-import type { Config, ListenerConfig } from '../config/types.js';
+import type { Config, ListenerConfig, SharedSourceLimitsConfig } from '../config/types.js';
 import { createLogger, LogFields, type Logger } from '../observability/log.js';
 import { ProcessStats } from '../observability/stats.js';
 import { createAccessLog, type AccessLog } from '../observability/access-log.js';
@@ -24,6 +24,8 @@ import { DISCOVERY_START_WAIT_MS, PoolDiscoveries } from '../discovery/manager.j
 import { BackendQueue } from '../admission/queue.js';
 import { handleConnection, type AccessRecord } from './connection.js';
 import { ListenerRuntime, type ListenerHost, type ListenOptions } from './listener.js';
+import { SourceStore } from '../admission/source-store.js';
+import type { SourceStoreStatus } from '../admin/status.js';
 import { AcceptQueue, FdPressure, isFdExhausted } from './limits.js';
 import { Pool } from './pool.js';
 import { matchListeners } from './listener-match.js';
@@ -130,6 +132,8 @@ export class Proxy implements ListenerHost, ProxyHandle {
   #closing = false;
   /** Set by close(): a drain in progress stops waiting and spreading. */
   #closed = false;
+  /** Connections to shared stores of source limits, by store. */
+  readonly #stores = new Map<string, SourceStore>();
 
   constructor(config: Config, options: StartOptions = {}) {
     this.#config = config;
@@ -407,6 +411,32 @@ export class Proxy implements ListenerHost, ProxyHandle {
   }
 
   // --- ListenerHost ---
+  sourceStore(config: SharedSourceLimitsConfig): SourceStore {
+    // One connection per store (URL and prefix) and process, whatever the listeners using it.
+    const id = JSON.stringify([config.redis, config.prefix, config.timeoutMs, config.leaseTtlMs, config.onStoreFailure]);
+    let store = this.#stores.get(id);
+    if (!store) this.#stores.set(id, (store = new SourceStore(config, this.logger)));
+    return store;
+  }
+
+  /** The shared stores of source limits this process uses (none without `sourceLimits.shared`). */
+  get sourceStores(): SourceStore[] {
+    return [...this.#stores.values()];
+  }
+
+  /** This process's view of its shared stores (any store away = away); undefined without one. */
+  sourceStoreStatus(): SourceStoreStatus | undefined {
+    if (this.#stores.size === 0) return undefined;
+    const st: SourceStoreStatus = { processes: 1, away: 0, errors: 0, fallbacks: 0 };
+    for (const store of this.#stores.values()) {
+      const c = store.counters;
+      if (c.state !== 'up') st.away = 1;
+      st.errors += c.errors;
+      st.fallbacks += c.fallbacks;
+    }
+    return st;
+  }
+
   pool(name: string): Pool | undefined {
     return this.#pools.get(name);
   }
@@ -646,6 +676,8 @@ export class Proxy implements ListenerHost, ProxyHandle {
         this.#retired.delete(l);
       }
     }
+    for (const l of [...this.listeners.values(), ...this.#retired.keys()]) l.policy.sourceLimits?.close?.();
+    await Promise.all([...this.#stores.values()].map((st) => st.close()));
     this.#access.flush();
   }
 }

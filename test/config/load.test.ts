@@ -286,6 +286,33 @@ test('source limits default the burst to the rate, and at least one', () => {
   assert.deepEqual(at('{ maxConnections: 3 }'), { maxConnections: 3, ratePerSecond: 0, burst: 0, ipv6Prefix: 64 });
 });
 
+test('sourceLimits.shared takes a redis:// or rediss:// URL and fills its defaults', () => {
+  const at = (limits: string): unknown =>
+    parseConfigText(doc(...BASE.slice(0, 4), `    sourceLimits: ${limits}`, ...BASE.slice(4), ...BASE_BACKENDS), 'l4lb.yaml', {})
+      .listeners[0].sourceLimits;
+  assert.deepEqual(at('{ ratePerSecond: 20, shared: { redis: "redis://127.0.0.1:6379/0" } }'), {
+    maxConnections: 0,
+    ratePerSecond: 20,
+    burst: 20,
+    ipv6Prefix: 64,
+    shared: { redis: 'redis://127.0.0.1:6379/0', prefix: 'l4lb:', timeoutMs: 50, onStoreFailure: 'open', leaseTtlMs: 10_000, leaseSize: undefined },
+  });
+  const full = at('{ maxConnections: 5, shared: { redis: "rediss://u:p@redis.internal:6380/2", prefix: "edge:", timeout: 20ms, onStoreFailure: closed, leaseTtl: 3s, leaseSize: 4 } }');
+  assert.deepEqual((full as { shared: unknown }).shared, {
+    redis: 'rediss://u:p@redis.internal:6380/2', prefix: 'edge:', timeoutMs: 20, onStoreFailure: 'closed', leaseTtlMs: 3000, leaseSize: 4,
+  });
+});
+
+test('a bad sourceLimits.shared is rejected with its path and why', () => {
+  const limits = (shared: string) => doc(...BASE.slice(0, 4), `    sourceLimits: { ratePerSecond: 5, shared: ${shared} }`, ...BASE.slice(4), ...BASE_BACKENDS);
+  assertOnlyIssue(parseError(limits('{ redis: "http://127.0.0.1:6379" }')), 'listeners[0].sourceLimits.shared.redis', 5, /the scheme must be redis:\/\/ or rediss:\/\/ \(TLS\), got http:\/\//);
+  assertOnlyIssue(parseError(limits('{ redis: "redis://127.0.0.1:6379/cache" }')), 'listeners[0].sourceLimits.shared.redis', 5, /the path is a database number/);
+  assertOnlyIssue(parseError(limits('{ redis: "not a url" }')), 'listeners[0].sourceLimits.shared.redis', 5, /expected a URL like redis:\/\/HOST:PORT\/DB/);
+  assertOnlyIssue(parseError(limits('{ redis: "redis://127.0.0.1", onStoreFailure: maybe }')), 'listeners[0].sourceLimits.shared.onStoreFailure', 5, /open.*closed/);
+  assertOnlyIssue(parseError(limits('{ redis: "redis://127.0.0.1", timeout: 0 }')), 'listeners[0].sourceLimits.shared.timeout', 5, /greater than 0/);
+  assertOnlyIssue(parseError(limits('{ prefix: "x:" }')), 'listeners[0].sourceLimits.shared.redis', 5, /./);
+});
+
 test('top-level x- keys are ignored so they can hold YAML anchors for merge keys', () => {
   const cfg = parseConfigText(
     doc('x-timeouts: &t { connect: 2s, idle: 1m }', ...BASE.slice(0, 4), '    timeouts: { <<: *t, idle: 2m }', ...BASE.slice(4), ...BASE_BACKENDS),

@@ -2,7 +2,7 @@
  * @module test/discovery/support — a real DNS server (dnsmasq) on a loopback port, plus
  * small helpers the discovery tests share. Every helper returns something with close().
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { once } from 'node:events';
@@ -15,6 +15,8 @@ import { pino } from 'pino';
 import type { Logger } from '../../src/observability/log.js';
 import { parseConfigText } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
+// dnsmasq runs under the watchdog, so it cannot outlive a test process killed before its cleanup.
+import { WATCHDOG, stopWatched, type Watched } from '../support/watchdog.js';
 
 /** Where Debian installs dnsmasq. The tests need it: they fail, never skip, without it. */
 export const DNSMASQ = '/usr/sbin/dnsmasq';
@@ -67,19 +69,9 @@ export async function freeDnsPort(): Promise<number> {
   }
 }
 
-/**
- * Runs dnsmasq under a small `sh` watchdog: the shell prints dnsmasq's pid, waits for it,
- * and kills it as soon as its own stdin (a pipe from this process) closes — so dnsmasq
- * cannot outlive a test process that is killed before its cleanup runs.
- */
-const WATCHDOG = 'exec 3<&0; "$@" </dev/null & p=$!; echo "$p"; (read _ <&3; kill -9 "$p" 2>/dev/null) & wait "$p"';
 
 /** A running dnsmasq: its watchdog shell and dnsmasq's own pid. */
-interface Running {
-  shell: ChildProcess;
-  pid: number;
-  exited: boolean;
-}
+type Running = Watched;
 
 /**
  * dnsmasq serving the zone `test` only from files this object writes: names missing from
@@ -151,7 +143,7 @@ export class Dnsmasq {
   async kill(): Promise<void> {
     const run = this.#run;
     this.#run = undefined;
-    if (run) await stopRun(run);
+    if (run) await stopWatched(run);
   }
 
   /** Starts dnsmasq again on the same port, with the current records. */
@@ -222,7 +214,7 @@ export class Dnsmasq {
     const deadline = Date.now() + 5000;
     while (run.pid === 0 || log.split(`read ${this.#hostsFile}`).length < 2) {
       if (run.exited || Date.now() > deadline) {
-        await stopRun(run);
+        await stopWatched(run);
         throw new Error(`dnsmasq did not start (port ${port}): ${log.trim() || '(no output)'}`);
       }
       await new Promise((r) => setTimeout(r, 10));
@@ -244,21 +236,6 @@ export class Dnsmasq {
       await new Promise((r) => setTimeout(r, 10));
     }
   }
-}
-
-/** Kills a dnsmasq we started (by its pid) and waits for its watchdog shell to exit. */
-async function stopRun(run: Running): Promise<void> {
-  if (!run.exited && run.pid > 0) {
-    try {
-      process.kill(run.pid, 'SIGKILL');
-    } catch {
-      // already gone
-    }
-  }
-  // Closing stdin ends the watchdog's reader too.
-  run.shell.stdin!.end();
-  if (!run.exited && run.pid === 0) run.shell.kill('SIGKILL');
-  if (!run.exited) await once(run.shell, 'exit');
 }
 
 /** A TCP server on `host:port` (port 0 = any) answering each connection with `name\n`, then echoing. */

@@ -208,6 +208,14 @@ function render(s, ready) {
   $('version').textContent = `v${s.process.version} · pid ${s.process.pid}`;
   $('uptime').textContent = fmtDuration(s.process.uptimeMs);
   $('total-active').textContent = fmtNum(s.process.activeConnections);
+  // The shared store of per-source limits, when listeners use one: up, or away in how many processes.
+  const store = s.process.sourceLimitStore;
+  $('store').hidden = !store;
+  if (store) {
+    const v = $('store-state');
+    v.textContent = store.away === 0 ? 'up' : `away (${store.away} of ${store.processes})`;
+    v.title = `${fmtNum(store.errors)} errors, ${fmtNum(store.fallbacks)} fall-backs to local limits`;
+  }
   const r = state.history[state.history.length - 1];
   $('total-cps').textContent = r ? fmtNum(r.total.connPerSec) : '–';
   $('total-bps').textContent = r ? `${fmtBytes(r.total.bytesPerSec)}/s` : '–';
