@@ -8,10 +8,14 @@ import type { Config } from '../config/types.js';
 import { normalizeConfig, type ConfigOverride } from '../config/load.js';
 import { LoaderDefaults } from '../config/schema.js';
 import { balancerNames } from '../balancers/index.js';
+import type { SourceFormat } from '../convert/index.js';
 
 export const USAGE = `Usage: l4lb [options] BACKEND...      proxy to BACKENDs (HOST:PORT, IPv6 as [::1]:PORT)
        l4lb --config FILE [--watch]   run from a YAML/JSON config file
        l4lb check FILE                validate a config file and exit
+       l4lb convert FILE [--from haproxy|nginx]
+                                      print an HAProxy or nginx stream config as
+                                      l4lb YAML (exit 3: something was not carried over)
        l4lb --demo                    run three demo backends behind l4lb
 
 Options:
@@ -41,6 +45,7 @@ export type CliAction =
   | { kind: 'version' }
   | { kind: 'demo'; config: Config }
   | { kind: 'check'; file: string }
+  | { kind: 'convert'; file: string; from: SourceFormat | undefined }
   | { kind: 'run-file'; file: string; watch: boolean; overrides: ConfigOverride[] }
   | { kind: 'run'; config: Config };
 
@@ -53,7 +58,7 @@ const DEMO_PLACEHOLDER_BACKEND = '127.0.0.1:1';
 /** Options that take a value; a value starting with a dash (`--retries -1`) is still theirs. */
 const VALUE_OPTIONS = new Set([
   '--listen', '-l', '--udp', '--balance', '-b', '--connect-timeout', '--retries', '--idle-timeout',
-  '--admin', '--workers', '--config', '-c', '--log-level', '--access-log',
+  '--admin', '--workers', '--config', '-c', '--log-level', '--access-log', '--from',
 ]);
 
 /**
@@ -101,6 +106,7 @@ export function parseCli(argv: string[]): CliAction {
         'log-level': { type: 'string' },
         'access-log': { type: 'string' },
         demo: { type: 'boolean' },
+        from: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'V' },
       },
@@ -125,6 +131,14 @@ export function parseCli(argv: string[]): CliAction {
   }
   if (v.workers !== undefined) common.push({ path: ['workers'], value: numberOrText(v.workers), label: '--workers' });
 
+  if (pos[0] === 'convert') {
+    if (pos.length !== 2) throw new UsageError('convert: expected exactly one FILE, e.g. "l4lb convert haproxy.cfg"');
+    if (v.from !== undefined && v.from !== 'haproxy' && v.from !== 'nginx') {
+      throw new UsageError(`--from: "${v.from}" is not haproxy or nginx`);
+    }
+    return { kind: 'convert', file: pos[1], from: v.from };
+  }
+  if (v.from !== undefined) throw new UsageError('--from goes with convert: "l4lb convert FILE --from haproxy"');
   if (pos[0] === 'check') {
     if (pos.length !== 2) throw new UsageError('check: expected exactly one FILE, e.g. "l4lb check l4lb.yaml"');
     return { kind: 'check', file: pos[1] };

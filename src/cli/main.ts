@@ -13,6 +13,7 @@ import { loadConfigFile } from '../config/load.js';
 import { startProxy, type Proxy } from '../proxy/proxy.js';
 import { createLogger, type Logger } from '../observability/log.js';
 import { parseCli, USAGE } from './args.js';
+import { convertConfig, ConvertSyntaxError, type SourceFormat } from '../convert/index.js';
 import type { ConfigOverride } from '../config/load.js';
 import { demoInstructions, startDemoBackends, type DemoBackends } from './demo.js';
 import { startProxyAdmin, type AdminServer } from '../admin/server.js';
@@ -53,6 +54,8 @@ export async function main(argv: string[]): Promise<number> {
       } catch (err) {
         return reportStartError(err);
       }
+    case 'convert':
+      return convert(action.file, action.from);
     case 'run':
       return run(action.config);
     case 'run-file': {
@@ -72,6 +75,32 @@ export async function main(argv: string[]): Promise<number> {
       }));
       return run(action.config, undefined, demo);
     }
+  }
+}
+
+/** Exit code of `l4lb convert` when a directive could not be carried over. */
+const EXIT_CONVERT_DROPPED = 3;
+
+/** `l4lb convert FILE`: the YAML on stdout; 3 when something was dropped, 2 when unreadable. */
+function convert(file: string, from: SourceFormat | undefined): number {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    process.stderr.write(`l4lb: ${file}: cannot read it: ${(err as Error).message}\n`);
+    return 2;
+  }
+  try {
+    const r = convertConfig(text, file, from);
+    process.stdout.write(r.yaml);
+    if (r.dropped) process.stderr.write(`l4lb: ${file}: some directives were not carried over; see the "not carried over" comments\n`);
+    return r.dropped ? EXIT_CONVERT_DROPPED : 0;
+  } catch (err) {
+    if (err instanceof ConvertSyntaxError) {
+      process.stderr.write(`l4lb: ${file}:${err.line}: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
   }
 }
 

@@ -84,7 +84,7 @@ export interface Peer {
   output(): string;
 }
 
-function spawnPeer(t: TestContext, cmd: string, args: string[], what: string): Peer {
+export function spawnPeer(t: TestContext, cmd: string, args: string[], what: string): Peer {
   const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   child.stdout!.on('data', (c: Buffer) => (out += c.toString()));
