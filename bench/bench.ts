@@ -16,6 +16,7 @@ import { cleanupAll, registerTempDir } from './procs.js';
 import { markdownReport, summarize, textReport, type ContenderResult, type MetricId, type RunInfo, type SuiteResult } from './report.js';
 import {
   IdleBackend,
+  servesTarget,
   startHttpBackend,
   startIperfServer,
   startProxy,
@@ -25,7 +26,7 @@ import {
   type ServerContext,
   type Target,
 } from './servers.js';
-import { currentNode, extendPath, l4lbBuilt, missingTools, node24, repoRoot, shortToolVersions, toolVersions, type NodeRuntime } from './tools.js';
+import { currentNode, extendPath, l4lbBuilt, missingTools, nodeRuntime, repoRoot, shortToolVersions, toolVersions, type NodeRuntime } from './tools.js';
 
 /** Full-mode defaults: about 7.5 minutes on a 2-core machine. */
 const FULL = { rounds: 5, durationS: 3, idleConns: 4000, maxConns: 9000, workerRounds: 2, warmupS: 1, noiseRepeats: 12 };
@@ -43,9 +44,12 @@ const BUSY_WARN_CORES = 0.15;
 const NOISE_LIMIT_CORES = 0.2;
 /** How many times one sample may be taken again because of other processes' load (see also `noiseRepeats`). */
 const MAX_NOISE_REPEATS = 2;
-/** CPU the proxies run on, and CPU the clients and backends run on. */
-const PROXY_CPU = '0';
-const CLIENT_CPU = '1';
+/** CPU the proxies run on by default (`--proxy-cpu`); clients and backends run on the other. */
+const PROXY_CPU = 0;
+/** Node majors l4lb runs on by default, besides the bench's own Node (`--node`). */
+const DEFAULT_NODE_MAJORS = [24, 26];
+/** What a keep-alive client sends on each connection before it idles (the memory phase). */
+const KEEP_ALIVE_REQUEST = Buffer.from('GET / HTTP/1.1\r\nHost: bench\r\n\r\n');
 
 /** Command-line options. */
 interface Options {
@@ -59,7 +63,12 @@ interface Options {
   warmupS: number;
   /** Samples that may be taken again in the whole run because other processes were busy. */
   noiseRepeats: number;
-  node24: 'auto' | 'yes' | 'no';
+  /** Node majors to run l4lb on besides the bench's own Node. */
+  nodeMajors: number[];
+  /** Whether a runtime of `nodeMajors` that cannot be had is an error (else it is skipped). */
+  strictNode: boolean;
+  /** CPU the proxies are pinned to (0 or 1); the clients get the other. */
+  proxyCpu: number;
   workers: boolean;
   /** Whether a full run may update docs/perf-chart.svg and the results block of docs/performance.md. */
   docs: boolean;
@@ -78,9 +87,13 @@ const USAGE = `usage: npm run bench -- [options]
   --duration S       seconds per client run (default ${FULL.durationS})
   --idle-conns N     idle connections for the memory phase (default ${FULL.idleConns})
   --max-conns N      concurrency target (default ${FULL.maxConns}, capped by the fd limit)
-  --node24           require l4lb on Node 24 too (scripts/node24.sh installs it)
-  --no-node24        run l4lb on the current Node only
-                     (default: current Node, plus Node 24 when scripts/node24.sh succeeds)
+  --node LIST        Node majors to run l4lb on besides the bench's own Node, comma-separated
+                     (default ${DEFAULT_NODE_MAJORS.join(',')}; scripts/node-runtime.sh installs them;
+                     one that cannot be installed is skipped with a note); --node none: only
+                     the bench's own Node
+  --strict-node      a runtime of --node that cannot be installed is an error
+  --node24           the same as --node 24 --strict-node; --no-node24: --node none
+  --proxy-cpu N      pin the proxies to CPU N (0 or 1, default ${PROXY_CPU}); clients go to the other
   --no-workers       skip the 2-worker comparison (l4lb --workers 2 vs HAProxy nbthread 2)
   --no-docs          leave docs/ alone (the chart goes to bench/results/ instead)
   --only LIST        only these contenders (ids or kinds, comma-separated; haproxy is always kept)
@@ -94,7 +107,7 @@ Needs haproxy, nginx + libnginx-mod-stream, iperf3, wrk, taskset: run bench/setu
 function parseOptions(argv: string[]): Options | undefined {
   const quick = argv.includes('--quick');
   const d = quick ? QUICK : FULL;
-  const o: Options = { quick, ...d, node24: 'auto', workers: true, docs: true };
+  const o: Options = { quick, ...d, nodeMajors: DEFAULT_NODE_MAJORS, strictNode: false, proxyCpu: PROXY_CPU, workers: true, docs: true };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const num = (): number => {
@@ -107,8 +120,20 @@ function parseOptions(argv: string[]): Options | undefined {
     else if (a === '--duration') o.durationS = num();
     else if (a === '--idle-conns') o.idleConns = num();
     else if (a === '--max-conns') o.maxConns = num();
-    else if (a === '--node24') o.node24 = 'yes';
-    else if (a === '--no-node24') o.node24 = 'no';
+    else if (a === '--node') {
+      const list = argv[++i] ?? '';
+      o.nodeMajors = list === 'none' ? [] : list.split(',').map(Number);
+      if (o.nodeMajors.some((m) => !Number.isInteger(m) || m < 20)) throw new Error(`--node needs Node majors (20 or later), comma-separated, or none: ${list}`);
+    } else if (a === '--strict-node') o.strictNode = true;
+    else if (a === '--node24') {
+      o.nodeMajors = [24];
+      o.strictNode = true;
+    } else if (a === '--no-node24') o.nodeMajors = [];
+    else if (a === '--proxy-cpu') {
+      const v = argv[++i];
+      if (v !== '0' && v !== '1') throw new Error(`--proxy-cpu needs 0 or 1, not ${v}`);
+      o.proxyCpu = Number(v);
+    }
     else if (a === '--no-workers') o.workers = false;
     else if (a === '--no-docs') o.docs = false;
     else if (a === '--report') o.report = argv[++i];
@@ -142,13 +167,25 @@ interface Backends {
   idle: IdleBackend;
 }
 
-type Phase = 'bulk1' | 'bulk4' | 'newConn' | 'keepAlive';
+type Phase = 'bulk1' | 'bulk4' | 'newConn' | 'newConnLog' | 'newConnLogStderr' | 'keepAlive';
 
 const PHASE_LABEL: Record<Phase, string> = {
   bulk1: 'bulk, 1 stream',
   bulk4: 'bulk, 4 streams',
   newConn: 'new connections',
+  newConnLog: 'new connections, logs on (file)',
+  newConnLogStderr: 'new connections, l4lb defaults (stderr to a file)',
   keepAlive: 'keep-alive',
+};
+
+/** The instance each phase drives. */
+const PHASE_TARGET: Record<Phase, Target> = {
+  bulk1: 'iperf',
+  bulk4: 'iperf',
+  newConn: 'http',
+  newConnLog: 'http-log',
+  newConnLogStderr: 'http-log-stderr',
+  keepAlive: 'http',
 };
 
 /** What one suite measures. */
@@ -177,29 +214,33 @@ function emptyResult(c: Contender): ContenderResult {
     available: true,
     bulk: [],
     newConn: [],
+    newConnLog: [],
+    newConnLogStderr: [],
     keepAlive: [],
     failures: [],
     repeats: 0,
   };
 }
 
-function targetsOf(spec: SuiteSpec): Target[] {
-  const t: Target[] = [];
-  if (spec.phases.some((p) => p === 'bulk1' || p === 'bulk4')) t.push('iperf');
-  if (spec.phases.some((p) => p === 'newConn' || p === 'keepAlive')) t.push('http');
-  if (spec.memory) t.push('idle');
-  return t;
+/** The instances a contender needs for the suite's phases (a log target only if it logs). */
+function targetsOf(spec: SuiteSpec, c: Contender): Target[] {
+  const t = new Set<Target>(spec.phases.map((p) => PHASE_TARGET[p]));
+  if (spec.memory) {
+    t.add('idle');
+    t.add('idle-ka');
+  }
+  return [...t].filter((x) => servesTarget(c.kind, x));
 }
 
 function upstreamsOf(target: Target, b: Backends): Endpoint[] {
-  return target === 'http' ? b.http : target === 'iperf' ? [b.iperf] : [b.idle.endpoint];
+  return target === 'iperf' ? [b.iperf] : target === 'idle' || target === 'idle-ka' ? [b.idle.endpoint] : b.http;
 }
 
 function measurePhase(phase: Phase, inst: Map<Target, ProxyInstance>, opts: Options, ctx: ServerContext): Promise<BulkSample | WrkSample> {
   if (phase === 'bulk1' || phase === 'bulk4') {
     return measureBulk(inst.get('iperf')!, phase === 'bulk1' ? 1 : 4, opts.durationS, ctx.clientCpus);
   }
-  return measureWrk(inst.get('http')!, { close: phase === 'newConn', durationS: opts.durationS, clientCpus: ctx.clientCpus });
+  return measureWrk(inst.get(PHASE_TARGET[phase])!, { close: phase !== 'keepAlive', durationS: opts.durationS, clientCpus: ctx.clientCpus });
 }
 
 /**
@@ -224,6 +265,14 @@ async function leastNoisy<T extends CpuReading>(
   return { sample: best, repeats };
 }
 
+/** Where a wrk phase's samples go. */
+function wrkSamples(r: ContenderResult, phase: Phase): WrkSample[] {
+  if (phase === 'newConn') return r.newConn;
+  if (phase === 'newConnLog') return (r.newConnLog ??= []);
+  if (phase === 'newConnLogStderr') return (r.newConnLogStderr ??= []);
+  return r.keepAlive;
+}
+
 /** Starts one instance per target; if any fails, stops the others and throws. */
 async function startContender(c: Contender, targets: Target[], ctx: ServerContext, backends: Backends): Promise<Map<Target, ProxyInstance>> {
   const started = await Promise.allSettled(targets.map((t) => startProxy(ctx, c, t, upstreamsOf(t, backends))));
@@ -239,10 +288,14 @@ async function startContender(c: Contender, targets: Target[], ctx: ServerContex
   return byTarget;
 }
 
-/** Memory per idle connection, then concurrency, on the instance that saw no other traffic. */
+/**
+ * Memory per idle connection, then concurrency, on the instance that saw no other traffic;
+ * memory per keep-alive connection on another such instance.
+ */
 async function measureIdlePhases(
   r: ContenderResult,
   inst: ProxyInstance,
+  kaInst: ProxyInstance,
   idle: IdleBackend,
   run: RunInfo,
   attempt: (what: string, fn: () => Promise<string>) => Promise<void>,
@@ -251,6 +304,11 @@ async function measureIdlePhases(
     const m = await measureIdleMemory(inst, idle, run.idleConns);
     r.idleMemory = m;
     return `${m.kibPerConn.toFixed(2)} KiB per connection (${m.rssBeforeKiB} → ${m.rssAfterKiB} KiB RSS, ${m.held} held)`;
+  });
+  await attempt('keep-alive memory', async () => {
+    const m = await measureIdleMemory(kaInst, idle, run.idleConns, KEEP_ALIVE_REQUEST);
+    r.kaMemory = m;
+    return `${m.kibPerConn.toFixed(2)} KiB per keep-alive connection after a request (${m.rssBeforeKiB} → ${m.rssAfterKiB} KiB RSS, ${m.held} held)`;
   });
   await attempt('concurrency', async () => {
     const m = await measureMaxConns(inst, idle, run.maxConnTarget, Math.ceil(run.maxConnTarget / MAX_CONN_STEPS));
@@ -281,7 +339,7 @@ async function runSuite(
   await Promise.all(
     spec.contenders.map(async (c) => {
       try {
-        instances.set(c.id, await startContender(c, targetsOf(spec), ctx, backends));
+        instances.set(c.id, await startContender(c, targetsOf(spec, c), ctx, backends));
       } catch (err) {
         const r = results.get(c.id)!;
         r.available = false;
@@ -317,6 +375,7 @@ async function runSuite(
       for (const c of rotate(live, round)) {
         const r = results.get(c.id)!;
         const inst = instances.get(c.id)!;
+        if (!inst.has(PHASE_TARGET[phase])) continue;
         const what = `round ${round + 1} ${PHASE_LABEL[phase]}`;
         await attempt(c, what, async () => {
           const { sample, repeats } = await leastNoisy(c, noise, () => measurePhase(phase, inst, opts, ctx));
@@ -325,7 +384,7 @@ async function runSuite(
             r.bulk.push(sample);
             return `${sample.gbps.toFixed(2)} Gbit/s${sample.cpuS !== undefined ? `, ${sample.cpuS.toFixed(2)} CPU s` : ''}`;
           }
-          (phase === 'newConn' ? r.newConn : r.keepAlive).push(sample);
+          wrkSamples(r, phase).push(sample);
           const cpu = sample.cpuS !== undefined ? `, ${((sample.cpuS / sample.requests) * 1e6).toFixed(1)} CPU µs/req` : '';
           return `${Math.round(sample.reqPerSec)} req/s, p99 ${sample.p99Ms.toFixed(2)} ms${cpu}${sample.errors ? `, ${sample.errors} errors` : ''}`;
         });
@@ -336,7 +395,8 @@ async function runSuite(
   if (spec.memory) {
     log(`  idle memory (${run.idleConns} connections) and concurrency (up to ${run.maxConnTarget})`);
     for (const c of live.filter((x) => x.kind !== 'direct')) {
-      await measureIdlePhases(results.get(c.id)!, instances.get(c.id)!.get('idle')!, backends.idle, run, (what, fn) => attempt(c, what, fn));
+      const inst = instances.get(c.id)!;
+      await measureIdlePhases(results.get(c.id)!, inst.get('idle')!, inst.get('idle-ka')!, backends.idle, run, (what, fn) => attempt(c, what, fn));
     }
   }
 
@@ -355,18 +415,21 @@ async function runSuite(
   };
 }
 
-/** Node runtimes to run l4lb on, per the --node24 option. */
+/** Node runtimes to run l4lb on: the bench's own, then those of --node (oldest first). */
 function runtimes(opts: Options): NodeRuntime[] {
   const current = currentNode();
   const major = Number(current.version.slice(1).split('.')[0]);
-  if (opts.node24 === 'no' || major >= 24) return [current];
-  try {
-    return [current, node24()];
-  } catch (err) {
-    if (opts.node24 === 'yes') throw new Error(`Node 24 unavailable (scripts/node24.sh): ${(err as Error).message}`);
-    log(`note: Node 24 unavailable, l4lb runs on ${current.version} only (${(err as Error).message.split('\n')[0]})`);
-    return [current];
+  const out = [current];
+  for (const m of [...new Set(opts.nodeMajors)].sort((a, b) => a - b)) {
+    if (m === major) continue;
+    try {
+      out.push(nodeRuntime(m));
+    } catch (err) {
+      if (opts.strictNode) throw new Error(`Node ${m} unavailable (scripts/node-runtime.sh ${m}): ${(err as Error).message}`);
+      log(`note: Node ${m} unavailable, l4lb does not run on it (${(err as Error).message.split('\n')[0]})`);
+    }
   }
+  return out.sort((a, b) => Number(a.version.slice(1).split('.')[0]) - Number(b.version.slice(1).split('.')[0]));
 }
 
 function l4lbId(rt: NodeRuntime, workers: number): string {
@@ -414,11 +477,15 @@ function singleCoreSpec(setup: Setup): SuiteSpec {
       { id: 'node-pipe', kind: 'node-pipe', workers: 1, cpus, node: currentNode() },
       ...setup.runtimes.map((rt): Contender => ({ id: l4lbId(rt, 1), kind: 'l4lb', workers: 1, cpus, node: rt })),
     ]),
-    phases: ['bulk1', 'bulk4', 'newConn', 'keepAlive'],
+    phases: ['bulk1', 'bulk4', 'newConn', 'newConnLog', 'newConnLogStderr', 'keepAlive'],
     memory: true,
     rounds: setup.opts.rounds,
     judged: true,
-    metrics: ['bulk1', 'bulk4', 'cpuPerGB', 'userPerGB', 'connPerSec', 'cpuPerConnUs', 'userPerConnUs', 'kaReqPerSec', 'kaP50Ms', 'kaP99Ms', 'idleKiBPerConn', 'maxHeld'],
+    metrics: [
+      'bulk1', 'bulk4', 'cpuPerGB', 'userPerGB', 'connPerSec', 'cpuPerConnUs', 'userPerConnUs',
+      'logConnPerSec', 'logCpuPerConnUs', 'logLineUs', 'stderrLogCpuPerConnUs', 'stderrLogLineUs',
+      'kaReqPerSec', 'kaP50Ms', 'kaP99Ms', 'idleKiBPerConn', 'kaKiBPerConn', 'maxHeld',
+    ],
   };
 }
 
@@ -566,7 +633,7 @@ async function main(argv: string[]): Promise<number> {
   }
   const started = Date.now();
   const cores = availableParallelism();
-  const [proxyCpu, clientCpu] = cores >= 2 ? [PROXY_CPU, CLIENT_CPU] : ['0', '0'];
+  const [proxyCpu, clientCpu] = cores >= 2 ? [String(opts.proxyCpu), String(1 - opts.proxyCpu)] : ['0', '0'];
   if (cores < 2) log('warning: fewer than 2 CPUs: proxies and clients share CPU 0, numbers are not comparable');
   // The bench itself (and the connection holder inside it) is a client: keep it off the proxy core.
   execFileSync('taskset', ['-a', '-cp', clientCpu, String(process.pid)], { stdio: 'ignore' });

@@ -48,8 +48,12 @@ export class ConnectionHolder {
     this.#backendBase = (await this.#backend.count()).open;
   }
 
-  /** Opens `count` more connections and waits until they reach the backend (or fail). */
-  async open(count: number): Promise<OpenResult> {
+  /**
+   * Opens `count` more connections and waits until they reach the backend (or fail). With
+   * `request`, each connection sends it once connected and counts as open when the backend's
+   * echo has come back: a keep-alive connection between two requests.
+   */
+  async open(count: number, request?: Buffer): Promise<OpenResult> {
     let started = 0;
     let done = 0;
     await new Promise<void>((resolve) => {
@@ -71,8 +75,21 @@ export class ConnectionHolder {
           s.destroy();
         });
         s.once('connect', () => {
-          s.setTimeout(0);
-          settle();
+          if (!request) {
+            s.setTimeout(0);
+            settle();
+            return;
+          }
+          let got = 0;
+          const onData = (d: Buffer): void => {
+            got += d.length;
+            if (got < request.length) return;
+            s.off('data', onData);
+            s.setTimeout(0);
+            settle();
+          };
+          s.on('data', onData);
+          s.write(request);
         });
         s.on('error', (err: NodeJS.ErrnoException) => {
           const code = err.code ?? 'ERROR';

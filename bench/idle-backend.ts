@@ -1,5 +1,6 @@
 /**
- * @module bench/idle-backend — a backend that accepts connections and holds them, idle.
+ * @module bench/idle-backend — a backend that accepts connections and holds them, idle
+ * (echoing whatever a client sends, for connections that carry one request first).
  *
  * Run as a child with an IPC channel. It sends `{ type: 'ready', port }` once listening and
  * answers `{ type: 'count', id }` with `{ type: 'count', id, open, accepted }`, which is how the
@@ -26,8 +27,9 @@ function main(): void {
     accepted++;
     s.on('error', () => {});
     s.on('close', () => open--);
-    // Echo-free and silent: the connection just sits there until the peer closes it.
-    s.resume();
+    // Silent unless spoken to: an idle connection sits there until the peer closes it; a
+    // keep-alive one gets its request echoed once, then sits there too.
+    s.on('data', (d) => s.write(d));
   });
   server.listen({ host, port: 0, backlog: 4096 }, () => {
     const addr = server.address();

@@ -133,12 +133,12 @@ export interface IdleMemorySample {
 }
 
 /** Opens `count` idle connections through the instance to the idle backend and reads RSS growth. */
-export async function measureIdleMemory(inst: ProxyInstance, backend: IdleBackend, count: number): Promise<IdleMemorySample> {
+export async function measureIdleMemory(inst: ProxyInstance, backend: IdleBackend, count: number, request?: Buffer): Promise<IdleMemorySample> {
   assertAlive(inst);
   const pid = inst.proc!.pid;
   const warm = new ConnectionHolder(inst.address, backend);
   await warm.init();
-  await warm.open(MEMORY_WARMUP_CONNS);
+  await warm.open(MEMORY_WARMUP_CONNS, request);
   await warm.closeAll();
   await sleep(MEMORY_SETTLE_MS);
 
@@ -146,7 +146,7 @@ export async function measureIdleMemory(inst: ProxyInstance, backend: IdleBacken
   await holder.init();
   const rssBeforeKiB = rssKiB(pid);
   try {
-    const r = await holder.open(count);
+    const r = await holder.open(count, request);
     await sleep(MEMORY_SETTLE_MS);
     assertAlive(inst);
     const rssAfterKiB = rssKiB(pid);

@@ -7,7 +7,7 @@
  * SIGINT/SIGTERM and on an uncaught error; temp dirs registered here are removed at the same time.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { rmSync } from 'node:fs';
+import { closeSync, openSync, rmSync } from 'node:fs';
 import { connect } from 'node:net';
 
 /** How long a stopped child gets between SIGTERM and SIGKILL. */
@@ -31,6 +31,9 @@ export interface StartOptions {
   ipc?: boolean;
   /** Keep all of stdout instead of a tail (for commands whose output is parsed). */
   keepStdout?: boolean;
+  /** Send stdout / stderr to this file (created or truncated) instead of a pipe: a proxy's log. */
+  stdoutFile?: string;
+  stderrFile?: string;
   env?: NodeJS.ProcessEnv;
 }
 
@@ -158,11 +161,15 @@ export function describeExit(e: ExitInfo): string {
 export function startProcess(name: string, cmd: string, args: string[], opts: StartOptions = {}): ManagedProcess {
   installCleanupHooks();
   const [file, argv] = opts.cpus !== undefined ? ['taskset', ['-c', opts.cpus, cmd, ...args]] : [cmd, args];
+  const out = opts.stdoutFile !== undefined ? openSync(opts.stdoutFile, 'w') : 'pipe';
+  const err = opts.stderrFile !== undefined ? openSync(opts.stderrFile, 'w') : 'pipe';
   const child = spawn(file, argv, {
     detached: true,
-    stdio: opts.ipc ? ['ignore', 'pipe', 'pipe', 'ipc'] : ['ignore', 'pipe', 'pipe'],
+    stdio: opts.ipc ? ['ignore', out, err, 'ipc'] : ['ignore', out, err],
     env: opts.env ?? process.env,
   });
+  // The child has its own copies of the descriptors.
+  for (const fd of [out, err]) if (typeof fd === 'number') closeSync(fd);
   // A spawn failure (ENOENT) surfaces as an 'error' event and an exit; keep it from throwing.
   child.on('error', () => {});
   const managed = new ManagedProcess(name, child, opts.keepStdout ?? false);

@@ -193,8 +193,24 @@ export interface Contender {
   node?: { bin: string; version: string };
 }
 
-/** Which backend group a proxy instance forwards to. */
-export type Target = 'http' | 'iperf' | 'idle';
+/**
+ * Which backend group a proxy instance forwards to, and how it logs. `http` and the others log
+ * nothing (as the published comparison always did); `http-log` is the same HTTP group with an
+ * access line per connection written to a file, as users run proxies: HAProxy `option tcplog`
+ * with `log stdout format raw` and stdout to a file, nginx `access_log FILE`, l4lb
+ * `--access-log FILE`. `http-log-stderr` is l4lb's true default (access log on stderr, log
+ * level info) with stderr to a file. `idle-ka` forwards to the idle backend like `idle`, for
+ * the keep-alive memory phase: a process of its own, so memory the idle phase freed is not
+ * counted as this phase's.
+ */
+export type Target = 'http' | 'http-log' | 'http-log-stderr' | 'iperf' | 'idle' | 'idle-ka';
+
+/** Whether the contender can log to `target` (only proxies log; node-pipe has no log). */
+export function servesTarget(kind: ContenderKind, target: Target): boolean {
+  if (target === 'http-log') return kind === 'haproxy' || kind === 'nginx' || kind === 'l4lb';
+  if (target === 'http-log-stderr') return kind === 'l4lb';
+  return true;
+}
 
 /** A running proxy instance (or the direct path, which has no process). */
 export interface ProxyInstance {
@@ -216,25 +232,32 @@ export async function startProxy(
   const port = await freePort();
   const listen: Endpoint = { host: LOOPBACK, port };
   const name = `${contender.id}-${target}`;
+  const logFile = target === 'http-log' || target === 'http-log-stderr' ? join(nginxPrefix(ctx, name), 'access.log') : undefined;
   let proc: ManagedProcess;
   switch (contender.kind) {
     case 'haproxy':
-      proc = startHaproxy(ctx, name, contender, listen, upstreams);
+      proc = startHaproxy(ctx, name, contender, listen, upstreams, logFile);
       break;
     case 'nginx':
-      proc = startNginxStream(ctx, name, contender, listen, upstreams);
+      proc = startNginxStream(ctx, name, contender, listen, upstreams, logFile);
       break;
     case 'node-pipe':
     case 'l4lb': {
       const script = contender.kind === 'l4lb' ? L4LB_BIN : join(HERE, 'node-pipe.js');
       const args = [script, '--listen', hostPort(listen)];
       if (contender.kind === 'l4lb') {
-        // HAProxy and nginx are configured without logs; l4lb's access log is turned off to match.
-        args.push('--balance', 'round-robin', '--log-level', 'warn', '--access-log', 'off');
+        // Without logs, l4lb's access log is off to match HAProxy and nginx. With them: a file,
+        // or the defaults (stderr, level info) with stderr going to the file.
+        args.push('--balance', 'round-robin');
+        if (target === 'http-log') args.push('--log-level', 'warn', '--access-log', logFile!);
+        else if (target !== 'http-log-stderr') args.push('--log-level', 'warn', '--access-log', 'off');
         if (contender.workers > 1) args.push('--workers', String(contender.workers));
       }
       args.push(...upstreams.map(hostPort));
-      proc = startProcess(name, contender.node?.bin ?? process.execPath, args, { cpus: contender.cpus });
+      proc = startProcess(name, contender.node?.bin ?? process.execPath, args, {
+        cpus: contender.cpus,
+        ...(target === 'http-log-stderr' ? { stderrFile: logFile } : {}),
+      });
       // The CLI contract: the first stdout line announces the listener.
       await proc.waitForLine(/^listening on /, START_TIMEOUT_MS);
       break;
@@ -266,15 +289,18 @@ async function waitForWorkers(proc: ManagedProcess, workers: number): Promise<vo
   }
 }
 
-function startHaproxy(ctx: ServerContext, name: string, c: Contender, listen: Endpoint, upstreams: Endpoint[]): ManagedProcess {
+function startHaproxy(ctx: ServerContext, name: string, c: Contender, listen: Endpoint, upstreams: Endpoint[], logFile?: string): ManagedProcess {
   const maxconn = Math.floor(ctx.proxyFdLimit / 2);
   const bufsize = ctx.proxyBufferSize ? `\n  tune.bufsize ${ctx.proxyBufferSize}` : '';
+  // One tcplog line per connection on stdout, which goes to the file (HAProxy 2.2+).
+  const log = logFile ? '\n  log stdout format raw local0' : '';
+  const tcplog = logFile ? '\n  log global\n  option tcplog' : '';
   const conf = `global
   nbthread ${c.workers}
-  maxconn ${maxconn}${bufsize}
+  maxconn ${maxconn}${bufsize}${log}
 
 defaults
-  mode tcp
+  mode tcp${tcplog}
   maxconn ${maxconn}
   timeout connect 5s
   timeout client ${PROXY_IDLE_TIMEOUT}
@@ -291,15 +317,20 @@ ${upstreams.map((u, i) => `  server s${i + 1} ${hostPort(u)}`).join('\n')}
   const dir = nginxPrefix(ctx, name);
   const confPath = join(dir, 'haproxy.cfg');
   writeFileSync(confPath, conf);
-  return startProcess(name, 'haproxy', ['-db', '-q', '-f', confPath], { cpus: c.cpus });
+  return startProcess(name, 'haproxy', ['-db', '-q', '-f', confPath], { cpus: c.cpus, ...(logFile ? { stdoutFile: logFile } : {}) });
 }
 
-function startNginxStream(ctx: ServerContext, name: string, c: Contender, listen: Endpoint, upstreams: Endpoint[]): ManagedProcess {
+function startNginxStream(ctx: ServerContext, name: string, c: Contender, listen: Endpoint, upstreams: Endpoint[], logFile?: string): ManagedProcess {
   const prefix = nginxPrefix(ctx, name);
+  // nginx's stream log has no predefined format with the upstream; this is its "basic" plus
+  // the backend, written unbuffered (nginx's default: one write per line).
+  const log = logFile
+    ? `\n  log_format tcp '$remote_addr [$time_local] $protocol $status $bytes_sent $bytes_received $session_time "$upstream_addr"';\n  access_log ${logFile} tcp;`
+    : '';
   // Debian builds the stream module as a dynamic module.
   const conf = `load_module ${NGINX_STREAM_MODULE};
 ${nginxMain(ctx, prefix, c.workers, ctx.proxyFdLimit - 100)}
-stream {
+stream {${log}
   upstream be {
 ${upstreams.map((u) => `    server ${hostPort(u)};`).join('\n')}
   }

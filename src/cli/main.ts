@@ -26,6 +26,9 @@ export function version(): string {
   return pkg.version;
 }
 
+/** After shutdown, the longest wait for a stderr pipe's reader to take the last log lines, ms. */
+export const EXIT_LOG_WAIT_MS = 2000;
+
 /** Runs the CLI; resolves with the exit code once the process should exit. */
 export async function main(argv: string[]): Promise<number> {
   let action;
@@ -191,6 +194,11 @@ async function run(config: Config, source?: FileSource, demo?: DemoBackends): Pr
       logger.info('l4lb stopped');
       logger.flush();
       for (const s of ['SIGTERM', 'SIGINT', 'SIGHUP', 'SIGUSR1'] as const) process.removeAllListeners(s);
+      // Everything is closed; only log lines to a stderr pipe may still be on their way. A
+      // reader that stopped reading would keep the process alive forever (a pending pipe
+      // write holds the event loop): give it this long, then exit. The timer is unref'd, so a
+      // normal exit does not wait for it.
+      setTimeout(() => process.exit(), EXIT_LOG_WAIT_MS).unref();
       resolve(0);
     };
     process.on('SIGTERM', stop);

@@ -22,6 +22,7 @@ export function collectWorkerStats(proxy: Proxy): WorkerStats {
     activeConnections: proxy.activeConnections(),
     acceptErrors: proxy.stats.acceptErrors,
     fdExhausted: proxy.fdExhausted,
+    accessLogDropped: proxy.accessLogDropped,
     heldConnections: proxy.heldConnections,
     reloads: proxy.stats.reloads,
     reloadFailures: proxy.stats.reloadFailures,
@@ -64,6 +65,7 @@ export interface ClusterTotals {
   activeConnections: number;
   acceptErrors: number;
   fdExhausted: number;
+  accessLogDropped: number;
   heldConnections: number;
   /** Pool wait queues by pool name (pools with a queue only). */
   queues: Map<string, PoolQueueStatus>;
@@ -145,6 +147,7 @@ export class StatsAggregator {
   /** Counters of workers that exited. */
   #baseAcceptErrors = 0;
   #baseFdExhausted = 0;
+  #baseAccessLogDropped = 0;
   readonly #baseQueues = new Map<string, PoolQueueStatus>();
   readonly #baseListeners = new Map<string, ListenerCounters>();
   readonly #baseBackends = new Map<string, BackendCounters>();
@@ -166,6 +169,7 @@ export class StatsAggregator {
     this.#live.delete(slot);
     this.#baseAcceptErrors += s.acceptErrors;
     this.#baseFdExhausted += s.fdExhausted;
+    this.#baseAccessLogDropped += s.accessLogDropped;
     for (const p of s.pools) if (p.queue) addQueue(this.#baseQueues, p.name, p.queue, false);
     for (const l of s.listeners) {
       let b = this.#baseListeners.get(l.name);
@@ -196,6 +200,7 @@ export class StatsAggregator {
     let active = 0;
     let acceptErrors = this.#baseAcceptErrors;
     let fdExhausted = this.#baseFdExhausted;
+    let accessLogDropped = this.#baseAccessLogDropped;
     let heldConnections = 0;
     const queues = new Map<string, PoolQueueStatus>();
     for (const [name, q] of this.#baseQueues) queues.set(name, { ...q });
@@ -203,6 +208,7 @@ export class StatsAggregator {
       active += s.activeConnections;
       acceptErrors += s.acceptErrors;
       fdExhausted += s.fdExhausted;
+      accessLogDropped += s.accessLogDropped;
       heldConnections += s.heldConnections;
       for (const p of s.pools) if (p.queue) addQueue(queues, p.name, p.queue, true);
       for (const l of s.listeners) {
@@ -232,6 +238,6 @@ export class StatsAggregator {
         }
       }
     }
-    return { activeConnections: active, acceptErrors, fdExhausted, heldConnections, queues, listeners, backends };
+    return { activeConnections: active, acceptErrors, fdExhausted, accessLogDropped, heldConnections, queues, listeners, backends };
   }
 }

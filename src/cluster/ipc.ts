@@ -76,6 +76,7 @@ export interface WorkerStats {
   activeConnections: number;
   acceptErrors: number;
   fdExhausted: number;
+  accessLogDropped: number;
   heldConnections: number;
   reloads: number;
   reloadFailures: number;

@@ -86,6 +86,7 @@ export class ClusterStatusSource implements StatusSource {
         reloadFailures: p.reloadFailures,
         acceptErrors: totals.acceptErrors,
         fdExhausted: totals.fdExhausted,
+        accessLogDropped: totals.accessLogDropped,
         heldConnections: totals.heldConnections,
       },
       listeners,

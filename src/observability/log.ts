@@ -3,6 +3,7 @@
  * names of the fields every log line uses, in one place.
  */
 import { pino, type Logger, type LevelWithSilent } from 'pino';
+import { stderrLines, type LineWriter } from './line-writer.js';
 
 export type { Logger };
 
@@ -20,17 +21,37 @@ export const LogFields = {
   err: 'err',
 } as const;
 
-/** Creates the process logger writing JSON lines to stderr (fd 2). */
+/** Marks a logger made by {@link createLogger} with the writer its lines go to. */
+const WRITER = Symbol('l4lb.lineWriter');
+
+/**
+ * Creates the process logger writing JSON lines to stderr (fd 2), through the process's one
+ * batched stderr writer (observability/line-writer.ts), which the stderr access log shares.
+ */
 export function createLogger(level: LevelWithSilent = 'info'): Logger {
-  return pino(
+  const writer = stderrLines();
+  // pino calls flush(cb) from logger.flush() when the destination has one; cb runs once the
+  // lines have left the process (a cluster worker waits for it before process.exit).
+  const destination = {
+    write: (line: string) => void writer.write(line),
+    flush: (cb: () => void) => writer.whenWritten(cb),
+  };
+  const logger = pino(
     {
       level,
       base: { pid: process.pid },
       timestamp: pino.stdTimeFunctions.isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },
-    pino.destination({ fd: 2, sync: false }),
+    destination,
   );
+  Object.defineProperty(logger, WRITER, { value: writer });
+  return logger;
+}
+
+/** The writer of a logger made by {@link createLogger} (or a child of one), else undefined. */
+export function processLineWriter(logger: Logger): LineWriter | undefined {
+  return (logger as unknown as Record<symbol, LineWriter | undefined>)[WRITER];
 }
 
 /** A logger that drops everything: for embedders and tests that do not want output. */

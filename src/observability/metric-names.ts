@@ -61,6 +61,8 @@ export const MetricNames = {
   acceptErrors: 'l4lb_accept_errors_total',
   /** Accepts and backend dials that failed for lack of file descriptors. No labels. */
   fdExhausted: 'l4lb_fd_exhausted_total',
+  /** Access-log lines dropped because the log target was slower than the traffic or failing. No labels. */
+  accessLogDropped: 'l4lb_access_log_dropped_total',
   /** Connections held over an accept-time limit (overLimit: queue) now. No labels. */
   connectionsHeld: 'l4lb_connections_held',
   /** Admin API actions, by action and HTTP status. Labels: action, status. */

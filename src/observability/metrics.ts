@@ -246,6 +246,13 @@ export class MetricsRegistry {
         this.inc(snap().process.fdExhausted);
       },
     });
+    new Counter({
+      name: n.accessLogDropped, help: 'Access-log lines dropped because the log target was slower than the traffic or failing.', registers: reg,
+      collect() {
+        this.reset();
+        this.inc(snap().process.accessLogDropped);
+      },
+    });
     new Gauge({
       name: n.connectionsHeld, help: 'Connections held over an accept-time limit (overLimit: queue).', registers: reg,
       collect() {

@@ -90,6 +90,8 @@ export class Proxy implements ListenerHost {
   readonly #fd: FdPressure;
   readonly #acceptErrorLog = new RateLimitedLog({ perInterval: 1, intervalMs: 5_000 });
   #access: AccessLog;
+  /** Lines dropped by access logs that reloads replaced. */
+  #accessDroppedBefore = 0;
   readonly #onAccess: ((record: AccessRecord) => void) | undefined;
   /** Listeners removed by a reload whose connections are still draining. */
   readonly #retired = new Map<ListenerRuntime, NodeJS.Timeout>();
@@ -281,7 +283,8 @@ export class Proxy implements ListenerHost {
     for (const [n, l] of ordered) this.listeners.set(n, l);
     const udpChange = udp.commit();
     if (next.log.access !== this.config.log.access) {
-      this.#access.flush();
+      this.#accessDroppedBefore += this.#access.dropped;
+      this.#access.close();
       this.#access = createAccessLog(next.log.access, this.logger);
     }
     if (next.log.level !== this.config.log.level) this.logger.level = next.log.level;
@@ -377,6 +380,11 @@ export class Proxy implements ListenerHost {
   }
 
   /** Times an accept or a dial failed because the process was out of file descriptors. */
+  /** Access-log lines dropped (a target slower than the traffic, or failing), over reloads. */
+  get accessLogDropped(): number {
+    return this.#accessDroppedBefore + this.#access.dropped;
+  }
+
   get fdExhausted(): number {
     return this.#fd.count;
   }

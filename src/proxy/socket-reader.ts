@@ -13,18 +13,25 @@
  * callback runs. A buffer shared between sockets could not follow that rule: a partly
  * completed write still reads from it while another socket would read into it.
  *
- * Buffers come in two sizes from slab pools: every socket starts with a small one (idle and
- * request/response connections never need more); a read that fills it moves the socket to a
- * large one, while the process holds fewer than {@link MAX_LARGE_BUFFERS}; a short read moves it
- * back. Slab memory that is never read into is never touched, so it costs address space, not
- * resident memory.
+ * Buffers come in three sizes from slab pools: every socket starts with a tiny one; a read that
+ * fills it moves the socket to a small one, and a read that fills that to a large one, while
+ * the process holds fewer than {@link MAX_LARGE_BUFFERS}; a short read moves it back down (to
+ * tiny when it fitted a tiny buffer). Slab memory that is never read into is never touched, so
+ * it costs address space, not resident memory; what a socket holds between messages is what
+ * it read into last. HAProxy holds no buffer at all between messages; a libuv handle reads
+ * into the buffer it was given before the data came, so a socket must always hold one, and the
+ * tiny size keeps that near HAProxy's rule: four sockets' tiny buffers share a page, where
+ * every 16 KiB buffer read into once kept a page of its own (a keep-alive connection after a
+ * request: two sockets, 8 KiB; docs/performance.md, "Fifth pass").
  *
  * Public API only: backends get this through `net.connect({ onread })`; accepted sockets through
  * fast-path.ts, which is where the one dependency on Node internals lives.
  */
 import type net from 'node:net';
 
-/** Size of the buffer every socket starts with. */
+/** Size of the buffer every socket starts with, and returns to after a read that fitted it. */
+export const TINY_BUFFER_SIZE = 1024;
+/** Size of the buffer of a socket whose last read filled a tiny one. */
 export const SMALL_BUFFER_SIZE = 16 * 1024;
 /** Size of the buffer of a socket whose reads fill its small one (bulk transfer). */
 export const LARGE_BUFFER_SIZE = 512 * 1024;
@@ -33,7 +40,8 @@ const LARGE_BUFFERS_CAP_BYTES = 256 * 1024 * 1024;
 /** Large buffers the process hands out at most (512: the cap over the buffer size). */
 export const MAX_LARGE_BUFFERS = LARGE_BUFFERS_CAP_BYTES / LARGE_BUFFER_SIZE;
 
-/** Buffers per slab (one ArrayBuffer each): 1 MiB of small ones, 8 MiB of large ones. */
+/** Buffers per slab (one ArrayBuffer each): 256 KiB of tiny ones, 1 MiB of small ones, 8 MiB of large ones. */
+const TINY_PER_SLAB = 256;
 const SMALL_PER_SLAB = 64;
 const LARGE_PER_SLAB = 16;
 
@@ -78,40 +86,50 @@ export class BufferPool {
   }
 }
 
+const tinyPool = new BufferPool(TINY_BUFFER_SIZE, TINY_PER_SLAB);
 const smallPool = new BufferPool(SMALL_BUFFER_SIZE, SMALL_PER_SLAB);
 const largePool = new BufferPool(LARGE_BUFFER_SIZE, LARGE_PER_SLAB, MAX_LARGE_BUFFERS);
 
 /** How many pooled read buffers are in use (for tests and diagnostics). */
-export function readBuffersInUse(): { small: number; large: number } {
-  return { small: smallPool.inUse, large: largePool.inUse };
+export function readBuffersInUse(): { tiny: number; small: number; large: number } {
+  return { tiny: tinyPool.inUse, small: smallPool.inUse, large: largePool.inUse };
 }
 
 /** The buffer a socket starts reading into. */
 export function takeReadBuffer(): Buffer {
-  return smallPool.take()!;
+  return tinyPool.take()!;
+}
+
+function poolOf(b: Buffer): BufferPool {
+  return b.length === TINY_BUFFER_SIZE ? tinyPool : b.length === SMALL_BUFFER_SIZE ? smallPool : largePool;
 }
 
 /** Gives a read buffer back (its socket is closed and nothing written from it is pending). */
 export function giveReadBuffer(b: Buffer): void {
-  (b.length === LARGE_BUFFER_SIZE ? largePool : smallPool).give(b);
+  poolOf(b).give(b);
 }
 
 /**
  * The buffer for a socket's next read, given its current one (which must be free: nothing
- * written from it is pending) and the size of its last read: a read that filled a small buffer
- * moves the socket to a large one (while the pool has some), a short read moves it back.
+ * written from it is pending) and the size of its last read: a read that filled its buffer
+ * moves the socket one size up (to large only while the pool has some); a read that would
+ * have fitted a tiny buffer moves it back to tiny, and a large buffer's read that would have
+ * fitted a small one back to small.
  */
 export function nextReadBuffer(cur: Buffer, lastRead: number): Buffer {
-  if (cur.length === SMALL_BUFFER_SIZE) {
-    if (lastRead !== SMALL_BUFFER_SIZE) return cur;
-    const big = largePool.take();
-    if (big === undefined) return cur;
-    smallPool.give(cur);
-    return big;
+  const size = cur.length;
+  let next: Buffer | undefined;
+  if (lastRead === size) {
+    if (size === TINY_BUFFER_SIZE) next = smallPool.take()!;
+    else if (size === SMALL_BUFFER_SIZE) next = largePool.take();
+  } else if (lastRead <= TINY_BUFFER_SIZE) {
+    if (size !== TINY_BUFFER_SIZE) next = tinyPool.take()!;
+  } else if (size === LARGE_BUFFER_SIZE && lastRead < SMALL_BUFFER_SIZE) {
+    next = smallPool.take()!;
   }
-  if (lastRead >= SMALL_BUFFER_SIZE) return cur;
-  largePool.give(cur);
-  return smallPool.take()!;
+  if (next === undefined) return cur;
+  poolOf(cur).give(cur);
+  return next;
 }
 
 /** Receives what a {@link SocketReader} reads. */

@@ -118,7 +118,7 @@ function listenerCounters(accepted: number, active: number): ListenerCounters {
 
 function stats(accepted: number, active: number, total: number, avg: number): WorkerStats {
   return {
-    at: Date.now(), pid: 1, activeConnections: active, acceptErrors: 1, fdExhausted: 2, heldConnections: active, reloads: 0, reloadFailures: 0,
+    at: Date.now(), pid: 1, activeConnections: active, acceptErrors: 1, fdExhausted: 2, accessLogDropped: 3, heldConnections: active, reloads: 0, reloadFailures: 0,
     listeners: [listenerCounters(accepted, active)],
     pools: [{
       name: 'web',
@@ -141,6 +141,7 @@ test('counters are summed over workers and kept when a worker exits', () => {
   assert.equal(t.activeConnections, 5);
   assert.equal(t.acceptErrors, 2);
   assert.equal(t.fdExhausted, 4);
+  assert.equal(t.accessLogDropped, 6);
   assert.equal(t.heldConnections, 5);
   assert.deepEqual(t.queues.get('web'), { waiting: 5, queued: 40, overflowed: 2, timedOut: 4 });
   const b = t.backends.get(backendKey('web', 'a'))!;
@@ -155,6 +156,7 @@ test('counters are summed over workers and kept when a worker exits', () => {
   assert.equal(t.backends.get(backendKey('web', 'a'))!.total, 41);
   assert.equal(t.acceptErrors, 3);
   assert.equal(t.fdExhausted, 6, 'an exited worker keeps its counts');
+  assert.equal(t.accessLogDropped, 9, 'an exited worker keeps its dropped access-log lines');
   assert.equal(t.heldConnections, 3, 'gauges count live workers only');
   assert.deepEqual(t.queues.get('web'), { waiting: 3, queued: 41, overflowed: 3, timedOut: 6 });
 });

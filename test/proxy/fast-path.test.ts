@@ -11,7 +11,7 @@ import { once } from 'node:events';
 import { createHash, randomBytes } from 'node:crypto';
 import { attachReader, connectRaw, fastPathStatus, rawSocketsOpen, FAST_PATH_ENV } from '../../src/proxy/fast-path.js';
 import {
-  SocketReader, BufferPool, readBuffersInUse, SMALL_BUFFER_SIZE, LARGE_BUFFER_SIZE, type ReadSink,
+  SocketReader, BufferPool, readBuffersInUse, TINY_BUFFER_SIZE, SMALL_BUFFER_SIZE, LARGE_BUFFER_SIZE, nextReadBuffer, takeReadBuffer, giveReadBuffer, type ReadSink,
 } from '../../src/proxy/socket-reader.js';
 import { startProxy } from '../../src/proxy/proxy.js';
 import { configFromBackends } from '../../src/config/quick.js';
@@ -84,8 +84,8 @@ testFast('an accepted socket reads into its reader, never through data events', 
   assert.equal(dataEvents, 0);
   assert.equal(sink.bytes, payload.length);
   assert.equal(sink.hash.digest('hex'), createHash('sha256').update(payload).digest('hex'));
-  // Reads that fill the small buffer moved the socket to a large one.
-  assert.deepEqual([...sink.sizes].sort((a, b) => a - b), [SMALL_BUFFER_SIZE, LARGE_BUFFER_SIZE]);
+  // Reads that fill a buffer moved the socket up: tiny, then small, then large.
+  assert.deepEqual([...sink.sizes].sort((a, b) => a - b), [TINY_BUFFER_SIZE, SMALL_BUFFER_SIZE, LARGE_BUFFER_SIZE]);
 });
 
 testFast('a reader that returns false stops the socket until it is resumed, and loses nothing', async (t) => {
@@ -169,6 +169,25 @@ test('the buffer pool reuses freed buffers, carves slabs, and stops at its maxim
   assert.equal(pool.take(), undefined, 'at the maximum');
   pool.give(b);
   assert.equal(pool.take(), b, 'the last freed is reused first');
+});
+
+test('a socket holds a tiny buffer between short messages, and moves up one size per read that fills its buffer', () => {
+  const before = readBuffersInUse();
+  let b = takeReadBuffer();
+  assert.equal(b.length, TINY_BUFFER_SIZE, 'every socket starts tiny');
+  assert.equal(nextReadBuffer(b, 100), b, 'a short read keeps the tiny buffer');
+  b = nextReadBuffer(b, TINY_BUFFER_SIZE);
+  assert.equal(b.length, SMALL_BUFFER_SIZE, 'a full tiny read moves up');
+  assert.equal(nextReadBuffer(b, 5000), b, 'a read that needed more than tiny stays small');
+  b = nextReadBuffer(b, SMALL_BUFFER_SIZE);
+  assert.equal(b.length, LARGE_BUFFER_SIZE, 'a full small read moves up');
+  assert.equal(nextReadBuffer(b, LARGE_BUFFER_SIZE), b);
+  b = nextReadBuffer(b, 5000);
+  assert.equal(b.length, SMALL_BUFFER_SIZE, 'a large buffer steps back to small after a read that fitted it');
+  b = nextReadBuffer(b, TINY_BUFFER_SIZE - 1);
+  assert.equal(b.length, TINY_BUFFER_SIZE, 'and to tiny after a read that fitted a tiny one: between messages');
+  giveReadBuffer(b);
+  assert.deepEqual(readBuffersInUse(), before, 'every buffer went back to its pool');
 });
 
 test('relayed connections give every read buffer back, however they end', async (t) => {
