@@ -20,6 +20,9 @@ import type {
   ActionResult, AdminAction, ListenerStatus, PoolQueueStatus, PoolStatus, StatusSnapshot, StatusSource,
 } from './status.js';
 import type { BackendQueue } from '../admission/queue.js';
+import type { UdpListener } from '../udp/listener.js';
+import type { ListenerConfig } from '../config/types.js';
+import type { ListenerStats } from '../observability/stats.js';
 
 /** Options of {@link ProxyStatusSource}. */
 export interface ProxyStatusSourceOptions {
@@ -98,7 +101,7 @@ export class ProxyStatusSource implements StatusSource {
         accessLogDropped: p.accessLogDropped,
         heldConnections: p.heldConnections,
       },
-      listeners: [...p.listeners.values()].map(listenerStatus),
+      listeners: [...[...p.listeners.values()].map(listenerStatus), ...[...p.udp.map.values()].map(udpListenerStatus)],
       pools: [...p.pools.values()].map((pool) => poolStatus(pool, now, p.backendQueue(pool))),
       events: this.events.list(),
     };
@@ -204,15 +207,29 @@ function mapToRecord(m: ReadonlyMap<string, number>): Record<string, number> {
 }
 
 function listenerStatus(l: ListenerRuntime): ListenerStatus {
-  const a = l.address;
+  return countersStatus(l.config, l.address, l.server.listening, l.stats, [...new Set(l.config.routes.map((r) => r.pool))]);
+}
+
+/** A UDP listener in the shape of a TCP one: sessions as connections, dropped datagrams as rejected. */
+function udpListenerStatus(l: UdpListener): ListenerStatus {
   const s = l.stats;
+  return { ...countersStatus(l.config, l.address, l.listening, s, []), protocol: 'udp', datagramsUp: s.datagramsUp, datagramsDown: s.datagramsDown };
+}
+
+function countersStatus(
+  c: ListenerConfig,
+  a: { host: string; port: number } | undefined,
+  listening: boolean,
+  s: ListenerStats,
+  routePools: string[],
+): ListenerStatus {
   const h = s.connectMs;
   return {
-    name: l.config.name,
+    name: c.name,
     address: a ? formatHostPort(a.host, a.port) : undefined,
-    listening: l.server.listening,
-    pool: l.config.pool,
-    routePools: [...new Set(l.config.routes.map((r) => r.pool))],
+    listening,
+    pool: c.pool,
+    routePools,
     active: s.active,
     accepted: s.accepted,
     retries: s.retries,

@@ -43,6 +43,15 @@ export interface ListenerStatus {
   rejected: Record<string, number>;
   /** Connect time of successful attempts, in milliseconds. */
   connectMs: HistogramSnapshot;
+  /**
+   * `udp` for a UDP listener, whose counters count sessions (active, accepted = sessions opened,
+   * closed = sessions ended by reason) and datagrams dropped (rejected, by reason).
+   */
+  protocol?: 'udp';
+  /** UDP: datagrams forwarded client → backend. */
+  datagramsUp?: number;
+  /** UDP: datagrams forwarded backend → client. */
+  datagramsDown?: number;
 }
 
 /** One backend: state, health details, weight, counters, connect latency. */

@@ -158,8 +158,9 @@ export interface SourceLimitsConfig {
 /** What a UDP listener does besides the common listener settings (docs/configuration.md). */
 export interface UdpListenerConfig {
   /**
-   * Replies after which a session ends (nginx `proxy_responses`); 0 = any number, the session
-   * ends by idle timeout. 1 suits DNS. Default 0.
+   * Replies expected to each client datagram (nginx `proxy_responses`): the session ends once
+   * every datagram forwarded has had that many; 0 = any number, the session ends by idle
+   * timeout. 1 suits DNS. Default 0.
    */
   responses: number;
   /**

@@ -65,6 +65,18 @@ export const MetricNames = {
   accessLogDropped: 'l4lb_access_log_dropped_total',
   /** Connections held over an accept-time limit (overLimit: queue) now. No labels. */
   connectionsHeld: 'l4lb_connections_held',
+  /** UDP sessions open right now. Labels: listener. */
+  udpSessionsActive: 'l4lb_udp_sessions_active',
+  /** UDP sessions opened. Labels: listener. */
+  udpSessions: 'l4lb_udp_sessions_total',
+  /** UDP sessions that ended, by reason. Labels: listener, reason. */
+  udpSessionsEnded: 'l4lb_udp_sessions_ended_total',
+  /** UDP datagrams forwarded. Labels: listener, direction (up = client→backend). */
+  udpDatagrams: 'l4lb_udp_datagrams_total',
+  /** UDP datagrams dropped, by reason. Labels: listener, reason. */
+  udpDatagramsDropped: 'l4lb_udp_datagrams_dropped_total',
+  /** UDP datagrams forwarded to and from a backend. Labels: pool, backend, direction. */
+  backendUdpDatagrams: 'l4lb_backend_udp_datagrams_total',
   /** Admin API actions, by action and HTTP status. Labels: action, status. */
   adminActions: 'l4lb_admin_actions_total',
 } as const;

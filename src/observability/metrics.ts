@@ -137,6 +137,46 @@ export class MetricsRegistry {
       ) as unknown as Metric,
     );
 
+    // --- UDP listeners (also counted above: sessions as connections, drops as rejected) ---
+    const udpListeners = () => snap().listeners.filter((l) => l.protocol === 'udp');
+    new Gauge({
+      name: n.udpSessionsActive, help: 'UDP sessions open right now.', labelNames: ['listener'], registers: reg,
+      collect() {
+        this.reset();
+        for (const l of udpListeners()) this.set({ listener: l.name }, l.active);
+      },
+    });
+    new Counter({
+      name: n.udpSessions, help: 'UDP sessions opened.', labelNames: ['listener'], registers: reg,
+      collect() {
+        this.reset();
+        for (const l of udpListeners()) this.inc({ listener: l.name }, l.accepted);
+      },
+    });
+    for (const [name, help, map] of [
+      [n.udpSessionsEnded, 'UDP sessions that ended, by reason.', (l: L) => l.closed],
+      [n.udpDatagramsDropped, 'UDP datagrams dropped, by reason.', (l: L) => l.rejected],
+    ] as const) {
+      new Counter({
+        name, help, labelNames: ['listener', 'reason'], registers: reg,
+        collect() {
+          this.reset();
+          for (const l of udpListeners()) for (const [reason, v] of Object.entries(map(l))) this.inc({ listener: l.name, reason }, v);
+        },
+      });
+    }
+    new Counter({
+      name: n.udpDatagrams, help: 'UDP datagrams forwarded; direction up = client to backend.',
+      labelNames: ['listener', 'direction'], registers: reg,
+      collect() {
+        this.reset();
+        for (const l of udpListeners()) {
+          this.inc({ listener: l.name, direction: 'up' }, l.datagramsUp ?? 0);
+          this.inc({ listener: l.name, direction: 'down' }, l.datagramsDown ?? 0);
+        }
+      },
+    });
+
     // --- per backend ---
     type B = StatusSnapshot['pools'][number]['backends'][number];
     const perBackend = (name: string, help: string, kind: 'counter' | 'gauge', value: (b: B) => number) => {
@@ -169,6 +209,20 @@ export class MetricsRegistry {
           for (const b of p.backends) {
             this.inc({ pool: p.name, backend: b.name, direction: 'up' }, b.bytesIn);
             this.inc({ pool: p.name, backend: b.name, direction: 'down' }, b.bytesOut);
+          }
+        }
+      },
+    });
+    new Counter({
+      name: n.backendUdpDatagrams, help: 'UDP datagrams forwarded to a backend (up) and from it (down); backends that carried UDP only.',
+      labelNames: ['pool', 'backend', 'direction'], registers: reg,
+      collect() {
+        this.reset();
+        for (const p of snap().pools) {
+          for (const b of p.backends) {
+            if (b.datagramsIn === undefined) continue;
+            this.inc({ pool: p.name, backend: b.name, direction: 'up' }, b.datagramsIn);
+            this.inc({ pool: p.name, backend: b.name, direction: 'down' }, b.datagramsOut ?? 0);
           }
         }
       },

@@ -30,7 +30,7 @@ import type { Pool } from '../proxy/pool.js';
 import type { ListenerHost } from '../proxy/listener.js';
 import { Acl } from '../admission/acl.js';
 import { SourceLimiter, RateLimitedLog } from '../admission/source-limits.js';
-import { MAX_PENDING_DATAGRAMS, UdpSession, type SessionOwner, type UdpEndReason } from './session.js';
+import { MAX_PENDING_DATAGRAMS, UdpSession, ipLookup, type SessionOwner, type UdpEndReason } from './session.js';
 
 /** What a UDP listener needs from the process around it (the proxy is one). */
 export type UdpListenerHost = Pick<ListenerHost, 'logger' | 'pool' | 'accessLog' | 'logsAccess' | 'admitGlobal' | 'listenOptions'>;
@@ -120,6 +120,7 @@ export class UdpListener implements SessionOwner {
     this.socket = dgram.createSocket({
       type: family,
       ...(host.listenOptions?.reusePort && { reusePort: true }),
+      lookup: ipLookup,
       recvBufferSize: LISTENER_BUFFER_BYTES,
       sendBufferSize: LISTENER_BUFFER_BYTES,
     } as dgram.SocketOptions);
@@ -261,7 +262,7 @@ export class UdpListener implements SessionOwner {
   }
 
   #backendSocket(pool: Pool, backend: Backend): BackendSocket {
-    const socket = dgram.createSocket(backend.ipFamily === 6 ? 'udp6' : 'udp4');
+    const socket = dgram.createSocket({ type: backend.ipFamily === 6 ? 'udp6' : 'udp4', lookup: ipLookup } as dgram.SocketOptions);
     const bs: BackendSocket = { socket, pending: [], lastUsed: this.clock };
     // Replies are not expected in this mode; reading them keeps the receive buffer empty.
     socket.on('message', () => this.#dropped('unexpected_reply', { backend: backend.address }));

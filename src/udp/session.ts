@@ -17,6 +17,8 @@
  * admission slots and counts the session once, with one access-log line.
  */
 import dgram from 'node:dgram';
+import { lookup as dnsLookup } from 'node:dns';
+import { isIP } from 'node:net';
 import type { Backend } from '../proxy/backend.js';
 import type { Pool } from '../proxy/pool.js';
 import type { PickContext } from '../balancers/types.js';
@@ -25,6 +27,18 @@ import { ErrorCodes } from '../errors.js';
 
 /** Datagrams held while the session socket connects; more are dropped (`pending_full`). */
 export const MAX_PENDING_DATAGRAMS = 16;
+
+/**
+ * dgram's `lookup` for addresses that are IP literals: answers at once. Node's default goes
+ * through `dns.lookup`, which for an IP answers on the next tick — a closure and a tick for
+ * every reply sent to a client and two for every session socket (bind, connect). Names still
+ * go to `dns.lookup`.
+ */
+export function ipLookup(address: string, family: number, callback: (err: Error | null, address: string, family: number) => void): void {
+  const f = isIP(address);
+  if (f !== 0) callback(null, address, f);
+  else dnsLookup(address, family, callback);
+}
 
 /** Why a session ended, in access-log and metric words. */
 export type UdpEndReason =
@@ -84,9 +98,10 @@ export class UdpSession implements PickContext {
   readonly #socket: dgram.Socket;
   /** Datagrams waiting for the connect; undefined once connected. */
   #pending: Buffer[] | undefined = [];
-  /** Replies still to come before the session ends; 0 = no limit. */
-  #responsesLeft: number;
-  readonly #expectsReplies: boolean;
+  /** Replies expected per client datagram (nginx `proxy_responses`); 0 = the session ends by idle timeout. */
+  readonly #responses: number;
+  /** Replies still owed for the datagrams forwarded so far. */
+  #owed = 0;
   readonly #start = performance.now();
   /** Clock time of the last datagram either way. */
   lastActive: number;
@@ -119,10 +134,9 @@ export class UdpSession implements PickContext {
     this.clientPort = port;
     this.pool = pool;
     this.backend = backend;
-    this.#responsesLeft = responses;
-    this.#expectsReplies = responses > 0;
+    this.#responses = responses;
     this.lastActive = owner.clock;
-    const socket = dgram.createSocket(backend.ipFamily === 6 ? 'udp6' : 'udp4');
+    const socket = dgram.createSocket({ type: backend.ipFamily === 6 ? 'udp6' : 'udp4', lookup: ipLookup } as dgram.SocketOptions);
     this.#socket = socket;
     socket.on('message', (msg) => this.#onReply(msg));
     socket.on('error', (err: NodeJS.ErrnoException) => this.#onError(err));
@@ -134,7 +148,10 @@ export class UdpSession implements PickContext {
   /** Forwards one client datagram to the backend. */
   forward(msg: Buffer): void {
     this.lastActive = this.#owner.clock;
-    if (this.#expectsReplies && this.awaitingSince === 0) this.awaitingSince = this.lastActive;
+    if (this.#responses > 0) {
+      if (this.#owed === 0) this.awaitingSince = this.lastActive;
+      this.#owed += this.#responses;
+    }
     const pending = this.#pending;
     if (pending !== undefined) {
       if (pending.length >= MAX_PENDING_DATAGRAMS) {
@@ -166,7 +183,6 @@ export class UdpSession implements PickContext {
     if (this.ended) return;
     const owner = this.#owner;
     this.lastActive = owner.clock;
-    this.awaitingSince = 0;
     this.datagramsDown++;
     this.bytesDown += msg.length;
     this.backend.datagramsOut++;
@@ -176,7 +192,11 @@ export class UdpSession implements PickContext {
       this.pool.recordConnectResult(this.backend, true, performance.now() - this.#start);
     }
     owner.reply(msg, this.clientPort, this.clientAddress);
-    if (this.#responsesLeft > 0 && --this.#responsesLeft === 0) this.end('responses_done');
+    if (this.#owed > 0) {
+      // Every datagram forwarded is owed `responses` replies; the session ends when none is owed.
+      if (--this.#owed === 0) this.end('responses_done');
+      else this.awaitingSince = owner.clock;
+    }
   }
 
   #onError(err: NodeJS.ErrnoException): void {

@@ -4,27 +4,13 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { UdpClient, proxyFrom, udpEcho, until } from './support.js';
+import { UdpClient, proxyFrom, udpConfig, udpEcho, until } from './support.js';
 
-function config(port: number, listener: string, pool = ''): string {
-  return `
-listeners:
-  - name: u
-    listen: 127.0.0.1:0
-    protocol: udp
-    pool: p
-${listener}
-pools:
-  - name: p
-    backends: [127.0.0.1:${port}]
-${pool}
-`;
-}
 
 test('zero-length datagrams are dropped and counted (empty); the same client is served right after', async (t) => {
   const echo = await udpEcho();
   t.after(() => echo.close());
-  const p = await proxyFrom(config(echo.port, ''));
+  const p = await proxyFrom(udpConfig([echo.port], ''));
   t.after(() => p.close());
   const c = await UdpClient.open();
   t.after(() => c.close());
@@ -39,7 +25,7 @@ test('zero-length datagrams are dropped and counted (empty); the same client is 
 test('a datagram from a denied source is dropped (acl) and opens no session; allowed sources are served', async (t) => {
   const echo = await udpEcho();
   t.after(() => echo.close());
-  const p = await proxyFrom(config(echo.port, '    acl: [{ deny: 127.0.0.2/32 }]'));
+  const p = await proxyFrom(udpConfig([echo.port], '    acl: [{ deny: 127.0.0.2/32 }]'));
   t.after(() => p.close());
   const denied = await UdpClient.open('127.0.0.2');
   const allowed = await UdpClient.open('127.0.0.1');
@@ -57,7 +43,7 @@ test('a datagram from a denied source is dropped (acl) and opens no session; all
 test('a flood from one source past its datagram rate is dropped and counted; another client is unharmed', async (t) => {
   const echo = await udpEcho();
   t.after(() => echo.close());
-  const p = await proxyFrom(config(echo.port, '    sourceLimits: { datagramsPerSecond: 20, datagramBurst: 20 }'));
+  const p = await proxyFrom(udpConfig([echo.port], '    sourceLimits: { datagramsPerSecond: 20, datagramBurst: 20 }'));
   t.after(() => p.close());
   const flood = await UdpClient.open('127.0.0.3');
   const other = await UdpClient.open('127.0.0.1');
@@ -79,7 +65,7 @@ test('a flood from one source past its datagram rate is dropped and counted; ano
 test('per-source and per-listener session limits refuse new sessions (dropped and counted), never queue them', async (t) => {
   const echo = await udpEcho();
   t.after(() => echo.close());
-  const p = await proxyFrom(config(echo.port, '    maxConnections: 3\n    sourceLimits: { maxConnections: 2 }'));
+  const p = await proxyFrom(udpConfig([echo.port], '    maxConnections: 3\n    sourceLimits: { maxConnections: 2 }'));
   t.after(() => p.close());
   const l = p.proxy.udp.map.get('u')!;
   const same = await Promise.all([1, 2, 3].map(() => UdpClient.open('127.0.0.4')));
@@ -105,7 +91,7 @@ test('with no backend available the datagram is dropped (no_backend), and a repl
   silent.socket.removeAllListeners('message');
   t.after(() => silent.close());
   const p = await proxyFrom(
-    config(silent.port, '    udp: { responses: 1, responseTimeout: 200ms }', '    passive: { consecutiveFailures: 2, baseEjection: 1m }'),
+    udpConfig([silent.port], '    udp: { responses: 1, responseTimeout: 200ms }', '    passive: { consecutiveFailures: 2, baseEjection: 1m }'),
   );
   t.after(() => p.close());
   const c = await UdpClient.open();
@@ -122,3 +108,32 @@ test('with no backend available the datagram is dropped (no_backend), and a repl
   const l = p.proxy.udp.map.get('u')!;
   await until(() => l.stats.rejected.get('no_backend') === 1, 'the drop for lack of a backend');
 });
+
+test('per-datagram mode: ICMP port-unreachable from a backend ejects it; datagrams go to the live one', async (t) => {
+  const live = await udpEcho();
+  t.after(() => live.close());
+  const dead = await refusedUdpPort();
+  const p = await proxyFrom(
+    udpConfig([dead, live.port], '    udp: { perDatagram: true }', '    passive: { consecutiveFailures: 2, baseEjection: 1m }'),
+  );
+  t.after(() => p.close());
+  const c = await UdpClient.open();
+  t.after(() => c.close());
+  const [deadBackend] = p.proxy.pools.get('p')!.backends;
+  for (let i = 0; i < 10 && deadBackend.state() !== 'down'; i++) {
+    await c.send(p.port, `d${i}`);
+    await new Promise((r) => setTimeout(r, 30));
+  }
+  assert.equal(deadBackend.state(), 'down');
+  const before = live.received;
+  for (let i = 0; i < 6; i++) await c.send(p.port, `x${i}`);
+  await until(() => live.received === before + 6, 'every datagram at the live backend');
+});
+
+/** A UDP port nothing listens on (bound, then closed). */
+async function refusedUdpPort(): Promise<number> {
+  const e = await udpEcho();
+  const port = e.port;
+  await e.close();
+  return port;
+}

@@ -2,7 +2,7 @@
  * UDP load balancing in front of real DNS servers: two dnsmasq instances answer the same name
  * differently, queried through l4lb with dig and with Node's resolver.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -36,6 +36,17 @@ pools:
     backends: [${a.server}, ${b.server}]
 ${passive}
 `;
+}
+
+/** Two servers, a proxy with `responses: 1` in front, and a client; all closed after `t`. */
+async function dnsAndClient(t: TestContext) {
+  const [a, b] = await twoServers();
+  t.after(() => Promise.all([a.close(), b.close()]));
+  const p = await proxyFrom(dnsConfig(a, b));
+  t.after(() => p.close());
+  const c = await UdpClient.open();
+  t.after(() => c.close());
+  return { p, c };
 }
 
 async function dig(port: number, name: string): Promise<string> {
@@ -81,12 +92,7 @@ test("Node's dns Resolver through l4lb: both answers come back, in turn", async 
 });
 
 test('responses: 1 ends a session as soon as its answer is sent: the next query from the same port opens a new one', async (t) => {
-  const [a, b] = await twoServers();
-  t.after(() => Promise.all([a.close(), b.close()]));
-  const p = await proxyFrom(dnsConfig(a, b));
-  t.after(() => p.close());
-  const c = await UdpClient.open();
-  t.after(() => c.close());
+  const { p, c } = await dnsAndClient(t);
   await c.send(p.port, dnsQuery('svc.test', 1));
   await c.waitReplies(1);
   // Ended on the answer, not by the idle timeout (30s).
@@ -140,4 +146,19 @@ test('a dnsmasq killed mid-run is ejected on ICMP port-unreachable and comes bac
   assert.ok(after.includes('10.0.0.1'), `back in rotation: ${after.join(',')}`);
   assert.equal(ba.state(), 'up');
   assert.equal(bb.state(), 'up');
+});
+
+test('responses counts per datagram (nginx proxy_responses): two queries sent at once on one session are both answered before it ends', async (t) => {
+  const { p, c } = await dnsAndClient(t);
+  await Promise.all([c.send(p.port, dnsQuery('svc.test', 7)), c.send(p.port, dnsQuery('svc.test', 8))]);
+  const ids = (await c.waitReplies(2)).map((r) => dnsAnswer(r).id).sort();
+  assert.deepEqual(ids, [7, 8]);
+  await until(() => p.records.length >= 1, 'the session to end');
+  // Both went out on one session (the second before the first answer) or on two in turn;
+  // either way every query got its answer and no session is left.
+  const up = p.records.reduce((n, r) => n + (r.datagramsUp ?? 0), 0);
+  const down = p.records.reduce((n, r) => n + (r.datagramsDown ?? 0), 0);
+  assert.deepEqual([up, down], [2, 2]);
+  assert.ok(p.records.every((r) => r.reason === 'responses_done'));
+  assert.equal(p.proxy.udp.sessionCount(), 0);
 });

@@ -6,29 +6,15 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { parseConfigText } from '../../src/config/load.js';
-import { UdpClient, proxyFrom, udpEcho, until, type UdpEcho } from './support.js';
+import { UdpClient, proxyFrom, udpConfig, udpEcho, until } from './support.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
-function config(backends: UdpEcho[], listener = '', pool = ''): string {
-  return `
-listeners:
-  - name: u
-    listen: 127.0.0.1:0
-    protocol: udp
-    pool: p
-${listener}
-pools:
-  - name: p
-    backends: [${backends.map((b) => `127.0.0.1:${b.port}`).join(', ')}]
-${pool}
-`;
-}
 
 test('8 KiB, 60 KiB and 65507-byte datagrams pass whole both ways (SHA-256), one datagram out per datagram in', async (t) => {
   const echo = await udpEcho();
   t.after(() => echo.close());
-  const p = await proxyFrom(config([echo]));
+  const p = await proxyFrom(udpConfig([echo]));
   t.after(() => p.close());
   const c = await UdpClient.open();
   t.after(() => c.close());
@@ -50,7 +36,7 @@ test('8 KiB, 60 KiB and 65507-byte datagrams pass whole both ways (SHA-256), one
 test('1000 concurrent sessions from distinct source ports each get their own replies and no one else\'s', async (t) => {
   const echo = await udpEcho();
   t.after(() => echo.close());
-  const p = await proxyFrom(config([echo]));
+  const p = await proxyFrom(udpConfig([echo]));
   t.after(() => p.close());
   const clients = await Promise.all(Array.from({ length: 1000 }, () => UdpClient.open()));
   t.after(() => Promise.all(clients.map((c) => c.close())));
@@ -72,7 +58,7 @@ test('a session keeps its backend; new clients are balanced round robin; the idl
   const a = await udpEcho('A:');
   const b = await udpEcho('B:');
   t.after(() => Promise.all([a.close(), b.close()]));
-  const p = await proxyFrom(config([a, b], '    timeouts: { idle: 300ms }'));
+  const p = await proxyFrom(udpConfig([a, b], '    timeouts: { idle: 300ms }'));
   t.after(() => p.close());
   const c1 = await UdpClient.open();
   const c2 = await UdpClient.open();
@@ -99,7 +85,7 @@ test('source-ip-hash and maglev send every session of one client address to the 
   const b = await udpEcho('B:');
   t.after(() => Promise.all([a.close(), b.close()]));
   for (const balance of ['source-ip-hash', 'maglev']) {
-    const p = await proxyFrom(config([a, b], '', `    balance: ${balance}`));
+    const p = await proxyFrom(udpConfig([a, b], '', `    balance: ${balance}`));
     const tags = new Set<string>();
     for (const host of ['127.0.0.1', '127.0.0.1', '127.0.0.1', '127.0.0.1']) {
       const c = await UdpClient.open(host);
@@ -117,7 +103,7 @@ test('per-datagram mode picks a backend for every datagram, keeps no session and
   const a = await udpEcho();
   const b = await udpEcho();
   t.after(() => Promise.all([a.close(), b.close()]));
-  const p = await proxyFrom(config([a, b], '    udp: { perDatagram: true }'));
+  const p = await proxyFrom(udpConfig([a, b], '    udp: { perDatagram: true }'));
   t.after(() => p.close());
   const c = await UdpClient.open();
   t.after(() => c.close());
@@ -136,13 +122,13 @@ test('reload keeps a live session on its backend; new sessions follow the new po
   const a = await udpEcho('A:');
   const b = await udpEcho('B:');
   t.after(() => Promise.all([a.close(), b.close()]));
-  const p = await proxyFrom(config([a]));
+  const p = await proxyFrom(udpConfig([a]));
   t.after(() => p.close());
   const c1 = await UdpClient.open();
   t.after(() => c1.close());
   await c1.send(p.port, '1');
   await c1.waitReplies(1);
-  const next = parseConfigText(config([b]), 'reload.yaml', {});
+  const next = parseConfigText(udpConfig([b]), 'reload.yaml', {});
   await p.proxy.reload(next);
   await c1.send(p.port, '2');
   await c1.waitReplies(2);
@@ -156,7 +142,7 @@ test('reload keeps a live session on its backend; new sessions follow the new po
 test('drain takes no new session and lets live ones end by their idle timeout', async (t) => {
   const a = await udpEcho();
   t.after(() => a.close());
-  const p = await proxyFrom(config([a], '    timeouts: { idle: 400ms }'));
+  const p = await proxyFrom(udpConfig([a], '    timeouts: { idle: 400ms }'));
   t.after(() => p.close());
   const c1 = await UdpClient.open();
   const c2 = await UdpClient.open();
@@ -180,7 +166,7 @@ test('drain takes no new session and lets live ones end by their idle timeout', 
 test('drain is bounded by its timeout: sessions still live then are ended (shutdown)', async (t) => {
   const a = await udpEcho();
   t.after(() => a.close());
-  const p = await proxyFrom(config([a], '    timeouts: { idle: 1m }'));
+  const p = await proxyFrom(udpConfig([a], '    timeouts: { idle: 1m }'));
   t.after(() => p.close());
   const c = await UdpClient.open();
   t.after(() => c.close());
@@ -191,4 +177,54 @@ test('drain is bounded by its timeout: sessions still live then are ended (shutd
   assert.ok(Date.now() - t0 < 3_000);
   assert.deepEqual(p.records.map((r) => r.reason), ['shutdown']);
   assert.equal(p.proxy.udp.sessionCount(), 0);
+});
+
+test('a backend given by name (localhost) is resolved when its session socket connects', async (t) => {
+  const echo = await udpEcho('L:');
+  t.after(() => echo.close());
+  const p = await proxyFrom(udpConfig([echo]).replace(`127.0.0.1:${echo.port}`, `localhost:${echo.port}`));
+  t.after(() => p.close());
+  const c = await UdpClient.open();
+  t.after(() => c.close());
+  await c.send(p.port, 'by name');
+  assert.equal((await c.waitReplies(1))[0].toString(), 'L:by name');
+});
+
+test('two l4lb instances with maglev (or source-ip-hash) send each client address to the same backend', async (t) => {
+  const backends = await Promise.all(['A:', 'B:', 'C:'].map((tag) => udpEcho(tag)));
+  t.after(() => Promise.all(backends.map((b) => b.close())));
+  for (const balance of ['maglev', 'source-ip-hash']) {
+    const one = await proxyFrom(udpConfig(backends, '', `    balance: ${balance}`));
+    const two = await proxyFrom(udpConfig(backends, '', `    balance: ${balance}`));
+    const seen: string[][] = [];
+    for (const proxy of [one, two]) {
+      const tags: string[] = [];
+      for (const host of ['127.0.0.1', '127.0.0.7', '127.0.0.9', '127.0.0.23', '127.0.0.42', '127.0.0.77']) {
+        const c = await UdpClient.open(host);
+        await c.send(proxy.port, 'x');
+        tags.push((await c.waitReplies(1))[0].toString());
+        await c.close();
+      }
+      seen.push(tags);
+    }
+    await Promise.all([one.close(), two.close()]);
+    assert.deepEqual(seen[0], seen[1], `${balance}: the same backend per client address on both instances`);
+    assert.ok(new Set(seen[0]).size > 1, `${balance}: six addresses do not all land on one backend`);
+  }
+});
+
+test('IPv6: a listener on [::1] balances to backends on ::1, replies come back from [::1]', async (t) => {
+  const a = await udpEcho('A:', 0, '::1');
+  t.after(() => a.close());
+  const p = await proxyFrom(udpConfig([]).replace('listen: 127.0.0.1:0', 'listen: "[::1]:0"').replace('backends: []', `backends: ["[::1]:${a.port}"]`));
+  t.after(() => p.close());
+  const c = await UdpClient.open('::1');
+  t.after(() => c.close());
+  let from = '';
+  c.socket.once('message', (_m, r) => (from = `${r.address}|${r.port}`));
+  await c.send(p.port, 'six');
+  assert.equal((await c.waitReplies(1))[0].toString(), 'A:six');
+  assert.equal(from, `::1|${p.port}`);
+  await until(() => a.senders.size === 1, 'the backend to see the session socket');
+  assert.ok([...a.senders][0].startsWith('::1|'));
 });

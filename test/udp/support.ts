@@ -22,8 +22,8 @@ export interface UdpEcho {
 }
 
 /** A UDP echo server on 127.0.0.1:0 (or `port`): each datagram back to its sender, prefixed by `tag` when given. */
-export async function udpEcho(tag?: string, port = 0): Promise<UdpEcho> {
-  const socket = dgram.createSocket('udp4');
+export async function udpEcho(tag?: string, port = 0, host = '127.0.0.1'): Promise<UdpEcho> {
+  const socket = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
   const e: UdpEcho = {
     port: 0,
     received: 0,
@@ -36,7 +36,7 @@ export async function udpEcho(tag?: string, port = 0): Promise<UdpEcho> {
     e.senders.add(`${r.address}|${r.port}`);
     socket.send(tag === undefined ? msg : Buffer.concat([Buffer.from(tag), msg]), r.port, r.address);
   });
-  socket.bind(port, '127.0.0.1');
+  socket.bind(port, host);
   await once(socket, 'listening');
   e.port = socket.address().port;
   return e;
@@ -44,13 +44,19 @@ export async function udpEcho(tag?: string, port = 0): Promise<UdpEcho> {
 
 /** A client socket on its own source port that collects what comes back. */
 export class UdpClient {
-  readonly socket = dgram.createSocket('udp4');
+  readonly socket: dgram.Socket;
   readonly replies: Buffer[] = [];
+  readonly #host: string;
+
+  private constructor(host: string) {
+    this.#host = host;
+    this.socket = dgram.createSocket(host.includes(':') ? 'udp6' : 'udp4');
+  }
   #waiters: Array<() => void> = [];
 
-  /** A client bound to `host` (any 127.x address works on Linux loopback). */
+  /** A client bound to `host` (any 127.x address works on Linux loopback; `::1` for IPv6). */
   static async open(host = '127.0.0.1'): Promise<UdpClient> {
-    const c = new UdpClient();
+    const c = new UdpClient(host);
     c.socket.on('message', (m) => {
       c.replies.push(m);
       for (const w of c.#waiters.splice(0)) w();
@@ -65,8 +71,10 @@ export class UdpClient {
     return this.socket.address().port;
   }
 
+  /** Sends to `port` on the loopback address of the client's family. */
   send(port: number, msg: Buffer | string): Promise<void> {
-    return new Promise((resolve, reject) => this.socket.send(msg, port, '127.0.0.1', (err) => (err ? reject(err) : resolve())));
+    const to = this.#host.includes(':') ? '::1' : '127.0.0.1';
+    return new Promise((resolve, reject) => this.socket.send(msg, port, to, (err) => (err ? reject(err) : resolve())));
   }
 
   /** Waits until `n` replies in all have come, or rejects after `ms`. */
@@ -120,6 +128,22 @@ export function dnsAnswer(reply: Buffer): { id: number; address: string | undefi
     i += 10 + len;
   }
   return { id, address: undefined };
+}
+
+/** YAML for one UDP listener `u` (extra listener lines in `listener`) and one pool `p` of `backends`. */
+export function udpConfig(backends: Array<number | { port: number }>, listener = '', pool = ''): string {
+  return `
+listeners:
+  - name: u
+    listen: 127.0.0.1:0
+    protocol: udp
+    pool: p
+${listener}
+pools:
+  - name: p
+    backends: [${backends.map((b) => `127.0.0.1:${typeof b === 'number' ? b : b.port}`).join(', ')}]
+${pool}
+`;
 }
 
 /** A running proxy with its access records. */

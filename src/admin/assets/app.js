@@ -262,7 +262,8 @@ function renderListeners(listeners) {
       return c;
     });
     card.dataset.listener = l.name;
-    card.querySelector('.card-title').textContent = `${l.name} · ${l.address || 'not bound'}`;
+    const udp = l.protocol === 'udp';
+    card.querySelector('.card-title').textContent = `${l.name} · ${udp ? 'udp ' : ''}${l.address || 'not bound'}`;
     const badge = card.querySelector('.badge');
     badge.textContent = l.listening ? 'listening' : 'closed';
     badge.className = `badge ${l.listening ? 'badge-ok' : 'badge-bad'}`;
@@ -271,10 +272,11 @@ function renderListeners(listeners) {
     const kv = card.querySelector('.kv');
     kv.replaceChildren(
       ...pair('Pool', [l.pool, ...l.routePools.filter((p) => p !== l.pool)].filter(Boolean).join(', ') || '–'),
-      ...pair('Active', fmtNum(l.active), 'active'),
-      ...pair('Connections/s', rate ? fmtNum(rate.connPerSec) : '–'),
-      ...pair('Accepted', fmtNum(l.accepted)),
-      ...pair('Rejected', fmtNum(rejected)),
+      ...pair(udp ? 'Sessions' : 'Active', fmtNum(l.active), 'active'),
+      ...pair(udp ? 'Sessions/s' : 'Connections/s', rate ? fmtNum(rate.connPerSec) : '–'),
+      ...pair(udp ? 'Sessions total' : 'Accepted', fmtNum(l.accepted)),
+      ...pair(udp ? 'Dropped' : 'Rejected', fmtNum(rejected)),
+      ...(udp ? pair('Datagrams in / out', `${fmtNum(l.datagramsUp)} / ${fmtNum(l.datagramsDown)}`) : []),
       ...pair('Bytes in / out', `${fmtBytes(l.bytesUp)} / ${fmtBytes(l.bytesDown)}`),
     );
     const values = state.history.map((x) => (x.listeners[l.name] ? x.listeners[l.name].connPerSec : 0));
