@@ -495,11 +495,22 @@ export class ClusterPrimary {
     }
     const reuse = this.mode === 'reuseport';
     const ports = new Map<string, number>();
+    const taken = new Set<string>();
     try {
       for (const lc of next.listeners) {
         const cur = this.config.listeners.find((l) => l.name === lc.name);
         if (cur && cur.host === lc.host && cur.port === lc.port) {
           if (lc.port === 0) ports.set(lc.name, this.#ports.get(lc.name)!);
+          continue;
+        }
+        // Renamed on the same address: the workers keep that listener's socket (Proxy.reload).
+        const renamedFrom = lc.port === 0 ? undefined : this.config.listeners.find(
+          (l) =>
+            !taken.has(l.name) && l.host === lc.host && l.port === lc.port &&
+            !next.listeners.some((n) => n.name === l.name && n.host === l.host && n.port === l.port),
+        );
+        if (renamedFrom) {
+          taken.add(renamedFrom.name);
           continue;
         }
         const h = await reservePort(lc.host, lc.port, reuse && lc.port === 0, reuse && lc.port === 0);

@@ -211,6 +211,8 @@ export class Proxy implements ListenerHost {
     // Everything that can fail happens before the switch: binding new listeners and
     // compiling the policies (certificates, ACLs) of the listeners that stay.
     const compiled = new Map<ListenerRuntime, ReturnType<ListenerRuntime['compile']>>();
+    // Listeners that keep their socket under a new name: name → the config they take.
+    const renamed = new Map<ListenerRuntime, ListenerConfig>();
     let udp: PreparedUdpReload | undefined;
     try {
       for (const lc of next.listeners) {
@@ -218,6 +220,14 @@ export class Proxy implements ListenerHost {
         const cur = this.listeners.get(lc.name);
         if (cur && cur.config.host === lc.host && cur.config.port === lc.port) {
           compiled.set(cur, cur.compile(lc));
+          continue;
+        }
+        // A listener renamed on the same address takes over the bound socket: binding it
+        // again would fail with "address already in use" while the old one still holds it.
+        const old = this.#socketFreedBy(next, lc, renamed);
+        if (old) {
+          compiled.set(old, old.compile(lc));
+          renamed.set(old, lc);
           continue;
         }
         const l = new ListenerRuntime(lc, this);
@@ -267,7 +277,7 @@ export class Proxy implements ListenerHost {
     const nextListeners = new Map(tcpListeners.map((l) => [l.name, l]));
     const retire: ListenerRuntime[] = [];
     for (const [name, l] of this.listeners) {
-      const lc = nextListeners.get(name);
+      const lc = renamed.get(l) ?? nextListeners.get(name);
       const policy = compiled.get(l);
       if (lc && policy) l.apply(lc, policy);
       else retire.push(l);
@@ -275,6 +285,10 @@ export class Proxy implements ListenerHost {
     for (const l of retire) {
       this.listeners.delete(l.config.name);
       this.#retire(l);
+    }
+    for (const [l, lc] of renamed) {
+      for (const [name, cur] of this.listeners) if (cur === l && name !== lc.name) this.listeners.delete(name);
+      this.listeners.set(lc.name, l);
     }
     for (const l of opened) this.listeners.set(l.config.name, l);
     // Keep config order.
@@ -302,6 +316,21 @@ export class Proxy implements ListenerHost {
     for (const q of this.#backendQueues.values()) q.wake();
     this.#serveHeld();
     this.#warnFdLimit(next, this.#fd.limit);
+  }
+
+  /**
+   * The running TCP listener on `lc`'s address whose name `next` gives up (drops it, or moves
+   * it to another address), not yet taken over by another entry of `renamed`; else undefined.
+   * Port 0 asks for a fresh port, so it never names an address already bound.
+   */
+  #socketFreedBy(next: Config, lc: ListenerConfig, renamed: Map<ListenerRuntime, ListenerConfig>): ListenerRuntime | undefined {
+    if (lc.port === 0) return undefined;
+    for (const [name, l] of this.listeners) {
+      if (renamed.has(l) || l.config.host !== lc.host || l.config.port !== lc.port) continue;
+      const stays = next.listeners.find((x) => x.name === name && x.protocol !== 'udp');
+      if (!stays || stays.host !== lc.host || stays.port !== lc.port) return l;
+    }
+    return undefined;
   }
 
   #retire(l: ListenerRuntime): void {
