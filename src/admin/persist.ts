@@ -14,12 +14,9 @@ import { readFile, realpath, rename, stat, unlink, writeFile } from 'node:fs/pro
 import { dirname, extname, join, basename } from 'node:path';
 import { isAlias, isMap, isScalar, isSeq, parseDocument, type Document, type YAMLMap, type YAMLSeq } from 'yaml';
 import { parseConfigText } from '../config/load.js';
-import type { BackendConfig, Config } from '../config/types.js';
+import { Defaults, type BackendConfig, type Config } from '../config/types.js';
 import { AdminError } from './errors.js';
 import type { AdminAction } from './status.js';
-
-/** Defaults a backend entry need not spell out (as the loader applies them). */
-const BACKEND_DEFAULTS = { weight: 1, backup: false, state: 'enabled', maxConnections: 0, check: true } as const;
 
 const BOM = '\uFEFF';
 
@@ -43,22 +40,22 @@ function locate(config: Config, action: AdminAction, file: string): Located {
   return { config, pool, backend };
 }
 
-/** The entry for a new backend: only what differs from the defaults. */
+/** The entry for a new backend: only what differs from the loader's defaults. */
 function newEntry(a: Extract<AdminAction, { kind: 'add-backend' }>['backend']): Record<string, unknown> {
   const e: Record<string, unknown> = { address: a.address };
   if (a.name !== a.address) e.name = a.name;
-  if (a.weight !== BACKEND_DEFAULTS.weight) e.weight = a.weight;
-  if (a.backup !== BACKEND_DEFAULTS.backup) e.backup = a.backup;
-  if (a.state !== BACKEND_DEFAULTS.state) e.state = a.state;
-  if (a.maxConnections !== BACKEND_DEFAULTS.maxConnections) e.maxConnections = a.maxConnections;
-  if (a.check !== BACKEND_DEFAULTS.check) e.check = a.check;
+  if (a.weight !== Defaults.weight) e.weight = a.weight;
+  if (a.backup !== Defaults.backup) e.backup = a.backup;
+  if (a.state !== Defaults.backendState) e.state = a.state;
+  if (a.maxConnections !== Defaults.maxConnections) e.maxConnections = a.maxConnections;
+  if (a.check !== Defaults.backendCheck) e.check = a.check;
   return e;
 }
 
 /** The key and value an action sets on an existing entry; `undefined` value = the default. */
 function fieldOf(action: AdminAction): { key: 'state' | 'weight'; value: unknown; isDefault: boolean } | undefined {
-  if (action.kind === 'set-state') return { key: 'state', value: action.state, isDefault: action.state === BACKEND_DEFAULTS.state };
-  if (action.kind === 'set-weight') return { key: 'weight', value: action.weight, isDefault: action.weight === BACKEND_DEFAULTS.weight };
+  if (action.kind === 'set-state') return { key: 'state', value: action.state, isDefault: action.state === Defaults.backendState };
+  if (action.kind === 'set-weight') return { key: 'weight', value: action.weight, isDefault: action.weight === Defaults.weight };
   return undefined;
 }
 

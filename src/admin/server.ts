@@ -3,7 +3,8 @@
  * `/healthz` and `/readyz`, a live event stream and the dashboard.
  *
  * It talks to the proxy only through a {@link StatusSource}, so the same server fronts a
- * single process now and a cluster of workers later. See docs/admin.md for the API.
+ * single process (admin/proxy-source.ts) and a cluster of workers, whose snapshots the
+ * primary adds up (cluster/status-source.ts). See docs/admin.md for the API.
  *
  * Routes:
  *   GET  /                                           dashboard (static, no data in it)

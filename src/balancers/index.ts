@@ -4,7 +4,7 @@
  * Pools are configured with a {@link BalancerName}; this maps the name to its factory.
  * Each algorithm lives in its own file and implements the `Balancer` interface of types.ts.
  */
-import type { BalancerName } from '../config/types.js';
+import { BALANCER_NAMES, type BalancerName } from '../config/types.js';
 import { ErrorCodes, L4lbError } from '../errors.js';
 import type { Balancer, BalancerFactory, BalancerOptions, Candidate } from './types.js';
 import { leastConnections } from './least-connections.js';
@@ -29,7 +29,7 @@ const factories: Readonly<Record<BalancerName, BalancerFactory>> = {
 };
 
 /** Every algorithm name, in documentation order. */
-export const balancerNames: readonly BalancerName[] = Object.freeze(Object.keys(factories) as BalancerName[]);
+export const balancerNames: readonly BalancerName[] = BALANCER_NAMES;
 
 /** True when `s` names a balancing algorithm. */
 export function isBalancerName(s: unknown): s is BalancerName {

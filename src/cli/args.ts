@@ -4,9 +4,8 @@
  */
 import { parseArgs } from 'node:util';
 import { ConfigError, UsageError } from '../errors.js';
-import type { Config } from '../config/types.js';
+import { Defaults, type Config } from '../config/types.js';
 import { normalizeConfig, type ConfigOverride } from '../config/load.js';
-import { LoaderDefaults } from '../config/schema.js';
 import { balancerNames } from '../balancers/index.js';
 import type { SourceFormat } from '../convert/index.js';
 
@@ -171,7 +170,7 @@ export function parseCli(argv: string[]): CliAction {
       ? { path: [...listener, 'listen'], value: v.udp, label: '--udp' }
       : { path: [...listener, 'listen'], value: v.listen ?? DEFAULT_LISTEN, label: '--listen' },
     { path: [...pool, 'name'], value: 'default', label: '--balance' },
-    { path: [...pool, 'balance'], value: v.balance ?? LoaderDefaults.balance, label: '--balance' },
+    { path: [...pool, 'balance'], value: v.balance ?? Defaults.balance, label: '--balance' },
     ...(v.demo ? [DEMO_PLACEHOLDER_BACKEND] : pos).map((b, i): ConfigOverride => ({
       path: [...pool, 'backends', i],
       value: b,

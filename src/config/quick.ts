@@ -23,30 +23,34 @@ export function configFromBackends(backends: string[], o: QuickOptions = {}): Co
   const timeouts = defaultTimeouts();
   if (o.connectTimeoutMs !== undefined) timeouts.connectMs = o.connectTimeoutMs;
   return {
+    // The loader's defaults (overLimit does nothing while maxConnections is 0).
     listeners: [
       {
         name: 'default', host: listen.host, port: listen.port, pool: 'default', timeouts,
-        maxConnections: 0, overLimit: 'reject', retries: o.retries, acl: [], aclDefault: 'allow', routes: [],
+        maxConnections: Defaults.maxConnections, overLimit: 'reject', retries: o.retries, acl: [], aclDefault: Defaults.aclDefault, routes: [],
       },
     ],
     pools: [
       {
         name: 'default',
-        balance: o.balance ?? 'round-robin',
-        hashKey: 'source-ip',
+        balance: o.balance ?? Defaults.balance,
+        hashKey: Defaults.hashKey,
         backends: backends.map((s) => {
           const a = parseHostPort(s);
           if ('error' in a) throw new UsageError(`backend: ${a.error}`);
-          return { name: s, host: a.host, port: a.port, weight: 1, backup: false, state: 'enabled' as const, maxConnections: 0, check: true };
+          return {
+            name: s, host: a.host, port: a.port, weight: Defaults.weight, backup: Defaults.backup, state: Defaults.backendState, maxConnections: Defaults.maxConnections,
+            check: Defaults.backendCheck,
+          };
         }),
         passive: defaultPassive(),
-        slowStartMs: 0,
-        queue: { size: 0, timeoutMs: Defaults.queueTimeoutMs },
+        slowStartMs: Defaults.slowStartMs,
+        queue: { size: Defaults.queueSize, timeoutMs: Defaults.queueTimeoutMs },
       },
     ],
-    workers: 1,
-    maxConnections: 0,
+    workers: Defaults.workers,
+    maxConnections: Defaults.maxConnections,
     shutdown: { drainTimeoutMs: Defaults.drainTimeoutMs, closeSpreadMs: Defaults.closeSpreadMs },
-    log: { level: o.logLevel ?? 'info', access: o.accessLog ?? 'stderr' },
+    log: { level: o.logLevel ?? Defaults.logLevel, access: o.accessLog ?? Defaults.accessLog },
   };
 }

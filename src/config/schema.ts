@@ -12,6 +12,7 @@ import { availableParallelism } from 'node:os';
 import { BlockList, isIP } from 'node:net';
 import * as z from 'zod';
 import {
+  BALANCER_NAMES,
   Defaults,
   defaultPassive,
   defaultTimeouts,
@@ -36,33 +37,6 @@ import { parseDuration } from '../util/duration.js';
 import { formatHostPort, numericHostError, parseHostPort, type HostPort } from '../util/address.js';
 import { normalizeServerName, validateServerNamePattern } from '../protocol/sni-router.js';
 
-/**
- * Defaults the loader applies that `Defaults` in types.ts does not name (yet): zero values,
- * enum choices and flags. Kept here, in one place, so the docs can point at them.
- */
-export const LoaderDefaults = {
-  workers: 1,
-  maxConnections: 0,
-  backendCheck: true,
-  overLimit: 'queue',
-  aclDefault: 'allow',
-  balance: 'round-robin',
-  hashKey: 'source-ip',
-  slowStartMs: 0,
-  queueSize: 0,
-  weight: 1,
-  backup: false,
-  backendState: 'enabled',
-  healthType: 'tcp',
-  poolTlsEnabled: true,
-  insecureSkipVerify: false,
-  dnsKeepLastOnFailure: true,
-  dnsWeight: 1,
-  dnsPort: 53,
-  logLevel: 'info',
-  accessLog: 'stderr',
-  adminPersist: false,
-} as const;
 
 /** setTimeout() fires at once for anything longer, so no duration may exceed it (~24.8 days). */
 export const MAX_DURATION_MS = 2_147_483_647;
@@ -70,16 +44,6 @@ export const MAX_DURATION_MS = 2_147_483_647;
 /** Upper bound for `workers`; far above any real core count, it catches typos. */
 const MAX_WORKERS = 1024;
 
-/** The balancer names the schema accepts, in the order the docs list them. */
-export const BALANCER_NAMES = [
-  'round-robin',
-  'weighted-round-robin',
-  'least-connections',
-  'random',
-  'power-of-two-choices',
-  'source-ip-hash',
-  'maglev',
-] as const satisfies readonly BalancerName[];
 
 /**
  * What HAProxy (`balance …`) and nginx (the upstream's directive) call l4lb's algorithms, for
@@ -362,7 +326,7 @@ const filePath = z.string().min(1);
 /** A DNS server: an IP with an optional port (53 by default). */
 const resolver = z.string().transform((s, ctx): string => {
   const t = s.trim();
-  if (isIP(t) !== 0) return formatHostPort(t, LoaderDefaults.dnsPort);
+  if (isIP(t) !== 0) return formatHostPort(t, Defaults.dnsPort);
   const r = parseHostPort(t);
   if ('error' in r || isIP(r.host) === 0) {
     ctx.addIssue({
@@ -491,12 +455,12 @@ const listenerSchema = z
       }),
       ...(l.pool !== undefined && { pool: l.pool }),
       timeouts: resolveTimeouts(l.timeouts, l.protocol === 'udp'),
-      maxConnections: l.maxConnections ?? LoaderDefaults.maxConnections,
-      overLimit: l.overLimit ?? LoaderDefaults.overLimit,
+      maxConnections: l.maxConnections ?? Defaults.maxConnections,
+      overLimit: l.overLimit ?? Defaults.overLimit,
       ...(l.retries !== undefined && { retries: l.retries }),
       ...(l.acceptProxy !== undefined && { acceptProxy: { trusted: l.acceptProxy.trusted } }),
       acl: (l.acl ?? []).flat(),
-      aclDefault: l.aclDefault ?? LoaderDefaults.aclDefault,
+      aclDefault: l.aclDefault ?? Defaults.aclDefault,
       ...(l.sourceLimits !== undefined && { sourceLimits: l.sourceLimits }),
       ...(l.tls !== undefined && { tls: l.tls }),
       routes: l.routes ?? [],
@@ -529,11 +493,11 @@ const backendObjectSchema = z
       name: b.name ?? b.address.text,
       host: b.address.host,
       port: b.address.port,
-      weight: b.weight ?? LoaderDefaults.weight,
-      backup: b.backup ?? LoaderDefaults.backup,
-      state: b.state ?? LoaderDefaults.backendState,
-      maxConnections: b.maxConnections ?? LoaderDefaults.maxConnections,
-      check: b.check ?? LoaderDefaults.backendCheck,
+      weight: b.weight ?? Defaults.weight,
+      backup: b.backup ?? Defaults.backup,
+      state: b.state ?? Defaults.backendState,
+      maxConnections: b.maxConnections ?? Defaults.maxConnections,
+      check: b.check ?? Defaults.backendCheck,
     }),
   );
 
@@ -568,7 +532,7 @@ const healthCheckSchema = z
             : undefined;
     return {
       // Giving bytes to send or expect implies the check that uses them.
-      type: h.type ?? (send !== undefined || expect !== undefined ? 'send-expect' : LoaderDefaults.healthType),
+      type: h.type ?? (send !== undefined || expect !== undefined ? 'send-expect' : Defaults.healthType),
       intervalMs,
       timeoutMs: h.timeout ?? Math.min(Defaults.healthTimeoutMs, intervalMs),
       rise: h.rise ?? Defaults.healthRise,
@@ -603,9 +567,9 @@ const poolTlsSchema = z
   })
   .transform(
     (t): PoolTlsConfig => ({
-      enabled: t.enabled ?? LoaderDefaults.poolTlsEnabled,
+      enabled: t.enabled ?? Defaults.poolTlsEnabled,
       ...(t.ca !== undefined && { ca: t.ca }),
-      insecureSkipVerify: t.insecureSkipVerify ?? LoaderDefaults.insecureSkipVerify,
+      insecureSkipVerify: t.insecureSkipVerify ?? Defaults.insecureSkipVerify,
       ...(t.servername !== undefined && { servername: t.servername }),
     }),
   );
@@ -629,8 +593,8 @@ const dnsSchema = z
       resolvers: d.resolvers ?? [],
       minTtlMs: d.minTtl ?? Defaults.dnsMinTtlMs,
       maxTtlMs: d.maxTtl ?? Defaults.dnsMaxTtlMs,
-      keepLastOnFailure: d.keepLastOnFailure ?? LoaderDefaults.dnsKeepLastOnFailure,
-      weight: d.weight ?? LoaderDefaults.dnsWeight,
+      keepLastOnFailure: d.keepLastOnFailure ?? Defaults.dnsKeepLastOnFailure,
+      weight: d.weight ?? Defaults.dnsWeight,
     }),
   );
 
@@ -658,15 +622,15 @@ const poolSchema = z
   .transform(
     (p): PoolConfig => ({
       name: p.name,
-      balance: p.balance ?? LoaderDefaults.balance,
-      hashKey: p.hashKey ?? LoaderDefaults.hashKey,
+      balance: p.balance ?? Defaults.balance,
+      hashKey: p.hashKey ?? Defaults.hashKey,
       backends: p.backends ?? [],
       ...(p.dns !== undefined && { dns: p.dns }),
       ...(p.healthCheck !== undefined && { healthCheck: p.healthCheck }),
       passive: p.passive ?? defaultPassive(),
-      slowStartMs: p.slowStart ?? LoaderDefaults.slowStartMs,
+      slowStartMs: p.slowStart ?? Defaults.slowStartMs,
       ...(p.proxyProtocol !== undefined && { proxyProtocol: p.proxyProtocol }),
-      queue: { size: p.queue?.size ?? LoaderDefaults.queueSize, timeoutMs: p.queue?.timeout ?? Defaults.queueTimeoutMs },
+      queue: { size: p.queue?.size ?? Defaults.queueSize, timeoutMs: p.queue?.timeout ?? Defaults.queueTimeoutMs },
       ...(p.tls !== undefined && { tls: p.tls }),
     }),
   );
@@ -686,7 +650,7 @@ const adminSchema = z
       host: a.listen.host,
       port: a.listen.port,
       ...(a.token !== undefined && a.token !== '' && { token: a.token }),
-      persist: a.persist ?? LoaderDefaults.adminPersist,
+      persist: a.persist ?? Defaults.adminPersist,
     }),
   );
 
@@ -716,13 +680,13 @@ export const configSchema = z
       listeners: c.listeners,
       pools: c.pools,
       ...(c.admin !== undefined && { admin: c.admin }),
-      workers: c.workers === 'auto' ? availableParallelism() : (c.workers ?? LoaderDefaults.workers),
-      maxConnections: c.maxConnections ?? LoaderDefaults.maxConnections,
+      workers: c.workers === 'auto' ? availableParallelism() : (c.workers ?? Defaults.workers),
+      maxConnections: c.maxConnections ?? Defaults.maxConnections,
       shutdown: {
         drainTimeoutMs: c.shutdown?.drainTimeout ?? Defaults.drainTimeoutMs,
         closeSpreadMs: c.shutdown?.closeSpread ?? Defaults.closeSpreadMs,
       },
-      log: { level: c.log?.level ?? LoaderDefaults.logLevel, access: c.log?.access ?? LoaderDefaults.accessLog },
+      log: { level: c.log?.level ?? Defaults.logLevel, access: c.log?.access ?? Defaults.accessLog },
     }),
   );
 

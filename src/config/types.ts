@@ -6,15 +6,23 @@
  * The runtime reads only this shape, never raw user input.
  */
 
-/** Names of the balancing algorithms (see src/balancers/index.ts). */
-export type BalancerName =
-  | 'round-robin'
-  | 'weighted-round-robin'
-  | 'least-connections'
-  | 'random'
-  | 'power-of-two-choices'
-  | 'source-ip-hash'
-  | 'maglev';
+/**
+ * The balancing algorithms, in the order the docs list them: the one list of their names. The
+ * schema accepts these, and src/balancers/index.ts maps each to its factory (the compiler
+ * rejects a name without one).
+ */
+export const BALANCER_NAMES = Object.freeze([
+  'round-robin',
+  'weighted-round-robin',
+  'least-connections',
+  'random',
+  'power-of-two-choices',
+  'source-ip-hash',
+  'maglev',
+] as const);
+
+/** Name of a balancing algorithm. */
+export type BalancerName = (typeof BALANCER_NAMES)[number];
 
 /** Administrative state of a backend, set by config or the admin API. */
 export type AdminState = 'enabled' | 'draining' | 'disabled';
@@ -273,6 +281,28 @@ export const Defaults = {
   udpIdleTimeoutMs: 30_000,
   udpResponseTimeoutMs: 5_000,
   udpResponses: 0,
+  // Zero values, enum choices and flags the loader fills in.
+  workers: 1,
+  maxConnections: 0,
+  backendCheck: true,
+  overLimit: 'queue',
+  aclDefault: 'allow',
+  balance: 'round-robin',
+  hashKey: 'source-ip',
+  slowStartMs: 0,
+  queueSize: 0,
+  weight: 1,
+  backup: false,
+  backendState: 'enabled',
+  healthType: 'tcp',
+  poolTlsEnabled: true,
+  insecureSkipVerify: false,
+  dnsKeepLastOnFailure: true,
+  dnsWeight: 1,
+  dnsPort: 53,
+  logLevel: 'info',
+  accessLog: 'stderr',
+  adminPersist: false,
 } as const;
 
 /** Timeouts with every default applied. */

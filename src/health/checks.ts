@@ -11,6 +11,7 @@
 import net from 'node:net';
 import { ErrorCodes, L4lbError, type ErrorCode } from '../errors.js';
 import type { ExpectMatcher } from '../config/types.js';
+import { noop } from '../util/noop.js';
 
 /** Largest reply a send-expect check accumulates before giving up (a backend streaming
  * garbage must not grow our memory without bound). */
@@ -261,4 +262,3 @@ function connectFailure(err: NodeJS.ErrnoException, connected: boolean): HealthC
   }
 }
 
-function noop(): void {}

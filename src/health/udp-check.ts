@@ -10,6 +10,7 @@
 import dgram from 'node:dgram';
 import { isIP } from 'node:net';
 import { HealthCheckError, type CompiledMatcher } from './checks.js';
+import { noop } from '../util/noop.js';
 
 /**
  * Sends `send` to host:port over UDP and resolves on the first reply that `matcher` accepts
@@ -67,4 +68,3 @@ export function udpCheck(
   });
 }
 
-function noop(): void {}

@@ -14,12 +14,14 @@ import { ConnectError, ErrorCodes } from '../errors.js';
 import type { PoolTlsConfig } from '../config/types.js';
 import type { Backend } from './backend.js';
 import { SocketReader, setReader } from './socket-reader.js';
-import { connectRaw, type DialWatcher } from './fast-path.js';
+import { connectRaw, type DialWatcher } from './raw-socket.js';
 import { deadlineList, DeadlineEntryBase } from './deadlines.js';
+import type { DataSocket } from './data-socket.js';
+import { noop } from '../util/noop.js';
 
 /** Who a dial reports to, exactly once unless aborted. */
 export interface DialOwner {
-  dialed(err: ConnectError | null, socket: net.Socket | null): void;
+  dialed(err: ConnectError | null, socket: DataSocket | null): void;
 }
 
 export interface DialOptions {
@@ -56,9 +58,11 @@ export class Dial extends DeadlineEntryBase implements DialWatcher {
   readonly opts: DialOptions | undefined;
   /** Owner and sockets: let go of once the dial succeeded (see succeed()). */
   owner: DialOwner;
-  /** The TCP socket; `socket` is the TLS socket over it once TLS starts. */
-  raw: DialSocket;
-  socket: net.Socket;
+  /** The TCP socket (a raw socket on the fast path); `socket` is the TLS socket over it once TLS starts. */
+  raw: DataSocket;
+  socket: DataSocket;
+  /** The TCP socket when it is a net.Socket (net.connect: TLS, host names, fast path off). */
+  tcp: DialSocket | undefined;
   reader: SocketReader | undefined;
   done = false;
   readonly timeoutMs: number;
@@ -69,31 +73,34 @@ export class Dial extends DeadlineEntryBase implements DialWatcher {
     this.opts = opts;
     this.owner = owner;
     this.timeoutMs = timeoutMs;
-    // A plain backend is a raw socket when the fast path is on (fast-path.ts), else a net.Socket
+    // A plain backend is a raw socket when the fast path is on (raw-socket.ts), else a net.Socket
     // reading into buffers of its own (public `onread` option; socket-reader.ts), which relay()
     // finds through the socket. TLS reads through its own layer instead.
     const fast = opts?.tls ? undefined : connectRaw(backend.host, backend.port, backend.ipFamily, this);
-    const reader = opts?.tls || fast ? undefined : new SocketReader();
-    const raw: DialSocket = fast ?? net.connect({ host: backend.host, port: backend.port, allowHalfOpen: true, noDelay: true, onread: reader?.onread });
-    this.reader = reader;
-    this.raw = raw;
-    this.socket = raw;
-    if (!fast) {
+    if (fast) {
       // A raw socket calls connected() or failed() itself.
-      if (reader) setReader(raw, reader);
-      raw[kDial] = this;
-      raw.once('connect', onConnect);
-      raw.once('error', onError);
+      this.raw = this.socket = fast;
+      this.tcp = this.reader = undefined;
+    } else {
+      const reader = opts?.tls ? undefined : new SocketReader();
+      const tcp: DialSocket = net.connect({ host: backend.host, port: backend.port, allowHalfOpen: true, noDelay: true, onread: reader?.onread });
+      if (reader) setReader(tcp, reader);
+      tcp[kDial] = this;
+      tcp.once('connect', onConnect);
+      tcp.once('error', onError);
+      this.raw = this.socket = this.tcp = tcp;
+      this.reader = reader;
     }
     if (timeoutMs > 0) deadlineList(timeoutMs).add(this);
   }
 
   connected(): void {
     if (this.done) return;
-    const { raw, opts, backend } = this;
+    const { raw, tcp, opts, backend } = this;
     raw.removeListener('error', onError);
     if (opts?.header) raw.write(opts.header);
-    if (!opts?.tls) return this.succeed(raw);
+    // With TLS the TCP socket is always a net.Socket (see the constructor).
+    if (!opts?.tls || tcp === undefined) return this.succeed(raw);
     let ca: Buffer | undefined;
     try {
       ca = caFor(opts.tls);
@@ -102,7 +109,7 @@ export class Dial extends DeadlineEntryBase implements DialWatcher {
     }
     const servername = opts.tls.servername ?? (isIP(backend.host) === 0 ? backend.host : undefined);
     const t = tls.connect({
-      socket: raw,
+      socket: tcp,
       servername,
       ca,
       rejectUnauthorized: !opts.tls.insecureSkipVerify,
@@ -129,17 +136,17 @@ export class Dial extends DeadlineEntryBase implements DialWatcher {
     this.fail(new ConnectError(ErrorCodes.CONNECT_TIMEOUT, `connect to ${this.backend.address} timed out after ${this.timeoutMs}ms`));
   }
 
-  succeed(s: net.Socket): void {
+  succeed(s: DataSocket): void {
     if (this.done) return;
     this.done = true;
     this.dlList?.remove(this);
-    this.raw[kDial] = undefined;
+    if (this.tcp) this.tcp[kDial] = undefined;
     const owner = this.owner;
     // The socket is the owner's now. Let go of both, as a finished relay does (Relay.letGo in
     // relay.ts says why): a dial is done with once it succeeded.
     this.owner = NO_OWNER;
     this.raw = this.socket = ENDED_SOCKET;
-    this.reader = undefined;
+    this.tcp = this.reader = undefined;
     owner.dialed(null, s);
   }
 
@@ -154,9 +161,11 @@ export class Dial extends DeadlineEntryBase implements DialWatcher {
     if (this.done) return;
     this.done = true;
     this.dlList?.remove(this);
-    const { raw, socket } = this;
-    raw[kDial] = undefined;
-    raw.removeListener('connect', onConnect);
+    const { raw, socket, tcp } = this;
+    if (tcp) {
+      tcp[kDial] = undefined;
+      tcp.removeListener('connect', onConnect);
+    }
     raw.on('error', noop); // late errors from the destroyed socket
     socket.on('error', noop);
     socket.destroy();
@@ -180,4 +189,3 @@ function onError(this: DialSocket, err: NodeJS.ErrnoException): void {
   this[kDial]?.failed(err);
 }
 
-function noop(): void {}

@@ -5,25 +5,35 @@
  *
  * Each stage is a plain step below; stages that are not configured cost nothing (no
  * preread buffer without PROXY/SNI, no TLS without certificates, no timer without a
- * timeout). Every way out goes through `finishEarly` or `relayDone`, which count it and write
- * the access-log line (built only when someone reads it).
+ * timeout). Every way out, refused at accept or closed after relaying, goes through one
+ * method, `#finish`, which counts it (accepted = rejected + closed + active), gives back
+ * what the connection held (its source-limit slot, its backend slot, its place in the live
+ * set) and writes the access-log line (built only when someone reads it).
  */
-import type net from 'node:net';
-import tls from 'node:tls';
+import net from 'node:net';
 import type { Backend } from './backend.js';
 import type { Pool } from './pool.js';
-import type { ListenerRuntime, ListenerPolicy } from './listener.js';
+import type { ListenerConfig } from '../config/types.js';
+import type { ListenerStats } from '../observability/stats.js';
+import type { ConnectionSet } from './connection-set.js';
+import type { Acl } from '../admission/acl.js';
+import type { SourceLimiter } from '../admission/source-limits.js';
+import type { SniRouter } from '../protocol/sni-router.js';
+import type { CertificateStore } from './tls.js';
+import type { DataSocket } from './data-socket.js';
 import { dial, ENDED_SOCKET, type Dial, type DialOptions, type DialOwner } from './connect.js';
 import { relay, type RelayHandle, type RelayOwner, type RelayResult, type TerminationReason } from './relay.js';
+import { relaySideOf } from './net-side.js';
 import { preread, type PrereadFailure, type PrereadResult } from './preread.js';
+import { TlsTermination, type TlsTerminationOwner } from './tls-termination.js';
+import { forwardedTlvs, proxyHeader } from './proxy-header.js';
 import type { ConnectError } from '../errors.js';
 import { ErrorCodes } from '../errors.js';
-import {
-  encodeProxyV1, encodeProxyV2, proxyInfoFor, PP2_TYPE_ALPN, PP2_TYPE_AUTHORITY, PP2_TYPE_SSL, PP2_TYPE_UNIQUE_ID, type ProxyTlv,
-} from '../protocol/proxy-protocol.js';
+import type { ProxyTlv } from '../protocol/proxy-protocol.js';
 import type { PickContext } from '../balancers/types.js';
 import type { BackendQueue, QueueWaiter } from '../admission/queue.js';
 import { isFdExhausted } from './limits.js';
+import { noop } from '../util/noop.js';
 
 /** A live proxied connection, as the listener tracks it (for drain and shutdown). */
 export interface LiveConnection {
@@ -83,15 +93,61 @@ export interface AccessRecord {
 }
 
 /**
- * TLVs of a received PROXY v2 header passed on to backends in the v2 header l4lb sends: what
- * the sender knew of the client's connection (server name, protocol, TLS, request id). The
- * CRC32C and NOOP TLVs belong to one header and are not copied; l4lb's own authority and ALPN
- * (from its own TLS handling) win over received ones.
+ * A listener's config compiled for the hot path (listener.ts compiles it). Stages that are not
+ * configured are `undefined`, so a plain listener pays one property check per stage.
  */
-const FORWARDED_TLVS = new Set([PP2_TYPE_ALPN, PP2_TYPE_AUTHORITY, PP2_TYPE_UNIQUE_ID, PP2_TYPE_SSL]);
+export interface ConnectionPolicy {
+  /** allow/deny list, checked first (on the PROXY header's address when accepting PROXY). */
+  acl: Acl | undefined;
+  /** Sources allowed to send a PROXY header; others are rejected. */
+  proxyTrusted: Acl | undefined;
+  sourceLimits: SourceLimiter | undefined;
+  /** Read a ClientHello before routing (passthrough SNI routing). */
+  peekClientHello: boolean;
+  router: SniRouter<string> | undefined;
+  certificates: CertificateStore | undefined;
+  /** Admission reads the client's address (ACL, trusted PROXY sources, source limits). */
+  needsClientAddress: boolean;
+  /** A stage reads a net.Socket (preread, TLS termination): raw sockets are not for this listener. */
+  needsNetSocket: boolean;
+}
+
+/** A connection refused at admission, with a logger to call (rate-limited by the caller). */
+export interface Rejection {
+  reason: string;
+  log(): void;
+}
+
+/**
+ * What a connection needs from its listener (listener.ts implements it). Owned here so that
+ * the connection does not depend on the listener that creates it.
+ */
+export interface ConnectionHost {
+  readonly config: ListenerConfig;
+  readonly policy: ConnectionPolicy;
+  readonly stats: ListenerStats;
+  /** The live connections (admitted and not yet finished). */
+  readonly connections: ConnectionSet<LiveConnection>;
+  /** Whether closed connections write an access-log line (else none is built). */
+  readonly logsAccess: boolean;
+  /** Process and listener limits: null when admitted, otherwise why not. */
+  admitLimits(): Rejection | null;
+  /** A rejection whose log line is rate-limited per reason. */
+  reject(reason: string, fields?: Record<string, unknown>, message?: string): Rejection;
+  defaultPool(): Pool | undefined;
+  pool(name: string | undefined): Pool | undefined;
+  maxTries(pool: Pool | undefined): number;
+  backendQueue(pool: Pool): BackendQueue | undefined;
+  backendReleased(pool: Pool): void;
+  fdExhausted(err: unknown): void;
+  logBackendError(backend: Backend, pool: Pool, err: ConnectError): void;
+  accessLog(rec: AccessRecord): void;
+  /** An admitted connection ended (its slot may go to a held connection). */
+  released(): void;
+}
 
 /** The stable error code of each early ending (docs/errors.md). */
-const EARLY_CODES: Partial<Record<EarlyReason, string>> = {
+const EARLY_CODES: Partial<Record<string, string>> = {
   no_backend: ErrorCodes.NO_BACKEND,
   no_route: ErrorCodes.NO_BACKEND,
   queue_full: ErrorCodes.NO_BACKEND,
@@ -105,8 +161,8 @@ const EARLY_CODES: Partial<Record<EarlyReason, string>> = {
 };
 
 /** Handles one accepted client socket. */
-export function handleConnection(l: ListenerRuntime, socket: net.Socket): void {
-  new Connection(l, socket).admit();
+export function handleConnection(l: ConnectionHost, socket: DataSocket): void {
+  Connection.accept(l, socket);
 }
 
 /**
@@ -116,17 +172,20 @@ export function handleConnection(l: ListenerRuntime, socket: net.Socket): void {
  *
  * It is also what the listener tracks ({@link LiveConnection}), what balancers read
  * ({@link PickContext}), what waits in a pool's queue ({@link QueueWaiter}), and what a
- * backend dial and the relay report to ({@link DialOwner}, {@link RelayOwner}).
+ * backend dial, a TLS handshake and the relay report to ({@link DialOwner},
+ * {@link TlsTerminationOwner}, {@link RelayOwner}); those methods are its only public ones.
  */
-class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner, RelayOwner {
-  readonly l: ListenerRuntime;
-  readonly policy: ListenerPolicy;
-  socket: net.Socket;
-  /** The client side: `socket`, or the TLS socket over it when l4lb terminates TLS. */
-  client: net.Socket;
-  readonly start = performance.now();
-  /** The backend relayed to (set when relaying starts; LiveConnection). */
-  backend: Backend | undefined = undefined;
+class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner, TlsTerminationOwner, RelayOwner {
+  readonly #l: ConnectionHost;
+  /** The listener's policy when the connection came: a reload does not change it midway. */
+  readonly #policy: ConnectionPolicy;
+  /** The accepted socket. */
+  #socket: DataSocket;
+  /** The client side: `#socket`, or the TLS socket over it when l4lb terminates TLS. */
+  #client: DataSocket;
+  readonly #start = performance.now();
+  /** The backend relayed to (set when relaying starts). */
+  #backend: Backend | undefined = undefined;
   // The client's address is read when first used (a getpeername() and a string per
   // connection otherwise), or replaced by the one a PROXY header names.
   #address: string | undefined = undefined;
@@ -136,48 +195,55 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
    * does, so a chain of proxies tells the backend the client's original destination).
    * Read only when a PROXY header is sent: a getsockname() per connection otherwise.
    */
-  destAddress: string | undefined = undefined;
-  destPort: number | undefined = undefined;
-  /** Counted once, as rejected or as closed (accepted = rejected + closed + active). */
-  rejected = false;
-  releaseSource: (() => void) | undefined = undefined;
-  pool: Pool | undefined = undefined;
-  serverName: string | undefined = undefined;
-  alpn: string[] | undefined = undefined;
+  #destAddress: string | undefined = undefined;
+  #destPort: number | undefined = undefined;
+  /** Admitted: counted active and in the live set until `#finish`. */
+  #admitted = false;
+  /** Counted as rejected (so not as closed when it finishes). */
+  #rejected = false;
+  #releaseSource: (() => void) | undefined = undefined;
+  #pool: Pool | undefined = undefined;
+  #serverName: string | undefined = undefined;
+  #alpn: string[] | undefined = undefined;
   /** Client bytes read during preread, for the backend first. */
-  head: Buffer | undefined = undefined;
+  #head: Buffer | undefined = undefined;
   /** TLVs of a received PROXY v2 header that l4lb passes on in the v2 header it sends. */
-  forwardTlvs: ProxyTlv[] | undefined = undefined;
-  readonly tried: Backend[] = [];
-  connectMs = 0;
+  #forwardTlvs: ProxyTlv[] | undefined = undefined;
+  readonly #tried: Backend[] = [];
+  #connectMs = 0;
   /** Cancels the current preread or TLS handshake stage. */
-  cancel: (() => void) | undefined = undefined;
+  #cancel: (() => void) | undefined = undefined;
   /** The backend dial in flight. */
-  dialing: Dial | undefined = undefined;
-  dialStart = 0;
-  lastError: ConnectError | null = null;
-  stopped = false;
-  done = false;
-  relayHandle: RelayHandle | undefined = undefined;
-  reportedUp = 0;
-  reportedDown = 0;
+  #dialing: Dial | undefined = undefined;
+  #dialStart = 0;
+  #lastError: ConnectError | null = null;
+  #stopped = false;
+  #done = false;
+  #relay: RelayHandle | undefined = undefined;
+  #reportedUp = 0;
+  #reportedDown = 0;
   /** The pool queue this connection waits in while every backend is full. */
-  queued: BackendQueue | undefined = undefined;
+  #queued: BackendQueue | undefined = undefined;
   /** The client's 'error' listener until the relay takes over. */
-  readonly onEarlyClientError: () => void;
+  readonly #onEarlyClientError: () => void;
 
-  constructor(l: ListenerRuntime, socket: net.Socket) {
-    this.l = l;
-    this.policy = l.policy;
-    this.socket = socket;
-    this.client = socket;
-    this.onEarlyClientError = () => {
+  private constructor(l: ConnectionHost, socket: DataSocket) {
+    this.#l = l;
+    this.#policy = l.policy;
+    this.#socket = socket;
+    this.#client = socket;
+    this.#onEarlyClientError = () => {
       // The client went away before relaying started.
-      this.stopped = true;
-      this.failEarly('client_aborted');
+      this.#stopped = true;
+      this.#failEarly('client_aborted');
     };
   }
 
+  static accept(l: ConnectionHost, socket: DataSocket): void {
+    new Connection(l, socket).#admit();
+  }
+
+  // --- PickContext ---
   get clientAddress(): string {
     if (this.#address === undefined) this.#readPeer();
     return this.#address!;
@@ -189,186 +255,167 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
   }
 
   #readPeer(): void {
-    this.#address = this.socket.remoteAddress ?? '';
-    this.#port = this.socket.remotePort ?? 0;
+    this.#address = this.#socket.remoteAddress ?? '';
+    this.#port = this.#socket.remotePort ?? 0;
   }
 
   // --- admit (1): limits, and the ACL on the socket's own address ---
-  admit(): void {
-    const { l, policy, socket } = this;
-    const stats = l.stats;
-    stats.accepted++;
+  #admit(): void {
+    const l = this.#l;
+    const policy = this.#policy;
+    const socket = this.#socket;
+    l.stats.accepted++;
     // A client that reset before we got here has no peer address left (getpeername fails;
     // HAProxy's health checks do this): it left, it was not refused — no rejection, no
     // warning. Checked when something reads the address anyway; otherwise the relay finds
     // the reset on its first read.
-    if ((policy.needsClientAddress || l.logsAccess) && socket.remoteAddress === undefined) {
-      socket.on('error', noop);
-      socket.destroy();
-      stats.countClosed('client_aborted');
-      return;
-    }
+    if ((policy.needsClientAddress || l.logsAccess) && socket.remoteAddress === undefined) return this.#failEarly('client_aborted');
+    // Preread and TLS read a net.Socket. A raw socket meets such a policy only when it was
+    // held over a limit while a reload changed its plain listener (listener.ts accepts raw
+    // sockets on plain listeners only).
+    if (policy.needsNetSocket && !(socket instanceof net.Socket)) return this.#reject('listener_changed');
     if (policy.proxyTrusted) {
-      if (!policy.proxyTrusted.allows(this.clientAddress)) return this.refuse('proxy_untrusted');
+      if (!policy.proxyTrusted.allows(this.clientAddress)) return this.#reject('proxy_untrusted');
     } else if (policy.acl && !policy.acl.allows(this.clientAddress)) {
-      return this.refuse('acl');
+      return this.#reject('acl');
     }
     const limited = l.admitLimits();
-    if (limited) return this.refuse(limited.reason);
-    if (!policy.proxyTrusted && !this.admitSource()) return;
+    if (limited) return this.#reject(limited.reason);
+    if (!policy.proxyTrusted && !this.#admitSource()) return;
 
-    stats.active++;
+    this.#admitted = true;
+    l.stats.active++;
     l.connections.add(this);
-    socket.on('error', this.onEarlyClientError);
-    if (policy.proxyTrusted || policy.peekClientHello) this.preread();
-    else this.afterPreread();
+    socket.on('error', this.#onEarlyClientError);
+    if ((policy.proxyTrusted || policy.peekClientHello) && socket instanceof net.Socket) this.#preread(socket);
+    else this.#afterPreread();
   }
 
-  admitSource(): boolean {
-    const limits = this.policy.sourceLimits;
+  /** Takes a slot of the per-source limits; refuses the connection when there is none. */
+  #admitSource(): boolean {
+    const limits = this.#policy.sourceLimits;
     if (!limits) return true;
     const a = limits.tryAdmit(this.clientAddress);
     if (a.ok) {
-      this.releaseSource = a.release;
+      this.#releaseSource = a.release;
       return true;
     }
-    if (!this.policy.proxyTrusted) this.refuse(a.reason);
-    else {
-      this.countRejected(a.reason);
-      this.l.reject(a.reason, { client: this.clientAddress }).log();
-    }
+    this.#reject(a.reason, undefined, undefined, 'source_limit', 'rejected by source');
     return false;
   }
 
   // --- preread: PROXY header and/or TLS ClientHello (bounded in size and time) ---
-  preread(): void {
-    const { policy } = this;
-    this.cancel = preread(
-      this.socket,
-      { proxy: policy.proxyTrusted !== undefined, clientHello: policy.peekClientHello, timeoutMs: this.l.config.timeouts.prereadMs },
-      (err, res) => this.onPreread(err, res),
+  #preread(socket: net.Socket): void {
+    const policy = this.#policy;
+    this.#cancel = preread(
+      socket,
+      { proxy: policy.proxyTrusted !== undefined, clientHello: policy.peekClientHello, timeoutMs: this.#l.config.timeouts.prereadMs },
+      (err, res) => this.#onPreread(err, res),
     );
   }
 
-  onPreread(err: PrereadFailure | null, res: PrereadResult | null): void {
-    const { l, policy } = this;
-    this.cancel = undefined;
+  #onPreread(err: PrereadFailure | null, res: PrereadResult | null): void {
+    const policy = this.#policy;
+    this.#cancel = undefined;
     if (err) {
+      // Slow-loris defence: a timeout is counted and logged like a bad header, so a flood shows up.
       if (err.kind === 'timeout') {
-        // Slow-loris defence: counted and logged like a bad header, so a flood shows up.
-        this.countRejected('preread_timeout');
-        l.reject('preread_timeout', { client: this.clientAddress, timeoutMs: l.config.timeouts.prereadMs }, 'preread timeout').log();
-        return this.failEarly('preread_timeout', 'preread timeout');
+        return this.#reject('preread_timeout', { timeoutMs: this.#l.config.timeouts.prereadMs }, 'preread timeout', 'preread_timeout', 'preread timeout');
       }
-      if (err.kind === 'closed') return this.failEarly('client_aborted', 'client closed during preread');
+      if (err.kind === 'closed') return this.#failEarly('client_aborted', 'client closed during preread');
       const reason = err.error.code === ErrorCodes.PROXY_HEADER ? 'bad_proxy_header' : 'bad_client_hello';
-      this.countRejected(reason);
-      l.reject(reason, { client: this.clientAddress, detail: err.error.reason }, err.error.message).log();
-      return this.failEarly(reason, err.error.message);
+      return this.#reject(reason, { detail: err.error.reason }, err.error.message, reason, err.error.message);
     }
     const r = res!;
     if (r.proxy && r.proxy.command === 'PROXY' && (r.proxy.family === 'tcp4' || r.proxy.family === 'tcp6')) {
       this.#address = r.proxy.sourceAddress!;
       this.#port = r.proxy.sourcePort!;
-      this.destAddress = r.proxy.destAddress;
-      this.destPort = r.proxy.destPort;
-      const tlvs = r.proxy.tlvs.filter((x) => FORWARDED_TLVS.has(x.type));
-      if (tlvs.length > 0) this.forwardTlvs = tlvs;
+      this.#destAddress = r.proxy.destAddress;
+      this.#destPort = r.proxy.destPort;
+      this.#forwardTlvs = forwardedTlvs(r.proxy.tlvs);
     }
-    this.serverName = r.serverName;
-    this.alpn = r.alpn;
-    this.head = r.head.length > 0 ? r.head : undefined;
+    this.#serverName = r.serverName;
+    this.#alpn = r.alpn;
+    this.#head = r.head.length > 0 ? r.head : undefined;
     // --- admit (2): with PROXY, the ACL and source limits see the real client ---
     if (policy.proxyTrusted) {
-      if (policy.acl && !policy.acl.allows(this.clientAddress)) return this.rejectLate('acl');
-      if (!this.admitSource()) return this.rejectLate('source');
+      if (policy.acl && !policy.acl.allows(this.clientAddress)) return this.#reject('acl', undefined, undefined, 'acl', 'rejected by acl');
+      if (!this.#admitSource()) return;
     }
-    this.afterPreread();
+    this.#afterPreread();
   }
 
-  afterPreread(): void {
-    if (this.policy.certificates) this.terminateTls();
-    else this.route();
+  #afterPreread(): void {
+    const certs = this.#policy.certificates;
+    const s = this.#socket;
+    if (certs && s instanceof net.Socket) this.#terminateTls(s, certs);
+    else this.#route();
   }
 
-  // --- TLS termination: the handshake picks a certificate by SNI; routing follows ---
-  terminateTls(): void {
-    const { l, socket } = this;
-    const certs = this.policy.certificates!;
-    if (this.head) socket.unshift(this.head);
-    this.head = undefined;
-    const t = new tls.TLSSocket(socket, {
-      isServer: true,
-      secureContext: certs.defaultContext,
-      SNICallback: (name, cb) => cb(null, certs.contextFor(name)),
-    });
-    this.client = t;
+  // --- TLS termination (tls-termination.ts): the handshake picks a certificate by SNI ---
+  #terminateTls(socket: net.Socket, certs: CertificateStore): void {
     // One deadline from accept for PROXY header and handshake together, so a slow client
     // cannot spend the preread time twice.
-    const prereadMs = l.config.timeouts.prereadMs;
-    const left = Math.max(1, prereadMs - (performance.now() - this.start));
-    const timer = prereadMs > 0 ? setTimeout(() => onTlsError(new Error('handshake timeout')), left) : undefined;
-    this.cancel = () => {
-      if (timer) clearTimeout(timer);
-      t.destroy();
-    };
-    const onTlsError = (err: Error): void => {
-      if (timer) clearTimeout(timer);
-      this.cancel = undefined;
-      if (this.done) return;
-      t.destroy();
-      socket.destroy();
-      const reason = err.message === 'handshake timeout' ? 'preread_timeout' : 'tls_handshake_failed';
-      this.countRejected(reason);
-      l.reject(reason, { client: this.clientAddress }, `TLS handshake failed: ${err.message}`).log();
-      this.finishEarly(reason, err.message);
-    };
-    t.on('error', onTlsError);
-    t.once('secure', () => {
-      if (timer) clearTimeout(timer);
-      this.cancel = undefined;
-      t.removeListener('error', onTlsError);
-      t.on('error', this.onEarlyClientError);
-      t.pause();
-      this.serverName = (t as tls.TLSSocket & { servername?: string | false }).servername || undefined;
-      const proto = t.alpnProtocol;
-      this.alpn = proto ? [proto] : [];
-      this.route();
-    });
+    const prereadMs = this.#l.config.timeouts.prereadMs;
+    const left = prereadMs > 0 ? Math.max(1, prereadMs - (performance.now() - this.#start)) : 0;
+    const t = new TlsTermination(socket, this.#head, certs, left, this);
+    this.#head = undefined;
+    this.#client = t.socket;
+    this.#cancel = () => t.cancel();
+  }
+
+  /** TlsTerminationOwner: the handshake is done; routing follows. */
+  handshakeDone(serverName: string | undefined, alpn: string[]): void {
+    this.#cancel = undefined;
+    this.#client.on('error', this.#onEarlyClientError);
+    this.#serverName = serverName;
+    this.#alpn = alpn;
+    this.#route();
+  }
+
+  /** TlsTerminationOwner: the handshake failed or timed out. */
+  handshakeFailed(err: Error, timedOut: boolean): void {
+    this.#cancel = undefined;
+    const reason = timedOut ? 'preread_timeout' : 'tls_handshake_failed';
+    this.#reject(reason, undefined, `TLS handshake failed: ${err.message}`, reason, err.message);
   }
 
   // --- route: SNI/ALPN routes, else the listener's pool ---
-  route(): void {
-    if (this.stopped) return;
-    const router = this.policy.router;
+  #route(): void {
+    if (this.#stopped) return;
+    const router = this.#policy.router;
     if (router) {
-      this.pool = this.l.pool(router.route(this.serverName, this.alpn ?? []));
-      if (!this.pool) return this.failEarly('no_route', `no route for server name ${this.serverName ?? '(none)'}`);
+      this.#pool = this.#l.pool(router.route(this.#serverName, this.#alpn ?? []));
+      if (!this.#pool) return this.#failEarly('no_route', `no route for server name ${this.#serverName ?? '(none)'}`);
     } else {
-      this.pool = this.l.defaultPool();
+      this.#pool = this.#l.defaultPool();
     }
-    this.tryNext();
+    this.#tryNext();
   }
 
   // --- balance + connect, retrying the next backend; wait in the pool's queue when all are full ---
-  pickBackend(state: { full: boolean }): Backend | undefined {
-    const { pool, tried } = this;
-    return pool && tried.length < this.l.maxTries(pool) ? pool.pick(this, tried, state) : undefined;
+  #pickBackend(state: { full: boolean }): Backend | undefined {
+    const pool = this.#pool;
+    const tried = this.#tried;
+    return pool && tried.length < this.#l.maxTries(pool) ? pool.pick(this, tried, state) : undefined;
   }
 
-  tryNext(): void {
-    if (this.stopped) return;
-    const { l, pool, tried, lastError } = this;
+  #tryNext(): void {
+    if (this.#stopped) return;
+    const l = this.#l;
+    const pool = this.#pool;
+    const tried = this.#tried;
+    const lastError = this.#lastError;
     const queue = pool ? l.backendQueue(pool) : undefined;
     // Newcomers line up behind the connections already waiting for a slot (HAProxy's order).
     if (queue && queue.length > 0 && tried.length === 0) {
       queue.wake();
-      if (queue.length > 0) return this.wait(queue);
+      if (queue.length > 0) return this.#wait(queue);
     }
     const state = { full: false };
-    const backend = this.pickBackend(state);
+    const backend = this.#pickBackend(state);
     if (!backend) {
-      if (state.full && queue) return this.wait(queue);
+      if (state.full && queue) return this.#wait(queue);
       const reason: EarlyReason =
         tried.length === 0 || !lastError
           ? 'no_backend'
@@ -378,251 +425,261 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
               ? 'backend_connect_refused'
               : 'backend_connect_failed';
       if (reason === 'no_backend') l.reject('no_backend', { pool: pool?.name }, 'no backend available').log();
-      return this.failEarly(reason, lastError?.message);
+      return this.#failEarly(reason, lastError?.message);
     }
-    this.connectTo(backend);
+    this.#connectTo(backend);
   }
 
-  wait(queue: BackendQueue): void {
+  #wait(queue: BackendQueue): void {
     if (queue.enqueue(this)) {
-      this.queued = queue;
+      this.#queued = queue;
       return;
     }
-    this.l.reject('queue_full', { pool: this.pool?.name }, 'every backend is at maxConnections and the queue is full').log();
-    this.failEarly('queue_full', 'every backend is at maxConnections and the queue is full');
+    this.#l.reject('queue_full', { pool: this.#pool?.name }, 'every backend is at maxConnections and the queue is full').log();
+    this.#failEarly('queue_full', 'every backend is at maxConnections and the queue is full');
   }
 
   /** QueueWaiter: a slot may have freed. */
   retry(): boolean {
-    if (this.done || this.stopped) return true;
+    if (this.#done || this.#stopped) return true;
     const state = { full: false };
-    const backend = this.pickBackend(state);
+    const backend = this.#pickBackend(state);
     if (!backend && state.full) return false;
-    this.queued = undefined;
-    if (backend) this.connectTo(backend);
-    else this.failEarly('no_backend', this.lastError?.message);
+    this.#queued = undefined;
+    if (backend) this.#connectTo(backend);
+    else this.#failEarly('no_backend', this.#lastError?.message);
     return true;
   }
 
   /** QueueWaiter: dropped from the queue unserved. */
   expire(reason: 'queue_timeout' | 'no_backend'): void {
-    this.queued = undefined;
-    if (reason === 'queue_timeout') this.l.reject('queue_timeout', { pool: this.pool?.name }, 'gave up waiting for a backend slot').log();
-    this.failEarly(reason, reason === 'queue_timeout' ? 'every backend stayed at maxConnections for the queue timeout' : undefined);
+    this.#queued = undefined;
+    if (reason === 'queue_timeout') this.#l.reject('queue_timeout', { pool: this.#pool?.name }, 'gave up waiting for a backend slot').log();
+    this.#failEarly(reason, reason === 'queue_timeout' ? 'every backend stayed at maxConnections for the queue timeout' : undefined);
   }
 
-  connectTo(backend: Backend): void {
-    const { l, tried } = this;
+  #connectTo(backend: Backend): void {
+    const l = this.#l;
+    const tried = this.#tried;
     if (tried.length > 0) l.stats.retries++;
     tried.push(backend);
     backend.active++; // counted from the attempt so least-connections sees dials in flight
-    this.dialStart = performance.now();
-    this.dialing = dial(backend, l.config.timeouts.connectMs, this.dialOptions(this.pool!), this);
+    this.#dialStart = performance.now();
+    this.#dialing = dial(backend, l.config.timeouts.connectMs, this.#dialOptions(this.#pool!), this);
   }
 
   /** DialOwner: the attempt on the last backend tried is over. */
-  dialed(err: ConnectError | null, sock: net.Socket | null): void {
-    const { l } = this;
-    const backend = this.dialing!.backend;
-    const p = this.pool!;
-    this.dialing = undefined;
-    this.connectMs = performance.now() - this.dialStart;
+  dialed(err: ConnectError | null, sock: DataSocket | null): void {
+    const l = this.#l;
+    const backend = this.#dialing!.backend;
+    const p = this.#pool!;
+    this.#dialing = undefined;
+    this.#connectMs = performance.now() - this.#dialStart;
     if (err && isFdExhausted(err)) {
       // l4lb's own shortage, not the backend's: no health penalty, and another backend
       // would fail the same way. Counted and logged (rate-limited) by the host.
-      this.releaseBackend(backend);
-      this.lastError = err;
+      this.#releaseBackend(backend);
+      this.#lastError = err;
       l.fdExhausted(err);
-      return this.failEarly('fd_exhausted', err.message);
+      return this.#failEarly('fd_exhausted', err.message);
     }
-    p.recordConnectResult(backend, err === null, this.connectMs);
+    p.recordConnectResult(backend, err === null, this.#connectMs);
     if (err) {
-      this.releaseBackend(backend);
-      this.lastError = err;
+      this.#releaseBackend(backend);
+      this.#lastError = err;
       l.logBackendError(backend, p, err);
-      return this.tryNext();
+      return this.#tryNext();
     }
-    l.stats.connectMs.observe(this.connectMs);
-    this.startRelay(backend, sock!);
+    l.stats.connectMs.observe(this.#connectMs);
+    this.#startRelay(backend, sock!);
   }
 
   /** Gives back a slot on `backend`; a connection waiting in the pool's queue may take it. */
-  releaseBackend(backend: Backend): void {
+  #releaseBackend(backend: Backend): void {
     backend.active--;
-    if (this.pool) this.l.backendReleased(this.pool);
+    if (this.#pool) this.#l.backendReleased(this.#pool);
   }
 
-  dialOptions(p: Pool): DialOptions | undefined {
+  #dialOptions(p: Pool): DialOptions | undefined {
     const pp = p.config.proxyProtocol;
     const ptls = p.config.tls;
     if (!pp && !ptls?.enabled) return undefined;
     const opts: DialOptions = {};
     if (pp) {
-      const { socket } = this;
-      const info = proxyInfoFor(this.clientAddress, this.clientPort, this.destAddress ?? socket.localAddress, this.destPort ?? socket.localPort);
-      if (pp === 'v1') opts.header = encodeProxyV1(info);
-      else {
+      const alpn = this.#alpn;
+      opts.header = proxyHeader(pp, {
+        clientAddress: this.clientAddress,
+        clientPort: this.clientPort,
+        destAddress: this.#destAddress ?? this.#socket.localAddress,
+        destPort: this.#destPort ?? this.#socket.localPort,
+        serverName: this.#serverName,
         // PP2_TYPE_ALPN is the protocol in use. In passthrough only the client's offer is
         // known (the backend picks), so it is sent only when l4lb terminated TLS.
-        const alpn = this.policy.certificates && this.alpn && this.alpn.length > 0 ? this.alpn[0] : undefined;
-        const authority = this.serverName || undefined;
-        // What a received v2 header said that l4lb does not know better passes on unchanged.
-        const tlvs = this.forwardTlvs?.filter(
-          (x) => !(x.type === PP2_TYPE_AUTHORITY && authority !== undefined) && !(x.type === PP2_TYPE_ALPN && alpn !== undefined),
-        );
-        opts.header = encodeProxyV2({ ...info, authority, alpn, tlvs });
-      }
+        alpn: this.#policy.certificates && alpn && alpn.length > 0 ? alpn[0] : undefined,
+        forward: this.#forwardTlvs,
+      });
     }
     if (ptls?.enabled) opts.tls = ptls;
     return opts;
   }
 
   // --- relay ---
-  startRelay(backend: Backend, sock: net.Socket): void {
-    const { client, socket } = this;
-    client.removeListener('error', this.onEarlyClientError);
-    socket.removeListener('error', this.onEarlyClientError);
+  /**
+   * The one place relay sides are made: a decorator (fault injection, a mirror) wraps
+   * `relaySideOf(...)` here; see relay-side.ts.
+   */
+  #startRelay(backend: Backend, sock: DataSocket): void {
+    const client = this.#client;
+    const socket = this.#socket;
+    client.removeListener('error', this.#onEarlyClientError);
+    socket.removeListener('error', this.#onEarlyClientError);
     if (client !== socket) socket.on('error', noop); // errors surface on the TLS socket
     backend.total++;
-    this.backend = backend;
-    this.relayHandle = relay(client, sock, this.l.config.timeouts, this, this.head);
+    this.#backend = backend;
+    this.#relay = relay(relaySideOf(client), relaySideOf(sock), this.#l.config.timeouts, this, this.#head);
   }
 
   // --- LiveConnection ---
+  get backend(): Backend | undefined {
+    return this.#backend;
+  }
+
   stop(reason: TerminationReason): void {
-    if (this.relayHandle) return this.relayHandle.stop(reason);
-    this.stopped = true;
-    this.failEarly('shutdown');
+    if (this.#relay) return this.#relay.stop(reason);
+    this.#stopped = true;
+    this.#failEarly('shutdown');
   }
 
   flushBytes(): void {
-    const r = this.relayHandle;
-    if (!r || this.done) return;
-    const b = this.backend!;
-    const up = r.bytesUp - this.reportedUp;
-    const down = r.bytesDown - this.reportedDown;
-    this.reportedUp += up;
-    this.reportedDown += down;
-    b.bytesIn += up;
-    b.bytesOut += down;
-    this.l.stats.bytesUp += up;
-    this.l.stats.bytesDown += down;
+    const r = this.#relay;
+    if (r && !this.#done) this.#countBytes(r.bytesUp, r.bytesDown);
   }
 
-  // --- refusals ---
-  countRejected(reason: string): void {
-    this.rejected = true;
-    this.l.stats.countRejected(reason);
+  /** Counts the bytes relayed so far (totals) that earlier calls did not already count. */
+  #countBytes(up: number, down: number): void {
+    const b = this.#backend!;
+    const stats = this.#l.stats;
+    const dUp = up - this.#reportedUp;
+    const dDown = down - this.#reportedDown;
+    this.#reportedUp = up;
+    this.#reportedDown = down;
+    b.bytesIn += dUp;
+    b.bytesOut += dDown;
+    stats.bytesUp += dUp;
+    stats.bytesDown += dDown;
   }
 
-  /** Refused at accept: counted as rejected, closed, logged (rate-limited). */
-  refuse(reason: string): void {
-    this.countRejected(reason);
-    this.socket.on('error', noop);
-    this.socket.destroy();
-    this.l.reject(reason, { client: this.clientAddress }).log();
+  // --- the ways out ---
+  /**
+   * Refused: counted as rejected under `reason`, logged (rate-limited, with the client and
+   * `fields`), closed. Access-logged under `accessReason` when it was admitted (a refusal
+   * decided after the PROXY header or during preread).
+   */
+  #reject(reason: string, fields?: Record<string, unknown>, message?: string, accessReason = reason, error?: string): void {
+    this.#rejected = true;
+    this.#l.stats.countRejected(reason);
+    this.#l.reject(reason, { client: this.clientAddress, ...fields }, message).log();
+    this.#failEarly(accessReason, error);
   }
 
-  /** Refused after the PROXY header named the real client. */
-  rejectLate(kind: 'acl' | 'source'): void {
-    if (kind === 'acl') {
-      this.countRejected('acl');
-      this.l.reject('acl', { client: this.clientAddress }).log();
+  /** Ends the connection before relaying: stops the stage in progress and closes both sockets. */
+  #failEarly(reason: string, error?: string): void {
+    if (this.#done) return;
+    this.#cancel?.();
+    this.#cancel = undefined;
+    if (this.#queued) {
+      this.#queued.remove(this);
+      this.#queued = undefined;
     }
-    this.failEarly(kind === 'acl' ? 'acl' : 'source_limit', `rejected by ${kind}`);
-  }
-
-  // --- close ---
-  failEarly(reason: EarlyReason, error?: string): void {
-    this.cancel?.();
-    this.cancel = undefined;
-    if (this.queued) {
-      this.queued.remove(this);
-      this.queued = undefined;
+    if (this.#dialing) {
+      this.#dialing.abort();
+      this.#releaseBackend(this.#dialing.backend);
+      this.#dialing = undefined;
     }
-    if (this.dialing) {
-      this.dialing.abort();
-      this.releaseBackend(this.dialing.backend);
-      this.dialing = undefined;
-    }
-    this.client.destroy();
-    this.socket.destroy();
-    this.finishEarly(reason, error);
-  }
-
-  finishEarly(reason: EarlyReason, error?: string): void {
-    if (this.done) return;
-    this.done = true;
-    const { l, tried } = this;
-    this.releaseSource?.();
-    l.stats.active--;
-    if (!this.rejected) l.stats.countClosed(reason);
-    l.connections.delete(this);
-    if (l.logsAccess) {
-      this.logAccess(tried.length ? tried[tried.length - 1] : undefined, 0, {
-        bytesUp: 0,
-        bytesDown: 0,
-        closedFirst: 'proxy',
-        closeKind: 'proxy',
-        reason,
-        code: EARLY_CODES[reason],
-        error: error ?? this.lastError?.message,
-      });
-    }
-    l.released();
+    this.#socket.on('error', noop);
+    this.#client.destroy();
+    this.#socket.destroy();
+    this.#finish(reason, undefined, error);
   }
 
   /** RelayOwner: both sides are closed. */
   relayDone(res: RelayResult): void {
-    if (this.done) return;
-    this.done = true;
-    const backend = this.backend!;
-    const { l } = this;
+    this.#finish(res.reason, res);
+  }
+
+  /**
+   * The one way out: every connection ends here exactly once, refused at accept or closed
+   * after relaying. Counts it (accepted = rejected + closed + active), gives back what it
+   * held, writes its access-log line, and lets go of its relay and sockets (Relay.letGo in
+   * relay.ts says why).
+   */
+  #finish(reason: string, res: RelayResult | undefined, error?: string): void {
+    if (this.#done) return;
+    this.#done = true;
+    const l = this.#l;
     const stats = l.stats;
-    this.releaseSource?.();
-    backend.active--;
-    // Only what earlier snapshots did not already count (see flushBytes).
-    backend.bytesIn += res.bytesUp - this.reportedUp;
-    backend.bytesOut += res.bytesDown - this.reportedDown;
-    stats.active--;
-    stats.bytesUp += res.bytesUp - this.reportedUp;
-    stats.bytesDown += res.bytesDown - this.reportedDown;
-    stats.countClosed(res.reason);
-    l.connections.delete(this);
-    if (l.logsAccess) {
-      this.logAccess(backend, Math.round(this.connectMs * 100) / 100, {
+    if (!this.#rejected) stats.countClosed(reason);
+    if (this.#admitted) {
+      this.#releaseSource?.();
+      stats.active--;
+      l.connections.delete(this);
+      const backend = this.#backend;
+      if (backend !== undefined) {
+        backend.active--;
+        this.#countBytes(res!.bytesUp, res!.bytesDown);
+      }
+      // Refused before admission: no access line (a rate-limited warning instead).
+      if (l.logsAccess) l.accessLog(this.#accessRecord(reason, res, error));
+      if (backend !== undefined && this.#pool) l.backendReleased(this.#pool);
+      l.released();
+    }
+    this.#relay = undefined;
+    this.#socket = this.#client = ENDED_SOCKET;
+  }
+
+  /** One access-log line: what every ending shares, and how it ended. */
+  #accessRecord(reason: string, res: RelayResult | undefined, error: string | undefined): AccessRecord {
+    const l = this.#l;
+    const tried = this.#tried;
+    if (res !== undefined) {
+      return {
+        listener: l.config.name,
+        client: this.clientAddress,
+        clientPort: this.clientPort,
+        pool: this.#pool?.name,
+        backend: this.#backend!.name,
+        backendAddress: this.#backend!.address,
+        serverName: this.#serverName,
+        tries: tried.length,
+        retries: Math.max(0, tried.length - 1),
+        connectMs: Math.round(this.#connectMs * 100) / 100,
+        durationMs: Math.round(performance.now() - this.#start),
         bytesUp: res.bytesUp,
         bytesDown: res.bytesDown,
         closedFirst: res.closedFirst,
         closeKind: res.closeKind,
-        reason: res.reason,
-      });
+        reason,
+      };
     }
-    if (this.pool) l.backendReleased(this.pool);
-    l.released();
-    // Let go of the relay and the sockets, as the relay does (Relay.letGo in relay.ts says why).
-    this.relayHandle = undefined;
-    this.socket = this.client = ENDED_SOCKET;
-  }
-
-  /** One access-log line: what every ending shares, and `how` it ended. */
-  logAccess(backend: Backend | undefined, connectMs: number, how: Pick<AccessRecord, 'bytesUp' | 'bytesDown' | 'closedFirst' | 'closeKind' | 'reason' | 'code' | 'error'>): void {
-    const { l, tried } = this;
-    l.accessLog({
+    return {
       listener: l.config.name,
       client: this.clientAddress,
       clientPort: this.clientPort,
-      pool: this.pool?.name,
-      backend: backend?.name,
-      backendAddress: backend?.address,
-      serverName: this.serverName,
+      pool: this.#pool?.name,
+      backend: tried.length ? tried[tried.length - 1].name : undefined,
+      backendAddress: tried.length ? tried[tried.length - 1].address : undefined,
+      serverName: this.#serverName,
       tries: tried.length,
       retries: Math.max(0, tried.length - 1),
-      connectMs,
-      durationMs: Math.round(performance.now() - this.start),
-      ...how,
-    });
+      connectMs: 0,
+      durationMs: Math.round(performance.now() - this.#start),
+      bytesUp: 0,
+      bytesDown: 0,
+      closedFirst: 'proxy',
+      closeKind: 'proxy',
+      reason,
+      code: EARLY_CODES[reason],
+      error: error ?? this.#lastError?.message,
+    };
   }
 }
-
-function noop(): void {}

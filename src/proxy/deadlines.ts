@@ -55,6 +55,11 @@ export class DeadlineList {
     return this.#size;
   }
 
+  /** Whether a Node timer is armed for this list (for tests and diagnostics). */
+  get armed(): boolean {
+    return this.#timer !== undefined;
+  }
+
   /** Adds `e` (in no list) with its last activity now. */
   add(e: DeadlineEntry, now = performance.now()): void {
     e.dlArmed = e.dlLastActive = now;

@@ -22,7 +22,8 @@
  */
 import { readFileSync } from 'node:fs';
 import { readdir } from 'node:fs/promises';
-import type net from 'node:net';
+import type { DataSocket } from './data-socket.js';
+import { noop } from '../util/noop.js';
 import type { Logger } from '../observability/log.js';
 import { RateLimitedLog } from '../admission/source-limits.js';
 
@@ -56,7 +57,7 @@ function errnoCode(err: unknown): string | undefined {
 }
 
 interface Held {
-  socket: net.Socket;
+  socket: DataSocket;
   since: number;
 }
 
@@ -89,7 +90,7 @@ export class AcceptQueue {
   }
 
   /** Holds `socket`; false (and nothing held) when the queue is full. */
-  push(socket: net.Socket, now = Date.now()): boolean {
+  push(socket: DataSocket, now = Date.now()): boolean {
     if (this.size >= this.max) {
       this.overflowed++;
       return false;
@@ -103,7 +104,7 @@ export class AcceptQueue {
   }
 
   /** Takes the oldest waiting socket. */
-  shift(): net.Socket | undefined {
+  shift(): DataSocket | undefined {
     if (this.size === 0) return undefined;
     const { socket } = this.#items[this.#head];
     this.#items[this.#head] = undefined as unknown as Held;
@@ -226,4 +227,3 @@ export function fdSoftLimit(): number | undefined {
   }
 }
 
-function noop(): void {}

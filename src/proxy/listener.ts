@@ -10,38 +10,27 @@ import { LogFields, type Logger } from '../observability/log.js';
 import { formatHostPort } from '../util/address.js';
 import type { Backend } from './backend.js';
 import type { Pool } from './pool.js';
-import { installFastAccept, reportFastPath } from './fast-path.js';
+import { reportFastPath } from './node-internals.js';
+import { installFastAccept } from './raw-socket.js';
 import { ConnectionSet } from './connection-set.js';
-import { handleConnection, type AccessRecord, type LiveConnection } from './connection.js';
+import {
+  handleConnection, type AccessRecord, type ConnectionHost, type ConnectionPolicy, type LiveConnection, type Rejection,
+} from './connection.js';
+import type { DataSocket } from './data-socket.js';
 import { Acl } from '../admission/acl.js';
 import { SourceLimiter, RateLimitedLog } from '../admission/source-limits.js';
 import { SniRouter } from '../protocol/sni-router.js';
 import { CertificateStore } from './tls.js';
 import type { BackendQueue } from '../admission/queue.js';
 
-/**
- * A listener's config compiled for the hot path. Stages that are not configured are
- * `undefined`, so a plain listener pays one property check per stage.
- */
-export interface ListenerPolicy {
-  /** allow/deny list, checked first (on the PROXY header's address when accepting PROXY). */
-  acl: Acl | undefined;
-  /** Sources allowed to send a PROXY header; others are rejected. */
-  proxyTrusted: Acl | undefined;
-  sourceLimits: SourceLimiter | undefined;
-  /** Read a ClientHello before routing (passthrough SNI routing). */
-  peekClientHello: boolean;
-  router: SniRouter<string> | undefined;
-  certificates: CertificateStore | undefined;
-  /** Admission reads the client's address (ACL, trusted PROXY sources, source limits). */
-  needsClientAddress: boolean;
-}
+/** A listener's config compiled for the hot path: what its connections read (connection.ts). */
+export type ListenerPolicy = ConnectionPolicy;
 
 /** Compiles a listener config; throws (L4lbError) on unusable certificates. */
 export function compilePolicy(c: ListenerConfig, previous?: { config: ListenerConfig; policy: ListenerPolicy }): ListenerPolicy {
   const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
   const keepLimiter = previous && same(previous.config.sourceLimits, c.sourceLimits);
-  const policy: Omit<ListenerPolicy, 'needsClientAddress'> = {
+  const policy: Omit<ListenerPolicy, 'needsClientAddress' | 'needsNetSocket'> = {
     acl: c.acl.length > 0 || c.aclDefault === 'deny' ? new Acl(c.acl, c.aclDefault) : undefined,
     proxyTrusted: c.acceptProxy ? new Acl(c.acceptProxy.trusted.map((cidr) => ({ action: 'allow' as const, cidr })), 'deny') : undefined,
     sourceLimits: keepLimiter
@@ -61,7 +50,11 @@ export function compilePolicy(c: ListenerConfig, previous?: { config: ListenerCo
         : undefined,
     certificates: c.tls?.mode === 'terminate' ? new CertificateStore(c.tls.certificates) : undefined,
   };
-  return { ...policy, needsClientAddress: !!(policy.acl || policy.proxyTrusted || policy.sourceLimits) };
+  return {
+    ...policy,
+    needsClientAddress: !!(policy.acl || policy.proxyTrusted || policy.sourceLimits),
+    needsNetSocket: !!(policy.proxyTrusted || policy.peekClientHello || policy.certificates),
+  };
 }
 
 /** What a listener needs from the process around it. */
@@ -73,14 +66,13 @@ export interface ListenerHost {
   readonly logsAccess: boolean;
   /** Global admission (process-wide maxConnections); null = admitted. */
   admitGlobal(): string | null;
-  countAcceptError(): void;
   /** An accept error: counted, logged (rate-limited); EMFILE is reported as such. */
   acceptError(l: ListenerRuntime, err: NodeJS.ErrnoException): void;
   /**
    * Accept-time limits with `overLimit: queue`: true when the socket was held, to be served
    * later by the host; false when the listener serves it now.
    */
-  holdIfOverLimit(l: ListenerRuntime, socket: net.Socket): boolean;
+  holdIfOverLimit(l: ListenerRuntime, socket: DataSocket): boolean;
   /** A connection ended: a slot is free for a held connection. */
   connectionClosed(): void;
   /** The wait queue of `pool`, for when all its backends are at maxConnections. */
@@ -101,13 +93,7 @@ export interface ListenOptions {
   exclusive?: boolean;
 }
 
-/** A connection refused at admission, with a logger to call (rate-limited by the caller). */
-export interface Rejection {
-  reason: string;
-  log(): void;
-}
-
-export class ListenerRuntime {
+export class ListenerRuntime implements ConnectionHost {
   #config: ListenerConfig;
   #policy: ListenerPolicy;
   /** Rate-limits the log lines of rejected connections (per reason). */
@@ -135,8 +121,8 @@ export class ListenerRuntime {
     });
   }
 
-  /** An accepted connection (a net.Socket, or a raw socket from fast-path.ts). */
-  #accept(socket: net.Socket): void {
+  /** An accepted connection (a net.Socket, or a raw socket from raw-socket.ts). */
+  #accept(socket: DataSocket): void {
     if (!this.#host.holdIfOverLimit(this, socket)) handleConnection(this, socket);
   }
 
@@ -179,7 +165,7 @@ export class ListenerRuntime {
       this.server.listen({ host: host || undefined, port, backlog: 4096, ...this.#host.listenOptions }, () => {
         this.server.removeListener('error', onError);
         this.#accepting = true;
-        // Listeners without preread or TLS accept onto raw sockets (fast-path.ts); the others,
+        // Listeners without preread or TLS accept onto raw sockets (raw-socket.ts); the others,
         // and all of them when the fast path is off, get net.Sockets through 'connection'.
         const fast = installFastAccept(
           this.server,

@@ -91,11 +91,6 @@ export class Pool {
     return this.#backup.pick(ctx, accept);
   }
 
-  /** True when at least one backend can take connections. */
-  hasAvailable(now = Date.now()): boolean {
-    return this.backends.some((b) => b.isAvailable(now));
-  }
-
   find(name: string): Backend | undefined {
     return this.backends.find((b) => b.name === name);
   }

@@ -27,8 +27,8 @@ import { ListenerRuntime, type ListenerHost, type ListenOptions } from './listen
 import { AcceptQueue, FdPressure, isFdExhausted } from './limits.js';
 import { Pool } from './pool.js';
 import { RateLimitedLog } from '../admission/source-limits.js';
+import type { DataSocket } from './data-socket.js';
 import { UdpListeners, type PreparedUdpReload } from '../udp/listeners.js';
-import type net from 'node:net';
 
 export interface StartOptions {
   /** Process logger; default: JSON lines on stderr at config.log.level. */
@@ -382,10 +382,6 @@ export class Proxy implements ListenerHost {
     return null;
   }
 
-  countAcceptError(): void {
-    this.stats.acceptErrors++;
-  }
-
   /**
    * A listening socket reported an accept error. Counted and logged at most once per 5s;
    * running out of descriptors is reported as such (libuv already closed the connection).
@@ -439,7 +435,7 @@ export class Proxy implements ListenerHost {
    * (to be served when a slot frees); false when the caller serves it now (it may still be
    * rejected by the limit check when the listener says `overLimit: reject`, or the queue is full).
    */
-  holdIfOverLimit(l: ListenerRuntime, socket: net.Socket): boolean {
+  holdIfOverLimit(l: ListenerRuntime, socket: DataSocket): boolean {
     if (l.config.overLimit !== 'queue' || this.#closing) return false;
     const q = this.#acceptQueues.get(l);
     // Newcomers line up behind those already waiting.

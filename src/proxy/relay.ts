@@ -14,20 +14,19 @@
  *   failed side is still flushed to the healthy side, then it is closed (bounded by the fin
  *   timeout, then destroyed).
  *
- * The relay drives two {@link RelaySide}s. A side is either a raw socket (fast-path.ts: a bare
- * libuv handle, for plain TCP when the fast path is on) or a net.Socket wrapped here
- * ({@link NetSide}: TLS, preread listeners, and everything when the fast path is off). Both
- * read into buffers of their own where they can (socket-reader.ts): a read is written out at
- * once and the side reads again only when that write has left the process.
+ * The relay drives two {@link RelaySide}s (relay-side.ts, which says how to add one): a raw
+ * socket (raw-socket.ts: a bare libuv handle, for plain TCP when the fast path is on), a
+ * net.Socket in a NetSide (net-side.ts: TLS, preread listeners, and everything when the fast
+ * path is off), or a decorator around either. Sockets read into buffers of their own where they
+ * can (socket-reader.ts): a read is written out at once and the side reads again only when
+ * that write has left the process.
  *
  * One inactivity deadline per connection serves both directions and both timeouts (idle,
  * then fin once half-closed): an entry in a shared list (deadlines.ts), not a timer of its own;
  * a read records the time, nothing more.
  */
-import type net from 'node:net';
-import { attachReader, isRawSocket } from './fast-path.js';
-import { SocketReader, readerOf, type ReadSink } from './socket-reader.js';
 import { deadlineList, DeadlineEntryBase } from './deadlines.js';
+import { ENDED_SIDE, type RelayCore, type RelaySide } from './relay-side.js';
 
 /** How the relay ended, in words users read in the access log. */
 export type TerminationReason =
@@ -73,188 +72,9 @@ export interface RelayHandle {
   readonly bytesDown: number;
 }
 
-/** One end of a relayed connection, as the relay drives it. */
-export interface RelaySide {
-  /** Called once, before anything else: from now on the side reports to `relay`. */
-  bind(relay: RelayCore): void;
-  /** Reads (again); a no-op once the read side ended or the side is closed. */
-  resumeReading(): void;
-  pauseReading(): void;
-  /**
-   * Writes `buf[0, n)`. True: done, the caller may reuse `buf` and read on. False: wait for
-   * `relay.writable(side)`. `owned` says the caller never reuses `buf` (a 'data' chunk).
-   */
-  send(buf: Buffer, n: number, owned: boolean): boolean;
-  /** FIN once what is queued is written. */
-  end(): void;
-  /** Closes now (queued writes are dropped). */
-  destroy(): void;
-  /** Closed or closing. */
-  readonly destroyed: boolean;
-  /** The peer's FIN was read. */
-  readonly readEnded: boolean;
-  /** end() or destroy() was called: nothing more goes out. */
-  readonly writeEnded: boolean;
-  /** Gives pooled buffers back; called once both sides are closed. */
-  release(): void;
-}
-
-/** What a side reports to the relay. */
-export interface RelayCore {
-  /** `n` bytes read into `buf`: false stops the side reading until the relay resumes it. */
-  read(from: RelaySide, n: number, buf: Buffer, owned: boolean): boolean;
-  /** Everything `side` was asked to write is written (after send() returned false). */
-  writable(side: RelaySide): void;
-  /** The peer's FIN was read. */
-  ended(side: RelaySide): void;
-  failed(side: RelaySide, err: NodeJS.ErrnoException): void;
-  /** The side is closed (its handle released). */
-  closed(side: RelaySide): void;
-}
-
 const RESET_CODES = new Set(['ECONNRESET', 'EPIPE', 'ECONNABORTED']);
-/** How long a side closed after an error on the other may take to flush, without a fin timeout. */
+/** How long a side closed after an error on the other may take to finish when its fin timeout is 0. */
 const DEFAULT_GRACE_MS = 30_000;
-
-const kSide = Symbol('l4lb.relaySide');
-type SideSocket = net.Socket & { [kSide]?: NetSide };
-
-/**
- * A net.Socket as a relay side. It reads through a {@link SocketReader} when it has one (a
- * backend dialled with `onread`, or an accepted plain socket that fast-path.ts could attach
- * one to), through 'data' events otherwise (TLS, or the fast path off).
- */
-class NetSide implements RelaySide, ReadSink {
-  readonly socket: SideSocket;
-  relay!: RelayCore;
-  reader: SocketReader | undefined = undefined;
-  /** Writes of borrowed buffers issued and completed, to know when the last one is done. */
-  #issued = 0;
-  #completed = 0;
-  #waitingWrite = false;
-  #waitingDrain = false;
-  readonly #afterWrite: () => void;
-
-  constructor(socket: net.Socket) {
-    this.socket = socket;
-    this.#afterWrite = () => {
-      this.#completed++;
-      if (this.#waitingWrite && this.#completed === this.#issued) {
-        this.#waitingWrite = false;
-        this.relay.writable(this);
-      }
-    };
-  }
-
-  bind(relay: RelayCore): void {
-    this.relay = relay;
-    const s = this.socket;
-    s[kSide] = this;
-    // A backend's reader may hold bytes read while connecting: attaching hands them over (to
-    // the other side, bound first) before anything below could start the socket reading.
-    const dialled = readerOf(s);
-    if (dialled) {
-      this.reader = dialled;
-      dialled.attach(this);
-    } else {
-      this.reader = attachReader(s, newReader);
-      this.reader?.attach(this);
-      // With a reader this never fires; it is there so that a Node release that stopped
-      // honouring it would deliver 'data' rather than drop it. Accepted sockets are paused
-      // here (pauseOnConnect, or by preread), so subscribing does not start reading.
-      s.on('data', onData);
-    }
-    s.on('drain', onDrain);
-    s.on('end', onEnd);
-    s.on('error', onError);
-    s.on('close', onClose);
-  }
-
-  onRead(n: number, buf: Buffer): boolean {
-    return this.relay.read(this, n, buf, false);
-  }
-
-  resumeReading(): void {
-    const s = this.socket;
-    if (!s.destroyed && !s.readableEnded) s.resume();
-  }
-
-  pauseReading(): void {
-    this.socket.pause();
-  }
-
-  send(buf: Buffer, n: number, owned: boolean): boolean {
-    const s = this.socket;
-    const data = n === buf.length ? buf : buf.subarray(0, n);
-    if (owned) {
-      // The chunk is ours to keep: let the socket buffer up to its high-water mark.
-      if (s.write(data)) return true;
-      this.#waitingDrain = true;
-      return false;
-    }
-    this.#issued++;
-    s.write(data, this.#afterWrite);
-    // Nothing queued means the kernel took all of it: the buffer can be read into again.
-    if (s.writableLength === 0) return true;
-    this.#waitingWrite = true;
-    return false;
-  }
-
-  end(): void {
-    this.socket.end();
-  }
-
-  destroy(): void {
-    this.socket.destroy();
-  }
-
-  get destroyed(): boolean {
-    return this.socket.destroyed;
-  }
-
-  get readEnded(): boolean {
-    return this.socket.readableEnded;
-  }
-
-  get writeEnded(): boolean {
-    return this.socket.writableEnded || this.socket.destroyed;
-  }
-
-  release(): void {
-    this.reader?.release();
-  }
-
-  drained(): void {
-    if (!this.#waitingDrain) return;
-    this.#waitingDrain = false;
-    this.relay.writable(this);
-  }
-}
-
-function newReader(): SocketReader {
-  return new SocketReader();
-}
-
-// --- net.Socket listeners, shared by every relay: `this` is the socket ---
-function onData(this: SideSocket, chunk: Buffer): void {
-  const side = this[kSide]!;
-  if (!side.relay.read(side, chunk.length, chunk, true)) this.pause();
-}
-function onDrain(this: SideSocket): void {
-  this[kSide]!.drained();
-}
-function onEnd(this: SideSocket): void {
-  const side = this[kSide]!;
-  side.relay.ended(side);
-}
-function onError(this: SideSocket, err: NodeJS.ErrnoException): void {
-  const side = this[kSide]!;
-  side.relay.failed(side, err);
-}
-function onClose(this: SideSocket): void {
-  const side = this[kSide]!;
-  side.relay.closed(side);
-}
 
 /** The state of one relayed connection (and the handle relay() returns). */
 /** The inactivity deadline (idle, or fin once half-closed) is a deadline-list entry. */
@@ -420,8 +240,10 @@ class Relay extends DeadlineEntryBase implements RelayCore, RelayHandle {
     if (side === this.client) this.clientWaits = false;
     else this.backendWaits = false;
     side.resumeReading();
-    const ms = this.timeouts.clientFinMs > 0 ? this.timeouts.clientFinMs : DEFAULT_GRACE_MS;
-    this.guardTimer ??= setTimeout(destroyBoth, ms, this);
+    // The failed side ended first, as with a FIN from it: the client after a backend failure
+    // gets the server-fin timeout to finish, the backend after a client failure the client-fin.
+    const fin = side === this.client ? this.timeouts.serverFinMs : this.timeouts.clientFinMs;
+    this.guardTimer ??= setTimeout(destroyBoth, fin > 0 ? fin : DEFAULT_GRACE_MS, this);
   }
 
   destroyBoth(): void {
@@ -462,19 +284,6 @@ class Relay extends DeadlineEntryBase implements RelayCore, RelayHandle {
   }
 }
 
-/** What a finished relay points at instead of its sockets: closed, and inert. */
-const ENDED_SIDE: RelaySide = {
-  bind() {},
-  resumeReading() {},
-  pauseReading() {},
-  send: () => true,
-  end() {},
-  destroy() {},
-  destroyed: true,
-  readEnded: true,
-  writeEnded: true,
-  release() {},
-};
 const NO_OWNER: RelayOwner = { relayDone() {} };
 
 function destroyBoth(r: Relay): void {
@@ -486,20 +295,11 @@ function onLifetime(r: Relay): void {
 }
 
 /**
- * Relays between `client` and `backend` until both are closed, then tells `owner` once.
- * Either may be a net.Socket or a raw socket from fast-path.ts. `head` is client data
- * already read (preread) to send to the backend first. The returned handle stops the
- * relay (shutdown, admin action).
+ * Relays between the sides `c` (the client) and `b` (the backend) until both are closed, then
+ * tells `owner` once. `head` is client data already read (preread) to send to the backend
+ * first. The returned handle stops the relay (shutdown, admin action).
  */
-export function relay(
-  client: net.Socket,
-  backend: net.Socket,
-  timeouts: RelayTimeouts,
-  owner: RelayOwner,
-  head?: Buffer,
-): RelayHandle {
-  const c: RelaySide = isRawSocket(client) ? client : new NetSide(client);
-  const b: RelaySide = isRawSocket(backend) ? backend : new NetSide(backend);
+export function relay(c: RelaySide, b: RelaySide, timeouts: RelayTimeouts, owner: RelayOwner, head?: Buffer): RelayHandle {
   const r = new Relay(c, b, timeouts, owner);
   // The client first: binding the backend may hand over bytes it read while connecting.
   c.bind(r);

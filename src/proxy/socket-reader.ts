@@ -25,7 +25,7 @@
  * request: two sockets, 8 KiB; docs/performance.md, "Fifth pass").
  *
  * Public API only: backends get this through `net.connect({ onread })`; accepted sockets through
- * fast-path.ts, which is where the one dependency on Node internals lives.
+ * node-internals.ts, which is where the one dependency on Node internals lives.
  */
 import type net from 'node:net';
 
@@ -166,16 +166,11 @@ export class SocketReader {
     this.#buffer = takeReadBuffer();
   }
 
-  /** Pass as `onread` to net.connect (or to fast-path.ts for accepted sockets). */
+  /** Pass as `onread` to net.connect (or to node-internals.ts for accepted sockets). */
   get onread(): OnReadOption {
     // Made on first use: raw sockets call read() and next() directly and never need it.
     this.#onread ??= { buffer: () => this.next(), callback: (n) => this.read(n) };
     return this.#onread;
-  }
-
-  /** The buffer the next read goes into. */
-  get buffer(): Buffer {
-    return this.#buffer;
   }
 
   /** Starts handing reads to `sink`; returns false when the bytes read so far are still being written. */
@@ -198,7 +193,7 @@ export class SocketReader {
     giveReadBuffer(this.#buffer);
   }
 
-  /** `n` bytes were read into {@link buffer}: hands them to the sink; false stops reading. */
+  /** `n` bytes were read into the current buffer: hands them to the sink; false stops reading. */
   read(n: number): boolean {
     this.#lastRead = n;
     const sink = this.#sink;

@@ -190,7 +190,12 @@ for (const workers of FAULT_WORKERS) {
       }),
     );
     await waitFor(() => received.length === N && received.every((r) => r.closed), 5000, 'every backend connection closed');
-    for (const r of received) assert.ok(isPatternPrefix(Buffer.concat(r.data)), 'the backend got a clean prefix of what was sent');
+    for (const r of received) {
+      const got = Buffer.concat(r.data);
+      // Each client wrote for 100 ms or more before its reset: the backend got some of it.
+      assert.ok(got.length > 0, 'the backend got the bytes sent before the reset');
+      assert.ok(isPatternPrefix(got), `the backend got a clean prefix of what was sent (${got.length} bytes)`);
+    }
     assert.ok((await echoOnce(l4lb.ports[1], 64 * KiB)).intact, 'l4lb still serves');
     await assertNoLeaks(l4lb, base);
   });

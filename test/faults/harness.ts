@@ -52,6 +52,8 @@ export interface L4lb {
   pid: number;
   /** Ports of the `listening on` lines, in order. */
   ports: number[];
+  /** The `admin on` URL (the config must have `admin`), once printed. */
+  adminUrl(): Promise<string>;
   port: number;
   dir: string;
   configFile: string;
@@ -93,16 +95,19 @@ export async function startL4lb(cfg: RawConfig, opts: StartOptions = {}): Promis
   child.stderr!.on('data', (c: Buffer) => (err += c.toString()));
   const want = opts.listeners ?? (Array.isArray(cfg.listeners) ? cfg.listeners.length : 1);
   const ports: number[] = [];
+  let adminUrl: string | undefined;
   try {
     await new Promise<void>((resolve, reject) => {
       let buf = '';
       child.stdout!.on('data', (c: Buffer) => {
         buf += c.toString();
         for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
-          const m = /^listening on .*:(\d+)$/.exec(buf.slice(0, nl));
+          const line = buf.slice(0, nl);
+          const m = /^listening on .*:(\d+)$/.exec(line);
           buf = buf.slice(nl + 1);
+          if (line.startsWith('admin on ')) adminUrl = line.slice('admin on '.length);
           if (m) ports.push(Number(m[1]));
-          if (ports.length === want) resolve();
+          if (m && ports.length === want) resolve();
         }
       });
       child.once('exit', (code) => reject(new Error(`l4lb exited with ${code} before listening:\n${err}`)));
@@ -135,6 +140,10 @@ export async function startL4lb(cfg: RawConfig, opts: StartOptions = {}): Promis
     child,
     pid: child.pid!,
     ports,
+    async adminUrl() {
+      await waitFor(() => adminUrl !== undefined, 10_000, 'the admin on line');
+      return adminUrl!;
+    },
     port: ports[0],
     dir,
     configFile,

@@ -14,6 +14,7 @@ import type { Config } from '../../src/config/types.js';
 import type { AccessRecord } from '../../src/proxy/connection.js';
 import { pino } from 'pino';
 import { AcceptQueue, FdPressure, isFdExhausted } from '../../src/proxy/limits.js';
+import { fastPathStatus } from '../../src/proxy/node-internals.js';
 import { BackendQueue, type QueueWaiter } from '../../src/admission/queue.js';
 import { connect, echoServer, waitFor, startServer, type TestServer } from '../support/net.js';
 import { startL4lb, config, listener, pool } from '../faults/harness.js';
@@ -151,9 +152,10 @@ test('the global limit holds connections of every queue listener and serves the 
   await c.echo;
 });
 
-test('a reload that raises the limit lets held connections in; a drain closes held ones at once', T, async (t) => {
+/** A listener with `maxConnections: 1` (overLimit queue) and one connection served: the next is held. */
+async function oneServedOfOne(t: { after(fn: () => Promise<void>): void }) {
   const e = await echoServer();
-  const { proxy, ports } = await startWith([e], (c) => {
+  const { proxy, ports, records } = await startWith([e], (c) => {
     c.listeners[0].maxConnections = 1;
     c.listeners[0].overLimit = 'queue';
   });
@@ -162,6 +164,11 @@ test('a reload that raises the limit lets held connections in; a drain closes he
   const a = await pinger(ports[0]);
   open.push(a.s);
   await a.echo;
+  return { proxy, ports, records, open };
+}
+
+test('a reload that raises the limit lets held connections in; a drain closes held ones at once', T, async (t) => {
+  const { proxy, ports, open } = await oneServedOfOne(t);
   const held = [await pinger(ports[0]), await pinger(ports[0]), await pinger(ports[0])];
   open.push(...held.map((p) => p.s));
   await waitFor(() => proxy.heldConnections === 3, 5000, 'three held');
@@ -177,6 +184,26 @@ test('a reload that raises the limit lets held connections in; a drain closes he
   assert.equal(held[2].echoed, false);
   for (const s of open) s.destroy();
   await drained;
+});
+
+test('a connection held on a plain listener that a reload makes a PROXY listener is refused, not relayed unchecked', T, async (t) => {
+  const { proxy, ports, records, open } = await oneServedOfOne(t);
+  // Accepted while the listener was plain: on the fast path, a raw socket, which cannot be preread.
+  const held = await pinger(ports[0]);
+  open.push(held.s);
+  await waitFor(() => proxy.heldConnections === 1, 5000, 'one held');
+  const next = structuredClone(proxy.config);
+  next.listeners[0].maxConnections = 2;
+  next.listeners[0].acceptProxy = { trusted: ['127.0.0.1/32'] };
+  await proxy.reload(next);
+  await waitFor(() => held.ended, 5000, 'the held connection is closed');
+  assert.equal(held.echoed, false, 'its bytes never reached the backend');
+  const stats = [...proxy.listeners.values()][0].stats;
+  // Without the fast path it was a net.Socket: preread, and its 'ping' is no PROXY header.
+  const reason = fastPathStatus().enabled ? 'listener_changed' : 'bad_proxy_header';
+  assert.equal(stats.rejected.get(reason), 1);
+  assert.equal(stats.accepted, [...stats.rejected.values()].reduce((x, y) => x + y, 0) + [...stats.closed.values()].reduce((x, y) => x + y, 0) + stats.active);
+  assert.equal(records.filter((r) => r.reason === reason).length, fastPathStatus().enabled ? 0 : 1, 'access-logged only when admitted');
 });
 
 test('per-backend maxConnections: overflow to the other backend, then a FIFO queue with a timeout, then queue_full', T, async (t) => {

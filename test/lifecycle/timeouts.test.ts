@@ -37,11 +37,14 @@ test('a config file without timeouts gets the documented defaults', async (t) =>
 
 describe('timeouts set in a config file', { timeout: 60_000 }, () => {
   const SHORT = 300;
+  /** Longer than any wait here: a connection held for it fails its test. */
+  const LONG = 20_000;
   let l4lb: L4lb;
   let hole: { port: number; close(): Promise<void> };
   let silent: TestServer;
   let banner: TestServer;
   let echo: TestServer;
+  let resetter: TestServer;
   const port: Record<string, number> = {};
 
   before(async () => {
@@ -49,7 +52,11 @@ describe('timeouts set in a config file', { timeout: 60_000 }, () => {
     silent = await startServer((s) => s.resume()); // reads, never answers, never closes
     banner = await startServer((s) => s.end('banner\n')); // says hello and half-closes
     echo = await startServer((s) => s.pipe(s));
-    const names = ['connect', 'idle', 'idleOff', 'clientFin', 'serverFin', 'lifetime'] as const;
+    resetter = await startServer((s) => {
+      s.write('hi\n');
+      setTimeout(() => s.resetAndDestroy(), 50);
+    });
+    const names = ['connect', 'idle', 'idleOff', 'clientFin', 'serverFin', 'lifetime', 'backendReset', 'clientReset'] as const;
     l4lb = await startL4lb(
       config(
         [
@@ -59,8 +66,12 @@ describe('timeouts set in a config file', { timeout: 60_000 }, () => {
           listener('clientFin', 'silent', { timeouts: { clientFin: `${SHORT}ms` } }),
           listener('serverFin', 'banner', { timeouts: { serverFin: `${SHORT}ms` } }),
           listener('lifetime', 'echo', { timeouts: { maxLifetime: `${SHORT * 2}ms`, idle: `${SHORT}ms` } }),
+          // After an error each side gets the fin timeout of the direction that ended: the long
+          // one of each pair must not be the one applied.
+          listener('backendReset', 'resetter', { timeouts: { serverFin: `${SHORT}ms`, clientFin: `${LONG}ms` } }),
+          listener('clientReset', 'silent', { timeouts: { clientFin: `${SHORT}ms`, serverFin: `${LONG}ms` } }),
         ],
-        [pool('hole', [hole.port]), pool('silent', [silent.port]), pool('banner', [banner.port]), pool('echo', [echo.port])],
+        [pool('hole', [hole.port]), pool('silent', [silent.port]), pool('banner', [banner.port]), pool('echo', [echo.port]), pool('resetter', [resetter.port])],
         { log: { level: 'info', access: 'stderr' } },
       ),
     );
@@ -69,14 +80,18 @@ describe('timeouts set in a config file', { timeout: 60_000 }, () => {
 
   after(async () => {
     await l4lb?.close();
-    await Promise.all([hole?.close(), silent?.close(), banner?.close(), echo?.close()]);
+    await Promise.all([hole?.close(), silent?.close(), banner?.close(), echo?.close(), resetter?.close()]);
   });
 
   /** The access line of the one connection that went through `listenerName`. */
-  async function accessReason(listenerName: string): Promise<string> {
+  async function accessLine(listenerName: string): Promise<Record<string, unknown>> {
     let line: Record<string, unknown> | undefined;
     await waitFor(() => (line = l4lb.logs().find((l) => l.msg === 'access' && l.listener === listenerName)) !== undefined, 5000, `access line of ${listenerName}`);
-    return line!.reason as string;
+    return line!;
+  }
+
+  async function accessReason(listenerName: string): Promise<string> {
+    return (await accessLine(listenerName)).reason as string;
   }
 
   /** Opens a connection and resolves with how long until l4lb closed it (FIN or reset). */
@@ -140,6 +155,32 @@ describe('timeouts set in a config file', { timeout: 60_000 }, () => {
     const writeUntilReset = setInterval(() => s.write('anyone?'), 20);
     await closed;
     clearInterval(writeUntilReset);
+  });
+
+  test('after a backend reset the client gets the server-fin timeout to finish, not the client-fin one', async () => {
+    const s = await connect(port.backendReset);
+    s.on('error', () => {});
+    let got = '';
+    s.on('data', (c: Buffer) => (got += c.toString()));
+    await endOrClose(s); // the reset, passed on as a FIN after what the backend had sent
+    assert.equal(got, 'hi\n');
+    // The client stays open and silent: l4lb closes it when the server-fin timeout is up.
+    const line = await accessLine('backendReset');
+    assert.equal(line.reason, 'backend_reset');
+    assert.ok((line.durationMs as number) >= SHORT && (line.durationMs as number) < LONG, `closed after ${String(line.durationMs)}ms`);
+    s.destroy();
+  });
+
+  test('after a client reset the backend gets the client-fin timeout to finish, not the server-fin one', async () => {
+    const s = await connect(port.clientReset);
+    s.on('error', () => {});
+    s.write('then gone');
+    await new Promise((r) => setTimeout(r, 50));
+    s.resetAndDestroy();
+    // The backend reads on and never closes: l4lb closes it when the client-fin timeout is up.
+    const line = await accessLine('clientReset');
+    assert.equal(line.reason, 'client_reset');
+    assert.ok((line.durationMs as number) >= SHORT && (line.durationMs as number) < LONG, `closed after ${String(line.durationMs)}ms`);
   });
 
   test('max lifetime: a busy connection is closed when its lifetime is up', async () => {

@@ -64,13 +64,16 @@ test('a removed entry never fires, and an empty list holds no timer', async () =
   list.remove(a); // twice is harmless
   await sleep(150);
   assert.deepEqual(fired, ['b']);
+  assert.equal(list.armed, false, 'the list emptied by firing holds no timer');
   list.add(a);
   list.remove(a);
   assert.equal(list.size, 0);
-  // Nothing keeps the event loop busy: no active Timeout is left by the list.
-  const before = fired.length;
+  // The timer armed for `a` stays (re-arming on every removal would cost a Node timer per
+  // connection); once it fires and finds the list empty, it is not armed again.
+  assert.equal(list.armed, true, 'armed for the removed head until its time');
   await sleep(100);
-  assert.equal(fired.length, before);
+  assert.equal(list.armed, false, 'an empty list holds no timer');
+  assert.deepEqual(fired, ['b'], 'the removed entry never fired');
 });
 
 test('many entries expire in deadline order', async () => {

@@ -1,6 +1,7 @@
 /**
- * The fast data path: accepted sockets reading into buffers of their own (fast-path.ts, the
- * one module relying on Node internals) and the pooled read buffers (socket-reader.ts).
+ * The fast data path: raw sockets (raw-socket.ts), accepted sockets reading into buffers of
+ * their own (node-internals.ts, the one module relying on Node internals) and the pooled read
+ * buffers (socket-reader.ts).
  * The data-path suites run again without the fast path in data-path-fallback.test.ts.
  */
 import { test } from 'node:test';
@@ -9,7 +10,8 @@ import net from 'node:net';
 import tls from 'node:tls';
 import { once } from 'node:events';
 import { createHash, randomBytes } from 'node:crypto';
-import { attachReader, connectRaw, fastPathStatus, rawSocketsOpen, FAST_PATH_ENV } from '../../src/proxy/fast-path.js';
+import { attachReader, fastPathStatus, FAST_PATH_ENV } from '../../src/proxy/node-internals.js';
+import { connectRaw, rawSocketsOpen } from '../../src/proxy/raw-socket.js';
 import {
   SocketReader, BufferPool, readBuffersInUse, TINY_BUFFER_SIZE, SMALL_BUFFER_SIZE, LARGE_BUFFER_SIZE, nextReadBuffer, takeReadBuffer, giveReadBuffer, type ReadSink,
 } from '../../src/proxy/socket-reader.js';
@@ -58,7 +60,7 @@ class Collector implements ReadSink {
 }
 
 testFast('the fast path is available on this Node version', () => {
-  // If a Node release moves the internals fast-path.ts relies on, this fails loudly rather
+  // If a Node release moves the internals node-internals.ts relies on, this fails loudly rather
   // than l4lb silently falling back to the slower 'data' path.
   assert.deepEqual(fastPathStatus(), { enabled: true });
 });

@@ -1,166 +1,31 @@
 /**
- * @module proxy/fast-path — the one place l4lb relies on Node internals. Two things live here:
+ * @module proxy/raw-socket — plain TCP connections driven on their bare libuv handle, without a
+ * net.Socket (no stream state machines, no per-write stream bookkeeping). Listeners without
+ * preread or TLS accept onto them ({@link installFastAccept}) and plain backends are dialled with
+ * them ({@link connectRaw}). A net.Socket costs roughly as much CPU per connection as everything
+ * else l4lb does (docs/performance.md, "Profiles").
  *
- * 1. **Raw sockets** ({@link RawSocket}): plain TCP connections driven on their libuv handle,
- *    without a net.Socket (no stream state machines, no per-write stream bookkeeping). Listeners
- *    without preread or TLS accept onto them ({@link installFastAccept}) and plain backends are
- *    dialled with them ({@link connectRaw}). A net.Socket costs roughly as much CPU per
- *    connection as everything else l4lb does (docs/performance.md, "Profiles").
- * 2. **Readers for accepted net.Sockets** ({@link attachReader}): a net.Socket that preread or
- *    TLS needed reads into a buffer of its own, as `new net.Socket({ onread })` would.
- *
- * What this relies on (present and identical in Node 20 to 24, checked at load):
- * - `process.binding('tcp_wrap')` (TCP, TCPConnectWrap) and `process.binding('stream_wrap')`
- *   (WriteWrap, ShutdownWrap, streamBaseState and its indices): the handle classes net.Socket
- *   itself is built on. process.binding is deprecated (DEP0111, documentation-only).
- * - A listening net.Server's `_handle.onconnection(err, clientHandle)` callback.
- * - Handle methods `readStart`, `readStop`, `useUserBuffer`, `writeBuffer`, `shutdown`, `close`,
- *   `getpeername`, `getsockname`, `setNoDelay`, `connect`, `connect6`, and the `onread` /
- *   `oncomplete` callbacks with the argument order net.js uses.
- * - `close()` without a callback calls no JavaScript later; a ShutdownWrap without `oncomplete`
- *   reports nothing; `readStart()` works on a handle that is still connecting.
- * - net.Socket keeping its `onread` state in three own symbol-keyed properties (kBuffer,
- *   kBufferCb, kBufferGen), found by identity on probe sockets built with the public option.
- *
- * When any of it is missing, or `L4LB_FAST_PATH=0` is set, nothing here is used: listeners hand
- * out net.Sockets, backends are dialled with net.connect and its public `onread` option, and
- * accepted sockets are read through 'data' events. The test suite runs the data-path tests both
- * ways (test/proxy/data-path-fallback.test.ts) and asserts that the fast path is available on
- * the supported Node versions, so a Node release that moves these internals fails the tests
- * rather than silently slowing l4lb down.
+ * The handles come from node-internals.ts, the one module that knows where Node keeps them and
+ * that can switch them off (`L4LB_FAST_PATH=0`); when it does, nothing here is used.
  */
-import net from 'node:net';
+import type net from 'node:net';
 import { getSystemErrorName } from 'node:util';
-import { nextReadBuffer, takeReadBuffer, giveReadBuffer, type SocketReader } from './socket-reader.js';
-import type { RelayCore, RelaySide } from './relay.js';
-import type { Logger } from '../observability/log.js';
+import { nextReadBuffer, takeReadBuffer, giveReadBuffer } from './socket-reader.js';
+import { nodeInternals, onAcceptedHandle, type AddressInfo, type Bindings, type Req as ReqOf, type TcpHandle as HandleOf } from './node-internals.js';
+import type { RelayCore, RelaySide } from './relay-side.js';
+import type { DataSocket } from './data-socket.js';
 
-/** Set `L4LB_FAST_PATH=0` to use public APIs only (slower; for diagnosis and tests). */
-export const FAST_PATH_ENV = 'L4LB_FAST_PATH';
-
-// --- what is taken from Node's internals, with the shapes this module expects ---
-interface TcpHandle {
-  onread: ((this: TcpHandle) => Buffer | undefined) | null;
-  owner: RawSocket | undefined;
-  readStart(): number;
-  readStop(): number;
-  useUserBuffer(buf: Uint8Array): void;
-  writeBuffer(req: object, buf: Uint8Array): number;
-  shutdown(req: object): number;
-  close(cb?: (this: TcpHandle) => void): void;
-  getpeername(out: AddressInfo): number;
-  getsockname(out: AddressInfo): number;
-  setNoDelay(on: boolean): number;
-  connect(req: object, address: string, port: number): number;
-  connect6(req: object, address: string, port: number): number;
-}
-interface AddressInfo {
-  address?: string;
-  port?: number;
-  family?: string;
-}
-interface Req {
-  oncomplete: (this: Req, status: number) => void;
-  /** The socket it is for (cleared once a connect completes: see #afterConnect). */
-  owner: RawSocket | undefined;
-  buffer?: Uint8Array;
-}
-interface Bindings {
-  TCP: new (type: number) => TcpHandle;
-  TCPConnectWrap: new () => Req;
-  WriteWrap: new () => Req;
-  ShutdownWrap: new () => Req;
-  SOCKET: number;
-  state: Int32Array;
-  kReadBytesOrError: number;
-  kLastWriteWasAsync: number;
-  /** The symbols behind net.Socket's public `onread` option. */
-  kBuffer: symbol;
-  kBufferCb: symbol;
-  kBufferGen: symbol;
-}
+type TcpHandle = HandleOf<RawSocket>;
+type Req = ReqOf<RawSocket> & { buffer?: Uint8Array };
 
 const UV_EOF = -4095;
 const UV_ECONNABORTED = -103;
 
-type Slots = Record<symbol, unknown>;
+/** The internals, set by the first dial or accept (nothing here runs before one). */
+let b: Bindings<RawSocket> | undefined;
 
-/** Finds the internals; a string says why they are unusable. */
-function probe(): Bindings | string {
-  try {
-    const binding = (process as unknown as { binding(name: string): Record<string, unknown> }).binding;
-    const tcp = binding('tcp_wrap') as { TCP?: unknown; TCPConnectWrap?: unknown; constants?: { SOCKET?: unknown } };
-    const stream = binding('stream_wrap') as Record<string, unknown>;
-    const fns = [tcp.TCP, tcp.TCPConnectWrap, stream.WriteWrap, stream.ShutdownWrap];
-    if (fns.some((f) => typeof f !== 'function')) return 'tcp_wrap/stream_wrap bindings are missing';
-    if (!(stream.streamBaseState instanceof Int32Array)) return 'streamBaseState is missing';
-    if (typeof stream.kReadBytesOrError !== 'number' || typeof stream.kLastWriteWasAsync !== 'number') return 'streamBaseState indices are missing';
-    if (typeof tcp.constants?.SOCKET !== 'number') return 'TCP constants are missing';
-    const proto = (tcp.TCP as { prototype: Record<string, unknown> }).prototype;
-    for (const m of ['readStart', 'readStop', 'useUserBuffer', 'writeBuffer', 'shutdown', 'close', 'getpeername', 'getsockname', 'setNoDelay', 'connect', 'connect6']) {
-      if (typeof proto[m] !== 'function') return `TCP handles have no ${m}()`;
-    }
-    // The onread state of net.Socket, found by identity: the properties holding the probe values.
-    const buf = Buffer.alloc(1);
-    const gen = () => buf;
-    const cb = () => true;
-    const withBuffer = new net.Socket({ onread: { buffer: buf, callback: cb } } as net.SocketConstructorOpts) as unknown as Slots;
-    const withGen = new net.Socket({ onread: { buffer: gen, callback: cb } } as net.SocketConstructorOpts) as unknown as Slots;
-    const find = (o: Slots, v: unknown) => Object.getOwnPropertySymbols(o).filter((s) => o[s] === v);
-    const [kBuffer, kBufferCb, kBufferGen] = [find(withBuffer, buf), find(withBuffer, cb), find(withGen, gen)];
-    if (kBuffer.length !== 1 || kBufferCb.length !== 1 || kBufferGen.length !== 1) return 'net.Socket keeps its onread state elsewhere';
-    if (withBuffer[kBufferGen[0]] !== null || withGen[kBuffer[0]] !== true) return 'net.Socket onread state has another shape';
-    return {
-      TCP: tcp.TCP as Bindings['TCP'],
-      TCPConnectWrap: tcp.TCPConnectWrap as Bindings['TCPConnectWrap'],
-      WriteWrap: stream.WriteWrap as Bindings['WriteWrap'],
-      ShutdownWrap: stream.ShutdownWrap as Bindings['ShutdownWrap'],
-      SOCKET: tcp.constants.SOCKET,
-      state: stream.streamBaseState,
-      kReadBytesOrError: stream.kReadBytesOrError,
-      kLastWriteWasAsync: stream.kLastWriteWasAsync,
-      kBuffer: kBuffer[0],
-      kBufferCb: kBufferCb[0],
-      kBufferGen: kBufferGen[0],
-    };
-  } catch (err) {
-    return `probe failed: ${(err as Error).message}`;
-  }
-}
-
-let b: Bindings | undefined;
-let unavailable: string | undefined;
-
-/** Read once, on first use (process.env is slow to read on a hot path). */
-function bindings(): Bindings | undefined {
-  if (b === undefined && unavailable === undefined) {
-    const r = process.env[FAST_PATH_ENV] === '0' ? `${FAST_PATH_ENV}=0` : probe();
-    if (typeof r === 'string') unavailable = r;
-    else b = r;
-  }
-  return b;
-}
-
-/** Whether the fast path is on; when not, why (see {@link reportFastPath}). */
-export function fastPathStatus(): { enabled: boolean; reason?: string } {
-  bindings();
-  return unavailable === undefined ? { enabled: true } : { enabled: false, reason: unavailable };
-}
-
-let reported = false;
-
-/**
- * Says once per process when the fast path is off: a warning when Node lacks what it relies on
- * (l4lb still works, more slowly), an info line when `L4LB_FAST_PATH=0` asked for it.
- */
-export function reportFastPath(logger: Logger): void {
-  if (reported) return;
-  reported = true;
-  const st = fastPathStatus();
-  if (st.enabled) return;
-  const fields = { reason: st.reason, node: process.version };
-  if (process.env[FAST_PATH_ENV] === '0') logger.info(fields, 'fast data path off: using public Node APIs only');
-  else logger.warn(fields, 'fast data path unavailable on this Node version: using public Node APIs only (slower); see docs/performance.md');
+function internals(): Bindings<RawSocket> | undefined {
+  return (b ??= nodeInternals<RawSocket>());
 }
 
 function errnoError(status: number, syscall: string): NodeJS.ErrnoException {
@@ -190,10 +55,10 @@ type Listener = (...args: any[]) => void;
 /**
  * A TCP connection on its bare libuv handle.
  *
- * Before the relay it stands in for a net.Socket in the connection pipeline and implements
- * that part of net.Socket: the address getters, `destroy()`, `destroyed`, `write(buf)` (the
- * PROXY header), and the events 'error' and 'close' (after destroy()); a dial reports to its
- * {@link DialWatcher} instead of emitting 'connect' and 'error'. It is not read before the
+ * Before the relay it is a {@link DataSocket}, as a net.Socket is: the address getters,
+ * `destroy()`, `destroyed`, `write(buf)` (the PROXY header), and the events 'error' and 'close'
+ * (after destroy()); a dial reports to its {@link DialWatcher} instead of emitting 'connect'
+ * and 'error'. It is not read before the
  * relay binds it (as a paused net.Socket). Once bound it is a {@link RelaySide}: reads go into
  * pooled buffers of its own and to the relay, which writes each read through before reading
  * again.
@@ -202,7 +67,7 @@ type Listener = (...args: any[]) => void;
  * end() finds the read side finished and nothing queued, close() sends the FIN itself, saving
  * a shutdown. 'close' (before the relay) and `relay.closed()` come on the next tick.
  */
-export class RawSocket implements RelaySide {
+export class RawSocket implements DataSocket, RelaySide {
   readonly #h: TcpHandle;
   #relay: RelayCore | undefined = undefined;
   /** The buffer libuv reads into (pooled, see socket-reader.ts); taken at connect (dialled) or when the relay binds (accepted). */
@@ -251,9 +116,6 @@ export class RawSocket implements RelaySide {
     }
     return this;
   }
-  off(event: string, fn: Listener): this {
-    return this.removeListener(event, fn);
-  }
   listenerCount(event: string): number {
     let n = 0;
     for (const r of this.#listeners ?? []) if (r.event === event) n++;
@@ -277,9 +139,6 @@ export class RawSocket implements RelaySide {
   }
   get remotePort(): number | undefined {
     return this.#peerInfo()?.port;
-  }
-  get remoteFamily(): string | undefined {
-    return this.#peerInfo()?.family;
   }
   get localAddress(): string | undefined {
     return this.#localInfo()?.address;
@@ -321,12 +180,6 @@ export class RawSocket implements RelaySide {
     this.#flags |= READING;
     const err = this.#h.readStart();
     if (err !== 0) this.#fail(err, 'read');
-  }
-
-  pauseReading(): void {
-    if (!this.#is(READING)) return;
-    this.#flags &= ~READING;
-    if (!this.#is(CLOSED)) this.#h.readStop();
   }
 
   send(buf: Buffer, n: number, _owned: boolean): boolean {
@@ -600,12 +453,11 @@ export interface DialWatcher {
  * `family` (`net.isIP(host)`, known in advance: 0 for a name); undefined otherwise (the
  * caller uses net.connect). Tells `watcher` once whether it connected (a method call rather
  * than the 'connect' and 'error' events of a net.Socket: no listener records per dial);
- * nothing after destroy(). The socket is typed as net.Socket for the dial and connection
- * code, which only use the part RawSocket implements (see its doc).
+ * nothing after destroy().
  */
-export function connectRaw(host: string, port: number, family: 0 | 4 | 6, watcher: DialWatcher): net.Socket | undefined {
-  if (family === 0 || bindings() === undefined) return undefined;
-  return RawSocket.connect(host, port, family, watcher) as unknown as net.Socket;
+export function connectRaw(host: string, port: number, family: 0 | 4 | 6, watcher: DialWatcher): RawSocket | undefined {
+  if (family === 0 || internals() === undefined) return undefined;
+  return RawSocket.connect(host, port, family, watcher);
 }
 
 let rawOpen = 0;
@@ -615,59 +467,18 @@ export function rawSocketsOpen(): number {
   return rawOpen;
 }
 
-/** Whether `s` is a raw socket (relay() drives those directly). */
-export function isRawSocket(s: unknown): s is RawSocket {
+/** Whether `s` is a raw socket (a relay side of its own; a net.Socket needs a NetSide). */
+export function isRawSocket(s: DataSocket): s is RawSocket {
   return s instanceof RawSocket;
 }
 
 /**
  * Makes `server` accept onto raw sockets (with TCP_NODELAY) while `wantRaw()` says so, passing
- * them to `onSocket` (typed as net.Socket, as for {@link connectRaw}); other connections go
- * through net.Server's own path to its 'connection' listeners. Call once the server listens.
- * Returns false (nothing changed) when the fast path is off or the server has no handle.
+ * them to `onSocket`; other connections go through net.Server's own path to its 'connection'
+ * listeners. Call once the server listens. Returns false (nothing changed) when the fast path
+ * is off or the server has no handle.
  */
-export function installFastAccept(server: net.Server, wantRaw: () => boolean, onSocket: (s: net.Socket) => void): boolean {
-  const k = bindings();
-  const handle = (server as unknown as { _handle?: { onconnection?: unknown } | null })._handle;
-  if (k === undefined || !handle || typeof handle.onconnection !== 'function') return false;
-  const original = handle.onconnection as (this: unknown, err: number, client: unknown) => void;
-  handle.onconnection = function onconnection(this: unknown, err: number, client: unknown): void {
-    if (err !== 0 || !(client instanceof k.TCP) || !wantRaw()) return original.call(this, err, client);
-    onSocket(RawSocket.accepted(client) as unknown as net.Socket);
-  };
-  return true;
-}
-
-/**
- * Makes an accepted plain TCP net.Socket read through a reader made by `make` from its next
- * read on, as if it had been created with that reader's `onread`. The socket must have nothing
- * buffered; it may be paused or reading. Returns undefined, leaving the socket untouched, when
- * the fast path is off or does not apply (TLS socket, no native handle, data buffered).
- */
-export function attachReader(socket: net.Socket, make: () => SocketReader): SocketReader | undefined {
-  const k = bindings();
-  if (k === undefined) return undefined;
-  const s = socket as unknown as Slots & { _handle?: { useUserBuffer?: (b: Uint8Array) => void } | null };
-  const handle = s._handle;
-  if (
-    handle == null ||
-    typeof handle.useUserBuffer !== 'function' ||
-    s[k.kBuffer] !== null || // already reading into a user buffer (or not a net.Socket)
-    socket.readableLength !== 0 ||
-    socket.readableEnded ||
-    socket.destroyed ||
-    'encrypted' in socket
-  ) {
-    return undefined;
-  }
-  const reader = make();
-  const onread = reader.onread;
-  // The same steps as net.Socket's constructor and initSocketHandle() for `onread.buffer` given
-  // as a function: the generator is asked for each next buffer after every read.
-  const first = onread.buffer();
-  s[k.kBufferGen] = onread.buffer;
-  s[k.kBufferCb] = onread.callback;
-  s[k.kBuffer] = first;
-  handle.useUserBuffer(first);
-  return reader;
+export function installFastAccept(server: net.Server, wantRaw: () => boolean, onSocket: (s: RawSocket) => void): boolean {
+  if (internals() === undefined) return false;
+  return onAcceptedHandle<RawSocket>(server, wantRaw, (h) => onSocket(RawSocket.accepted(h)));
 }

@@ -1,0 +1,214 @@
+/**
+ * @module proxy/node-internals — the one module that reaches into Node's internals. Everything
+ * l4lb takes from them is found here, checked once at first use, and handed out typed:
+ *
+ * - `process.binding('tcp_wrap')` (TCP, TCPConnectWrap) and `process.binding('stream_wrap')`
+ *   (WriteWrap, ShutdownWrap, streamBaseState and its indices): the handle classes net.Socket
+ *   itself is built on, which raw sockets (raw-socket.ts) drive. process.binding is deprecated
+ *   (DEP0111, documentation-only).
+ * - A listening net.Server's `_handle.onconnection(err, clientHandle)` callback
+ *   ({@link onAcceptedHandle}).
+ * - Handle methods `readStart`, `readStop`, `useUserBuffer`, `writeBuffer`, `shutdown`, `close`,
+ *   `getpeername`, `getsockname`, `setNoDelay`, `connect`, `connect6`, and the `onread` /
+ *   `oncomplete` callbacks with the argument order net.js uses.
+ * - `close()` without a callback calls no JavaScript later; a ShutdownWrap without `oncomplete`
+ *   reports nothing; `readStart()` works on a handle that is still connecting.
+ * - net.Socket keeping its `onread` state in three own symbol-keyed properties (kBuffer,
+ *   kBufferCb, kBufferGen), found by identity on probe sockets built with the public option
+ *   ({@link attachReader}: an accepted net.Socket that preread or TLS needed reads into a
+ *   buffer of its own, as `new net.Socket({ onread })` would).
+ *
+ * Present and identical in Node 20 to 26. When any of it is missing, or `L4LB_FAST_PATH=0` is
+ * set, nothing here is used: listeners hand out net.Sockets, backends are dialled with
+ * net.connect and its public `onread` option, and accepted sockets are read through 'data'
+ * events. The test suite runs the data-path tests both ways
+ * (test/proxy/data-path-fallback.test.ts) and asserts that the fast path is available on the
+ * supported Node versions, so a Node release that moves these internals fails the tests rather
+ * than silently slowing l4lb down.
+ */
+import net from 'node:net';
+import type { SocketReader } from './socket-reader.js';
+import type { Logger } from '../observability/log.js';
+
+/** Set `L4LB_FAST_PATH=0` to use public APIs only (slower; for diagnosis and tests). */
+export const FAST_PATH_ENV = 'L4LB_FAST_PATH';
+
+// --- what is taken from Node's internals, with the shapes l4lb expects ---
+/** A libuv TCP handle; `owner` (set by its user, type `O`) leads its callbacks back to it. */
+export interface TcpHandle<O> {
+  onread: ((this: TcpHandle<O>) => Buffer | undefined) | null;
+  owner: O | undefined;
+  readStart(): number;
+  readStop(): number;
+  useUserBuffer(buf: Uint8Array): void;
+  writeBuffer(req: object, buf: Uint8Array): number;
+  shutdown(req: object): number;
+  close(cb?: (this: TcpHandle<O>) => void): void;
+  getpeername(out: AddressInfo): number;
+  getsockname(out: AddressInfo): number;
+  setNoDelay(on: boolean): number;
+  connect(req: object, address: string, port: number): number;
+  connect6(req: object, address: string, port: number): number;
+}
+export interface AddressInfo {
+  address?: string;
+  port?: number;
+  family?: string;
+}
+/** A connect, write or shutdown request; `owner` as for {@link TcpHandle}. */
+export interface Req<O> {
+  oncomplete: (this: Req<O>, status: number) => void;
+  owner: O | undefined;
+  buffer?: Uint8Array;
+}
+/** The internals, typed for a user whose handles and requests point back to an `O`. */
+export interface Bindings<O> {
+  TCP: new (type: number) => TcpHandle<O>;
+  TCPConnectWrap: new () => Req<O>;
+  WriteWrap: new () => Req<O>;
+  ShutdownWrap: new () => Req<O>;
+  SOCKET: number;
+  state: Int32Array;
+  kReadBytesOrError: number;
+  kLastWriteWasAsync: number;
+  /** The symbols behind net.Socket's public `onread` option. */
+  kBuffer: symbol;
+  kBufferCb: symbol;
+  kBufferGen: symbol;
+}
+
+type Slots = Record<symbol, unknown>;
+
+/** Finds the internals; a string says why they are unusable. */
+function probe(): Bindings<unknown> | string {
+  try {
+    const binding = (process as unknown as { binding(name: string): Record<string, unknown> }).binding;
+    const tcp = binding('tcp_wrap') as { TCP?: unknown; TCPConnectWrap?: unknown; constants?: { SOCKET?: unknown } };
+    const stream = binding('stream_wrap') as Record<string, unknown>;
+    const fns = [tcp.TCP, tcp.TCPConnectWrap, stream.WriteWrap, stream.ShutdownWrap];
+    if (fns.some((f) => typeof f !== 'function')) return 'tcp_wrap/stream_wrap bindings are missing';
+    if (!(stream.streamBaseState instanceof Int32Array)) return 'streamBaseState is missing';
+    if (typeof stream.kReadBytesOrError !== 'number' || typeof stream.kLastWriteWasAsync !== 'number') return 'streamBaseState indices are missing';
+    if (typeof tcp.constants?.SOCKET !== 'number') return 'TCP constants are missing';
+    const proto = (tcp.TCP as { prototype: Record<string, unknown> }).prototype;
+    for (const m of ['readStart', 'readStop', 'useUserBuffer', 'writeBuffer', 'shutdown', 'close', 'getpeername', 'getsockname', 'setNoDelay', 'connect', 'connect6']) {
+      if (typeof proto[m] !== 'function') return `TCP handles have no ${m}()`;
+    }
+    // The onread state of net.Socket, found by identity: the properties holding the probe values.
+    const buf = Buffer.alloc(1);
+    const gen = () => buf;
+    const cb = () => true;
+    const withBuffer = new net.Socket({ onread: { buffer: buf, callback: cb } } as net.SocketConstructorOpts) as unknown as Slots;
+    const withGen = new net.Socket({ onread: { buffer: gen, callback: cb } } as net.SocketConstructorOpts) as unknown as Slots;
+    const find = (o: Slots, v: unknown) => Object.getOwnPropertySymbols(o).filter((s) => o[s] === v);
+    const [kBuffer, kBufferCb, kBufferGen] = [find(withBuffer, buf), find(withBuffer, cb), find(withGen, gen)];
+    if (kBuffer.length !== 1 || kBufferCb.length !== 1 || kBufferGen.length !== 1) return 'net.Socket keeps its onread state elsewhere';
+    if (withBuffer[kBufferGen[0]] !== null || withGen[kBuffer[0]] !== true) return 'net.Socket onread state has another shape';
+    return {
+      TCP: tcp.TCP as Bindings<unknown>['TCP'],
+      TCPConnectWrap: tcp.TCPConnectWrap as Bindings<unknown>['TCPConnectWrap'],
+      WriteWrap: stream.WriteWrap as Bindings<unknown>['WriteWrap'],
+      ShutdownWrap: stream.ShutdownWrap as Bindings<unknown>['ShutdownWrap'],
+      SOCKET: tcp.constants.SOCKET,
+      state: stream.streamBaseState,
+      kReadBytesOrError: stream.kReadBytesOrError,
+      kLastWriteWasAsync: stream.kLastWriteWasAsync,
+      kBuffer: kBuffer[0],
+      kBufferCb: kBufferCb[0],
+      kBufferGen: kBufferGen[0],
+    };
+  } catch (err) {
+    return `probe failed: ${(err as Error).message}`;
+  }
+}
+
+let b: Bindings<unknown> | undefined;
+let unavailable: string | undefined;
+
+/**
+ * The internals, or undefined when the fast path is off. Read once, on first use (process.env
+ * is slow to read on a hot path). `O` is what the caller's handles point back to: the
+ * internals are untyped, this is where they are given the caller's type.
+ */
+export function nodeInternals<O>(): Bindings<O> | undefined {
+  if (b === undefined && unavailable === undefined) {
+    const r = process.env[FAST_PATH_ENV] === '0' ? `${FAST_PATH_ENV}=0` : probe();
+    if (typeof r === 'string') unavailable = r;
+    else b = r;
+  }
+  return b as Bindings<O> | undefined;
+}
+
+/** Whether the fast path is on; when not, why (see {@link reportFastPath}). */
+export function fastPathStatus(): { enabled: boolean; reason?: string } {
+  nodeInternals();
+  return unavailable === undefined ? { enabled: true } : { enabled: false, reason: unavailable };
+}
+
+let reported = false;
+
+/**
+ * Says once per process when the fast path is off: a warning when Node lacks what it relies on
+ * (l4lb still works, more slowly), an info line when `L4LB_FAST_PATH=0` asked for it.
+ */
+export function reportFastPath(logger: Logger): void {
+  if (reported) return;
+  reported = true;
+  const st = fastPathStatus();
+  if (st.enabled) return;
+  const fields = { reason: st.reason, node: process.version };
+  if (process.env[FAST_PATH_ENV] === '0') logger.info(fields, 'fast data path off: using public Node APIs only');
+  else logger.warn(fields, 'fast data path unavailable on this Node version: using public Node APIs only (slower); see docs/performance.md');
+}
+
+/**
+ * Makes `server` hand accepted TCP handles to `onHandle` while `want()` says so; other
+ * connections go through net.Server's own path to its 'connection' listeners. Call once the
+ * server listens. Returns false (nothing changed) when the fast path is off or the server has
+ * no handle.
+ */
+export function onAcceptedHandle<O>(server: net.Server, want: () => boolean, onHandle: (h: TcpHandle<O>) => void): boolean {
+  const k = nodeInternals<O>();
+  const handle = (server as unknown as { _handle?: { onconnection?: unknown } | null })._handle;
+  if (k === undefined || !handle || typeof handle.onconnection !== 'function') return false;
+  const original = handle.onconnection as (this: unknown, err: number, client: unknown) => void;
+  handle.onconnection = function onconnection(this: unknown, err: number, client: unknown): void {
+    if (err !== 0 || !(client instanceof k.TCP) || !want()) return original.call(this, err, client);
+    onHandle(client);
+  };
+  return true;
+}
+
+/**
+ * Makes an accepted plain TCP net.Socket read through a reader made by `make` from its next
+ * read on, as if it had been created with that reader's `onread`. The socket must have nothing
+ * buffered; it may be paused or reading. Returns undefined, leaving the socket untouched, when
+ * the fast path is off or does not apply (TLS socket, no native handle, data buffered).
+ */
+export function attachReader(socket: net.Socket, make: () => SocketReader): SocketReader | undefined {
+  const k = nodeInternals();
+  if (k === undefined) return undefined;
+  const s = socket as unknown as Slots & { _handle?: { useUserBuffer?: (b: Uint8Array) => void } | null };
+  const handle = s._handle;
+  if (
+    handle == null ||
+    typeof handle.useUserBuffer !== 'function' ||
+    s[k.kBuffer] !== null || // already reading into a user buffer (or not a net.Socket)
+    socket.readableLength !== 0 ||
+    socket.readableEnded ||
+    socket.destroyed ||
+    'encrypted' in socket
+  ) {
+    return undefined;
+  }
+  const reader = make();
+  const onread = reader.onread;
+  // The same steps as net.Socket's constructor and initSocketHandle() for `onread.buffer` given
+  // as a function: the generator is asked for each next buffer after every read.
+  const first = onread.buffer();
+  s[k.kBufferGen] = onread.buffer;
+  s[k.kBufferCb] = onread.callback;
+  s[k.kBuffer] = first;
+  handle.useUserBuffer(first);
+  return reader;
+}
