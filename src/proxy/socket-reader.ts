@@ -20,7 +20,7 @@
  * it costs address space, not resident memory; what a socket holds between messages is what
  * it read into last. HAProxy holds no buffer at all between messages; a libuv handle reads
  * into the buffer it was given before the data came, so a socket must always hold one, and the
- * tiny size keeps that near HAProxy's rule: four sockets' tiny buffers share a page, where
+ * tiny size keeps that near HAProxy's rule: eight sockets' tiny buffers share a page, where
  * every 16 KiB buffer read into once kept a page of its own (a keep-alive connection after a
  * request: two sockets, 8 KiB; docs/performance.md, "Fifth pass").
  *
@@ -29,8 +29,12 @@
  */
 import type net from 'node:net';
 
-/** Size of the buffer every socket starts with, and returns to after a read that fitted it. */
-export const TINY_BUFFER_SIZE = 1024;
+/**
+ * Size of the buffer every socket starts with, and returns to after a read that fitted it:
+ * eight share a page. A larger message costs one more read (and one more write) when it
+ * arrives on a tiny buffer; after that the socket reads it into 16 KiB.
+ */
+export const TINY_BUFFER_SIZE = 512;
 /** Size of the buffer of a socket whose last read filled a tiny one. */
 export const SMALL_BUFFER_SIZE = 16 * 1024;
 /** Size of the buffer of a socket whose reads fill its small one (bulk transfer). */
@@ -41,7 +45,7 @@ const LARGE_BUFFERS_CAP_BYTES = 256 * 1024 * 1024;
 export const MAX_LARGE_BUFFERS = LARGE_BUFFERS_CAP_BYTES / LARGE_BUFFER_SIZE;
 
 /** Buffers per slab (one ArrayBuffer each): 256 KiB of tiny ones, 1 MiB of small ones, 8 MiB of large ones. */
-const TINY_PER_SLAB = 256;
+const TINY_PER_SLAB = 512;
 const SMALL_PER_SLAB = 64;
 const LARGE_PER_SLAB = 16;
 
