@@ -185,6 +185,10 @@ async function run(config: Config, source?: FileSource, demo?: DemoBackends): Pr
       }
       stopping = true;
       watcher?.close();
+      // Logged once the listening sockets are closed: a client that connects after reading the
+      // line is refused, not accepted into a backlog the close then resets. (A cluster's
+      // workers close theirs and log 'worker draining', then the primary 'listeners closed'.)
+      if (!(proxy instanceof ClusterPrimary)) await proxy.stopAccepting();
       // The demo's backends stop with it, so its connections are closed at once, not drained.
       logger.info({ signal, active: proxy.activeConnections() }, demo ? 'stopping the demo: closing connections now' : 'draining');
       await proxy.drain(demo ? 0 : undefined, demo ? 0 : undefined);

@@ -124,11 +124,17 @@ export type WorkerMessage =
   | { t: 'reload-failed'; id: number; error: IpcError }
   | { t: 'state-applied'; id: number }
   | { t: 'stats'; id?: number; stats: WorkerStats }
+  /**
+   * The worker closed its listening sockets (draining). Sent on the IPC channel after
+   * node:cluster's own 'close' of a shared handle, so the primary has let go of that
+   * handle by the time it reads this.
+   */
+  | { t: 'stopped-accepting' }
   /** The worker ejected a backend after connect failures (passive health). */
   | { t: 'ejected'; pool: string; backend: string; until: number; ejections: number; reason: string };
 
 const PRIMARY_TYPES = new Set(['init', 'reload', 'state', 'stats?', 'drain', 'close', 'reopen-logs']);
-const WORKER_TYPES = new Set(['hello', 'ready', 'failed', 'reloaded', 'reload-failed', 'state-applied', 'stats', 'ejected']);
+const WORKER_TYPES = new Set(['hello', 'ready', 'failed', 'reloaded', 'reload-failed', 'state-applied', 'stats', 'ejected', 'stopped-accepting']);
 
 /** True for a message the primary sends (Node's own cluster messages are ignored). */
 export function isPrimaryMessage(m: unknown): m is PrimaryMessage {

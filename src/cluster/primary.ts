@@ -134,6 +134,8 @@ export class ClusterPrimary {
   #pushQueued = false;
   #started = false;
   #stopping: 'drain' | 'close' | undefined;
+  /** Slots whose worker reported it closed its listening sockets (draining). */
+  readonly #stoppedAccepting = new Set<number>();
   #reloadChain: Promise<unknown> = Promise.resolve();
   #source: ClusterStatusSource | undefined;
 
@@ -320,6 +322,9 @@ export class ClusterPrimary {
       case 'ejected':
         this.#onEjected(slot, m);
         return;
+      case 'stopped-accepting':
+        this.#onStoppedAccepting(slot);
+        return;
       default:
         break;
     }
@@ -329,6 +334,18 @@ export class ClusterPrimary {
       this.#pending.delete(m.id);
       clearTimeout(p.timer);
       p.resolve(m);
+    }
+  }
+
+  /**
+   * Logs 'listeners closed' once every worker has closed its listening sockets. In `shared`
+   * mode the primary's copy of a socket goes when the last worker lets go of it (node:cluster
+   * handles that message before this one), so from this line on connections are refused.
+   */
+  #onStoppedAccepting(slot: Slot): void {
+    this.#stoppedAccepting.add(slot.id);
+    if (this.#slots.every((s) => !s.worker || this.#stoppedAccepting.has(s.id))) {
+      this.logger.info({ workers: this.#stoppedAccepting.size }, 'listeners closed');
     }
   }
 

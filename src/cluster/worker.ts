@@ -83,7 +83,11 @@ export async function runWorker(): Promise<void> {
     stopping = true;
     clearInterval(statsTimer);
     if (how === 'drain') {
+      // Logged and reported once this worker's listening sockets are closed, not before: a
+      // client connecting after the line must be refused by this worker.
+      await proxy.stopAccepting();
       logger.info({ active: proxy.activeConnections() }, 'worker draining');
+      send({ t: 'stopped-accepting' });
       await proxy.drain(timeoutMs, spreadMs);
     }
     await proxy.close();

@@ -531,12 +531,10 @@ export class Proxy implements ListenerHost {
   }
 
   /**
-   * Stops accepting, waits up to `timeoutMs` for connections to finish, then closes
-   * the rest spread over `spreadMs` so clients don't all reconnect at once. Connections
-   * held over a limit are closed at once, as a closed listening socket drops its backlog.
-   * A `close()` during the drain ends it early.
+   * The first half of a drain: the listening sockets are closed (or let go of, in a cluster
+   * worker) when it resolves, held connections are dropped, checks stop. Idempotent.
    */
-  async drain(timeoutMs = this.config.shutdown.drainTimeoutMs, spreadMs = this.config.shutdown.closeSpreadMs): Promise<void> {
+  async stopAccepting(): Promise<void> {
     this.#closing = true;
     await Promise.all([...this.listeners.values()].map((l) => l.stopAccepting()));
     // UDP sessions end by their idle timeout (or responses) within the drain time.
@@ -544,6 +542,16 @@ export class Proxy implements ListenerHost {
     this.#dropHeld();
     for (const c of this.#checkers.values()) c.stop();
     this.discovery.stopAll();
+  }
+
+  /**
+   * Stops accepting, waits up to `timeoutMs` for connections to finish, then closes
+   * the rest spread over `spreadMs` so clients don't all reconnect at once. Connections
+   * held over a limit are closed at once, as a closed listening socket drops its backlog.
+   * A `close()` during the drain ends it early.
+   */
+  async drain(timeoutMs = this.config.shutdown.drainTimeoutMs, spreadMs = this.config.shutdown.closeSpreadMs): Promise<void> {
+    await this.stopAccepting();
     const deadline = Date.now() + timeoutMs;
     while (!this.#closed && this.activeConnections() > 0 && Date.now() < deadline) {
       await sleep(Math.min(DRAIN_POLL_MS, Math.max(1, deadline - Date.now())));

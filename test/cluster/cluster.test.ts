@@ -117,6 +117,8 @@ test('SIGTERM drains every worker: transfers in flight complete and the primary 
   await waitFor(() => a.data >= 6, 5000, 'transfers started');
   c.cli.child.kill('SIGTERM');
   await c.waitLine('worker draining', 2);
+  // The primary's line, not the workers': in shared mode it holds the socket until then.
+  await c.waitLine('listeners closed');
   const refused = await new Promise<boolean>((resolve) => {
     const s = net.connect(c.port, '127.0.0.1');
     s.on('connect', () => {

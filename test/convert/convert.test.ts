@@ -389,11 +389,18 @@ frontend fe_backup
     bind 127.0.0.1:${bkPort}
     default_backend be_backup
 backend be_backup
+    # The spare would fail this check (it answers "spare"); HAProxy does not check it, as it has
+    # no "check", and neither does l4lb with the converted check: false.
+    option tcp-check
+    tcp-check expect rstring ^p[12]$
     server p1 127.0.0.1:${p1.port} check inter 100 rise 1 fall 1
     server p2 127.0.0.1:${p2.port} check inter 100 rise 1 fall 1
     server spare 127.0.0.1:${spare.port} backup
 `;
-  const { yaml } = convertChecked(original, 'haproxy.cfg');
+  const { yaml, cfg } = convertChecked(original, 'haproxy.cfg');
+  const pool = cfg.pools.find((p) => p.name === 'be_backup')!;
+  assert.deepEqual(pool.healthCheck?.expect, { kind: 'regex', value: '^p[12]$' });
+  assert.deepEqual(pool.backends.map((b) => b.check), [true, true, false]);
 
   const observe = async () => {
     // The port probes took turns already; a few more connections settle any start-up order.
