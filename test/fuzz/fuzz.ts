@@ -35,7 +35,7 @@ import { SOCKET_PARSERS, runSocketSlice, type SliceFinding } from './sockets.js'
  * Default total time. The config loader is the slow one (about 2,000 inputs per CPU-second,
  * most of it in the yaml parser): a million of its inputs take about eight minutes of one core,
  * the other four parsers a million each in well under a minute. 12 minutes leaves room for
- * the calibration runs and the socket slices (docs/fuzzing.md has the measurements).
+ * the socket slices and worker start-up (docs/fuzzing.md has the measurements).
  */
 const DEFAULT_BUDGET = '12m';
 /** An input that takes longer than this is a finding. */
@@ -46,8 +46,11 @@ const WATCHDOG_MS = 5_000;
 const TARGET_INPUTS = 1_000_000;
 /** Part of the budget for the socket slices (shared by the parsers that have one). */
 const SOCKET_SHARE = 0.1;
-/** First run of each target: its measured speed decides how the rest of the budget is split. */
-const CALIBRATION_MS = 2_000;
+/**
+ * The order the parsers run in: fastest first. Each stops at a million inputs, so the time the
+ * fast ones do not need passes to the config loader, which is the slowest by far.
+ */
+const RUN_ORDER: readonly TargetName[] = ['proxy', 'tls', 'admin', 'cli', 'config'];
 
 const WORKER_URL = new URL('./worker.js', import.meta.url);
 const WORKER_STACK_MB = 1.15;
@@ -96,16 +99,26 @@ function log(line: string): void {
 }
 
 /**
- * Runs `parser` in a worker for `timeMs`; restarts it (with a new derived seed) after a hang,
- * until the time is used. Findings are saved as they arrive.
+ * Runs `parser` in a worker for `timeMs` or `maxInputs`, whichever comes first; restarts it
+ * (with a new derived seed) after a hang. Findings are saved as they arrive.
  */
-async function runInProcess(parser: TargetName, timeMs: number, seed: number, round: number, totals: ParserTotals): Promise<void> {
+async function runInProcess(parser: TargetName, timeMs: number, seed: number, round: number, totals: ParserTotals, maxInputs: number): Promise<void> {
   const deadline = Date.now() + timeMs;
-  for (let restart = 0; Date.now() < deadline - 50; restart++) {
+  let ran = 0;
+  for (let restart = 0; Date.now() < deadline - 50 && ran < maxInputs; restart++) {
     const subSeed = deriveSeed(seed, parser, round * 1000 + restart);
     const shared = new SharedArrayBuffer(SHARED_HEADER_BYTES + SHARED_INPUT_BYTES);
-    const job: WorkerJob = { parser, subSeed, timeMs: deadline - Date.now(), propertyShare: TARGETS[parser].propertyShare, hangMs: HANG_MS, shared };
+    const job: WorkerJob = {
+      parser,
+      subSeed,
+      timeMs: deadline - Date.now(),
+      maxInputs: maxInputs - ran,
+      propertyShare: TARGETS[parser].propertyShare,
+      hangMs: HANG_MS,
+      shared,
+    };
     const stats = await runWorker(job, seed, totals);
+    ran += stats.inputs;
     totals.inputs += stats.inputs;
     totals.ms += stats.elapsedMs;
     if (stats.cpuMs > 0) {
@@ -202,19 +215,6 @@ function runWorker(job: WorkerJob, seed: number, totals: ParserTotals): Promise<
   });
 }
 
-/**
- * Splits `ms` among targets measured at `rates` (inputs/s) that have `done` inputs so far: first
- * the time each needs to reach {@link TARGET_INPUTS}, then what is left in equal parts; when the
- * time is short of what they need, in proportion to the need.
- */
-export function splitTime(ms: number, rates: number[], done: number[]): number[] {
-  const need = rates.map((r, i) => (r > 0 ? (Math.max(0, TARGET_INPUTS - done[i]) / r) * 1000 : 0));
-  const total = need.reduce((a, b) => a + b, 0);
-  if (total >= ms) return need.map((n) => (total > 0 ? (ms * n) / total : ms / need.length));
-  const extra = (ms - total) / need.length;
-  return need.map((n) => n + extra);
-}
-
 function pad(s: string, n: number, right = false): string {
   return right ? s.padStart(n) : s.padEnd(n);
 }
@@ -251,22 +251,23 @@ async function main(): Promise<void> {
   const socketMs = socketParsers.length > 0 ? budgetMs * SOCKET_SHARE : 0;
   const inProcessEnd = started + budgetMs - socketMs;
 
-  // Calibrate: a short run of each, to learn its speed.
-  const calibration = Math.min(CALIBRATION_MS, (budgetMs - socketMs) / parsers.length / 4);
-  for (const p of parsers) {
-    await runInProcess(p, calibration, seed, 0, totals.get(p)!);
-    log(`  ${p}: calibration ${totals.get(p)!.inputs} inputs`);
-  }
-  const rates = parsers.map((p) => {
+  // First pass, fastest first: each gets an equal share of the time left and stops at a million.
+  const order = RUN_ORDER.filter((p) => parsers.includes(p));
+  for (const [k, p] of order.entries()) {
     const t = totals.get(p)!;
-    return t.ms > 0 ? (t.inputs / t.ms) * 1000 : 0;
-  });
-  const shares = splitTime(Math.max(0, inProcessEnd - Date.now()), rates, parsers.map((p) => totals.get(p)!.inputs));
-  for (const [i, p] of parsers.entries()) {
-    const ms = Math.min(shares[i], Math.max(0, inProcessEnd - Date.now()));
-    log(`  ${p}: ${(ms / 1000).toFixed(1)} s in process (measured ${Math.round(rates[i])} inputs/s)`);
-    await runInProcess(p, ms, seed, 1, totals.get(p)!);
-    log(`  ${p}: ${totals.get(p)!.inputs} inputs, ${totals.get(p)!.findings.size} findings`);
+    const ms = Math.max(0, inProcessEnd - Date.now()) / (order.length - k);
+    log(`  ${p}: up to ${(ms / 1000).toFixed(1)} s in process, stopping at ${TARGET_INPUTS} inputs`);
+    await runInProcess(p, ms, seed, 0, t, TARGET_INPUTS);
+    log(`  ${p}: ${t.inputs} inputs, ${t.findings.size} findings`);
+  }
+  // Every parser has its million and time is left: share it.
+  for (const [k, p] of order.entries()) {
+    const ms = Math.max(0, inProcessEnd - Date.now()) / (order.length - k);
+    if (ms < 1000) break;
+    const t = totals.get(p)!;
+    log(`  ${p}: ${(ms / 1000).toFixed(1)} s more in process`);
+    await runInProcess(p, ms, seed, 1, t, Number.POSITIVE_INFINITY);
+    log(`  ${p}: ${t.inputs} inputs, ${t.findings.size} findings`);
   }
 
   for (const p of socketParsers) {

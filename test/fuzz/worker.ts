@@ -16,7 +16,9 @@ export interface WorkerJob {
   parser: TargetName;
   subSeed: number;
   timeMs: number;
-  /** Part of the slice given to the properties (the rest is mutation). */
+  /** Stop after this many inputs (Infinity: only the time counts). */
+  maxInputs: number;
+  /** Part of the slice (time and inputs) given to the properties (the rest is mutation). */
   propertyShare: number;
   hangMs: number;
   /** Int32 header (see the SHARED_* offsets) followed by the input's bytes. */
@@ -153,9 +155,12 @@ function main(job: WorkerJob): void {
   // --- properties: each one in turn, a new seed after every failure, until their share ends ---
   const properties = target.properties();
   const propertyEnd = started + job.timeMs * job.propertyShare;
+  const propertyInputs = job.maxInputs * job.propertyShare;
   const rng = new Rng(job.subSeed);
-  for (let round = 0; performance.now() < propertyEnd && round < 1000; round++) {
-    const slice = (propertyEnd - performance.now()) / Math.max(1, properties.length - (round % properties.length));
+  for (let round = 0; performance.now() < propertyEnd && stats.inputs < propertyInputs && round < 1000; round++) {
+    const left = properties.length - (round % properties.length);
+    const slice = (propertyEnd - performance.now()) / left;
+    const runs = Math.min(Number.MAX_SAFE_INTEGER, Math.ceil((propertyInputs - stats.inputs) / left));
     const arb = properties[round % properties.length];
     if (slice < 5) break;
     const details = fc.check(
@@ -164,7 +169,7 @@ function main(job: WorkerJob): void {
         const { finding } = runOne(c, 1);
         if (finding) throw finding;
       }),
-      { seed: rng.u32() | 0, numRuns: Number.MAX_SAFE_INTEGER, interruptAfterTimeLimit: slice, markInterruptAsFailure: false },
+      { seed: rng.u32() | 0, numRuns: runs, interruptAfterTimeLimit: slice, markInterruptAsFailure: false },
     );
     if (details.failed && details.counterexample) {
       const c = details.counterexample[0];
@@ -181,7 +186,7 @@ function main(job: WorkerJob): void {
   for (const s of seeds) byVariant.set(s.variant, [...(byVariant.get(s.variant) ?? []), s.bytes]);
   const POOL_MAX = 4096;
   let index = 0;
-  while (performance.now() < end) {
+  while (performance.now() < end && stats.inputs < job.maxInputs) {
     for (let k = 0; k < 64; k++, index++) {
       const base = rng.pick(pool);
       const bytes = mutate(rng, base.bytes, byVariant.get(base.variant) ?? [], target.profile);

@@ -47,7 +47,8 @@ test('1000 concurrent sessions from distinct source ports each get their own rep
   await Promise.all(clients.map((c, i) => c.send(p.port, sent[i][1])));
   await Promise.all(clients.map((c) => c.waitReplies(2, 15_000)));
   clients.forEach((c, i) => {
-    assert.equal(c.replies.length, 2, `client ${i}`);
+    // The replies' text says which kind a failure is: a duplicate or another client's reply.
+    assert.equal(c.replies.length, 2, `client ${i}: ${c.replies.map((r) => r.toString()).join(' / ')}`);
     assert.deepEqual(new Set(c.replies.map((r) => r.toString())), new Set(sent[i].map((m) => m.toString())), `client ${i} got its own`);
   });
   assert.equal(p.proxy.udp.sessionCount(), 1000);

@@ -42,10 +42,18 @@ export async function udpEcho(tag?: string, port = 0, host = '127.0.0.1'): Promi
   return e;
 }
 
-/** A client socket on its own source port that collects what comes back. */
+/**
+ * A client socket on its own source port that collects what comes back from the ports it
+ * sent to. Its socket is not connected, so the kernel hands it any datagram for its port:
+ * with a thousand clients a stray one (another process's late reply or probe to a port that
+ * was freed and reused) lands on one of them now and then; those go to `strays`.
+ */
 export class UdpClient {
   readonly socket: dgram.Socket;
   readonly replies: Buffer[] = [];
+  /** Datagrams from ports this client never sent to: not replies. */
+  readonly strays: Array<{ msg: Buffer; from: string }> = [];
+  readonly #sentTo = new Set<number>();
   readonly #host: string;
 
   private constructor(host: string) {
@@ -57,7 +65,11 @@ export class UdpClient {
   /** A client bound to `host` (any 127.x address works on Linux loopback; `::1` for IPv6). */
   static async open(host = '127.0.0.1'): Promise<UdpClient> {
     const c = new UdpClient(host);
-    c.socket.on('message', (m) => {
+    c.socket.on('message', (m, r) => {
+      if (!c.#sentTo.has(r.port)) {
+        c.strays.push({ msg: m, from: `${r.address}|${r.port}` });
+        return;
+      }
       c.replies.push(m);
       for (const w of c.#waiters.splice(0)) w();
     });
@@ -74,6 +86,7 @@ export class UdpClient {
   /** Sends to `port` on the loopback address of the client's family. */
   send(port: number, msg: Buffer | string): Promise<void> {
     const to = this.#host.includes(':') ? '::1' : '127.0.0.1';
+    this.#sentTo.add(port);
     return new Promise((resolve, reject) => this.socket.send(msg, port, to, (err) => (err ? reject(err) : resolve())));
   }
 
