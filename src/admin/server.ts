@@ -33,6 +33,7 @@ import { formatHostPort } from '../util/address.js';
 import type { Proxy } from '../proxy/proxy.js';
 import { assertAdminConfigSafe, bearerToken, hostAllowed, originAllowed, tokenMatches } from './auth.js';
 import { AdminError } from './errors.js';
+import { RateLimitedLog } from '../admission/source-limits.js';
 import { DEFAULT_MAX_BODY_BYTES, readJsonBody, sendError, sendJson, sendText } from './http.js';
 import { preparePersist, writeFileAtomic } from './persist.js';
 import { ProxyStatusSource } from './proxy-source.js';
@@ -41,6 +42,13 @@ import { checkAction, expectNoFields, parseNewBackend, parseWeightBody } from '.
 import { parseAdminTarget } from './route.js';
 import { SseHub, DEFAULT_MAX_SSE_CLIENTS } from './sse.js';
 import { readiness, type ActionResult, type AdminAction, type StatusSource } from './status.js';
+
+/** Failed-request (500) log lines per interval, for each of authenticated and anonymous requests. */
+const FAILURE_LOG_LINES = 10;
+/** The interval of {@link FAILURE_LOG_LINES}, ms. */
+const FAILURE_LOG_INTERVAL_MS = 10_000;
+/** Longest request target quoted in a log line. */
+const MAX_LOGGED_TARGET = 200;
 
 /** Interval of the status tick that feeds rates and the event stream, ms. */
 export const DEFAULT_TICK_MS = 1000;
@@ -92,6 +100,9 @@ export class AdminServer {
   readonly #log: Logger;
   readonly #sse: SseHub;
   readonly #assets = new Map<string, Asset>();
+  /** Requests that showed the right token (only their failures are logged at error level). */
+  readonly #authenticated = new WeakSet<IncomingMessage>();
+  readonly #failureLog = new RateLimitedLog({ perInterval: FAILURE_LOG_LINES, intervalMs: FAILURE_LOG_INTERVAL_MS });
   #ticker: NodeJS.Timeout | undefined;
   #ticking = false;
   /** Actions run one at a time: persistence reads, edits and writes one file. */
@@ -107,7 +118,7 @@ export class AdminServer {
     this.metrics = new MetricsRegistry(() => source.status());
     this.#loadAssets();
     this.server = http.createServer((req, res) => {
-      this.#handle(req, res).catch((err: unknown) => this.#fail(res, err));
+      this.#handle(req, res).catch((err: unknown) => this.#fail(req, res, err));
     });
     // Slow or idle clients must not pin sockets forever (event streams are exempt below).
     this.server.headersTimeout = 10_000;
@@ -242,6 +253,7 @@ export class AdminServer {
           'www-authenticate': 'Bearer realm="l4lb"',
         });
       }
+      this.#authenticated.add(req);
     }
 
     const mutating = method !== 'GET' && method !== 'HEAD';
@@ -363,7 +375,12 @@ export class AdminServer {
     }
   }
 
-  #fail(res: ServerResponse, err: unknown): void {
+  /**
+   * Answers a request that failed. An unexpected failure (500) is logged, rate-limited, and at
+   * error level only for a request that showed the token: anybody who can reach the port
+   * must not be able to fill the log, or page an operator, by sending requests.
+   */
+  #fail(req: IncomingMessage, res: ServerResponse, err: unknown): void {
     if (res.headersSent) {
       res.destroy();
       return;
@@ -373,7 +390,19 @@ export class AdminServer {
       const headers: Record<string, string> = err.reason === 'body_too_large' ? { connection: 'close' } : {};
       return sendError(res, err.status, err.reason, err.message, headers);
     }
-    this.#log.error({ err: (err as Error)?.message }, 'admin request failed');
+    const authenticated = this.#authenticated.has(req);
+    const r = this.#failureLog.take(authenticated ? 'authenticated' : 'anonymous');
+    if (r) {
+      const fields = {
+        err: (err as Error)?.message,
+        method: req.method,
+        target: (req.url ?? '').slice(0, MAX_LOGGED_TARGET),
+        authenticated,
+        suppressed: r.suppressed || undefined,
+      };
+      if (authenticated) this.#log.error(fields, 'admin request failed');
+      else this.#log.warn(fields, 'admin request failed');
+    }
     sendError(res, 500, 'internal', 'internal error; see the l4lb log');
   }
 }

@@ -5,9 +5,9 @@
  * Every problem is reported at once, in one {@link ConfigError}, each with the path inside
  * the document (`pools[1].backends[0].address`) and, for text input, the line it sits on.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { dirname, extname, isAbsolute, resolve } from 'node:path';
-import { LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument, type Document, type Node } from 'yaml';
+import { CST, Lexer, LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument, type Document, type Node } from 'yaml';
 import { ConfigError, ErrorCodes, type ConfigIssue } from '../errors.js';
 import type { Config } from './types.js';
 import { findJsonSyntaxError } from './json-syntax.js';
@@ -50,6 +50,23 @@ const noLines: LineOf = () => undefined;
 const EXTENSION_PREFIX = 'x-';
 
 /**
+ * Largest config file read, bytes. A config with 200,000 backends is about 5 MB; the bound
+ * keeps a wrong file (a log, a disk image) from being read and parsed whole.
+ */
+export const MAX_CONFIG_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Deepest nesting a config may have (flow brackets, indentation and compact `a: b:` / `- -`
+ * forms together). Real configs nest about 8 deep. The YAML parser recurses per level and
+ * slows down with the square of the depth, so 100,000 `[` would block the process for half a
+ * minute before failing: deeper input is refused before it reaches the parser.
+ */
+export const MAX_CONFIG_DEPTH = 64;
+
+/** Syntax errors reported at most (a binary file would otherwise produce thousands). */
+const MAX_SYNTAX_ERRORS = 20;
+
+/**
  * Reads, parses, validates and resolves a config file. `.json` files are parsed as JSON,
  * everything else as YAML. Throws {@link ConfigError}: CONFIG_READ when the file cannot be
  * read, CONFIG_PARSE on a syntax error, CONFIG_INVALID when the content is not a valid config.
@@ -57,8 +74,11 @@ const EXTENSION_PREFIX = 'x-';
 export async function loadConfigFile(path: string, env: Env = process.env, options: Pick<NormalizeOptions, 'overrides'> = {}): Promise<Config> {
   let text: string;
   try {
+    const { size } = await stat(path);
+    if (size > MAX_CONFIG_BYTES) throw new ConfigError(ErrorCodes.CONFIG_READ, path, [{ path: '', message: tooLarge(size) }]);
     text = await readFile(path, 'utf8');
   } catch (err) {
+    if (err instanceof ConfigError) throw err;
     throw new ConfigError(ErrorCodes.CONFIG_READ, path, [{ path: '', message: `cannot read the config file: ${readReason(err)}` }]);
   }
   return parseConfigText(text, path, env, { ...options, baseDir: dirname(resolve(path)) });
@@ -84,6 +104,10 @@ export function parseConfigText(text: string, file: string, env: Env = process.e
  */
 export function normalizeConfig(raw: unknown, file: string, options: NormalizeOptions = {}): Config {
   return validate(raw, file, noLines, [], options);
+}
+
+function tooLarge(bytes: number): string {
+  return `the config file is ${bytes} bytes; the most l4lb reads is ${MAX_CONFIG_BYTES} (${MAX_CONFIG_BYTES / 1024 / 1024} MiB)`;
 }
 
 function readReason(err: unknown): string {
@@ -121,8 +145,10 @@ function yamlDocument(text: string): { doc: Document; lines: LineCounter } {
 function parseSource(rawText: string, file: string): Source {
   // Editors on some systems write a byte-order mark; neither parser wants it.
   const text = rawText.startsWith('\uFEFF') ? rawText.slice(1) : rawText;
-  const { doc, lines } = yamlDocument(text);
-  const lineAt = (offset: number): number => lines.linePos(offset).line;
+  if (text.length > MAX_CONFIG_BYTES) throw new ConfigError(ErrorCodes.CONFIG_PARSE, file, [{ path: '', message: tooLarge(Buffer.byteLength(text)) }]);
+  // Before any parser sees the text: both recurse per level of nesting.
+  const tooDeep = nestingProblem(text);
+  if (tooDeep !== undefined) throw new ConfigError(ErrorCodes.CONFIG_PARSE, file, [tooDeep]);
 
   if (extname(file).toLowerCase() === '.json') {
     let value: unknown;
@@ -134,24 +160,32 @@ function parseSource(rawText: string, file: string): Source {
       if (found === undefined) {
         throw new ConfigError(ErrorCodes.CONFIG_PARSE, file, [{ path: '', message: `invalid JSON: ${(err as Error).message.split('\n')[0]}` }]);
       }
-      const pos = lines.linePos(found.offset);
+      const pos = lineCounterOf(text).linePos(found.offset);
       throw new ConfigError(ErrorCodes.CONFIG_PARSE, file, [
         { path: '', line: pos.line, message: `JSON syntax error at column ${pos.col}: ${found.message}` },
       ]);
     }
-    // JSON is YAML, so the yaml parser still maps paths to lines; if it disagrees, go without.
-    return { value, lineOf: doc.errors.length === 0 ? lineFinder(doc, lineAt) : noLines };
+    // JSON is YAML, so the yaml parser maps paths to lines; only valid JSON gets that far,
+    // and if the yaml parser disagrees, go without.
+    const { doc, lines } = guardedYamlDocument(text, file);
+    return { value, lineOf: doc.errors.length === 0 ? lineFinder(doc, (offset) => lines.linePos(offset).line) : noLines };
   }
+
+  const { doc, lines } = guardedYamlDocument(text, file);
+  const lineAt = (offset: number): number => lines.linePos(offset).line;
 
   if (doc.errors.length > 0) {
     const textLines = text.split(/\r?\n/);
     const issues: ConfigIssue[] = [];
+    const seenLines = new Set<number>();
     for (const e of doc.errors) {
       const pos = lines.linePos(e.pos[0]);
       // One mistake makes the parser stumble over the rest of its line: report the first.
-      if (issues.some((i) => i.line === pos.line)) continue;
+      if (seenLines.has(pos.line)) continue;
+      seenLines.add(pos.line);
       const firstLine = e.message.split('\n')[0];
       issues.push({ path: '', line: pos.line, message: `YAML syntax error at column ${pos.col}: ${firstLine}${flowHint(textLines[pos.line - 1])}` });
+      if (issues.length === MAX_SYNTAX_ERRORS) break;
     }
     throw new ConfigError(ErrorCodes.CONFIG_PARSE, file, issues);
   }
@@ -159,9 +193,89 @@ function parseSource(rawText: string, file: string): Source {
   try {
     value = doc.toJS({ maxAliasCount: 100 });
   } catch (err) {
-    throw new ConfigError(ErrorCodes.CONFIG_PARSE, file, [{ path: '', message: `YAML error: ${(err as Error).message}` }]);
+    const why = err instanceof RangeError ? 'it is nested too deeply' : (err as Error).message;
+    throw new ConfigError(ErrorCodes.CONFIG_PARSE, file, [{ path: '', message: `YAML error: ${why}` }]);
   }
   return { value, lineOf: lineFinder(doc, lineAt) };
+}
+
+/**
+ * {@link yamlDocument}, with a parser failure (a stack overflow on a shape the depth scan
+ * does not foresee) reported as a parse error of the file rather than escaping as a crash.
+ */
+function guardedYamlDocument(text: string, file: string): { doc: Document; lines: LineCounter } {
+  // The parser makes an Error per problem; garbage has thousands, and capturing each one's
+  // stack trace took most of the time (16 KiB of them: 0.9 s with traces, 0.1 s without).
+  const traces = Error.stackTraceLimit;
+  Error.stackTraceLimit = 0;
+  try {
+    return yamlDocument(text);
+  } catch (err) {
+    const why = err instanceof RangeError ? 'it is nested too deeply for the YAML parser' : (err as Error).message;
+    throw new ConfigError(ErrorCodes.CONFIG_PARSE, file, [{ path: '', message: `cannot parse the config: ${why}` }]);
+  } finally {
+    Error.stackTraceLimit = traces;
+  }
+}
+
+/** Line positions of `text`, without parsing it. */
+function lineCounterOf(text: string): LineCounter {
+  const lines = new LineCounter();
+  lines.addNewLine(0);
+  for (let i = text.indexOf('\n'); i >= 0; i = text.indexOf('\n', i + 1)) lines.addNewLine(i + 1);
+  return lines;
+}
+
+/**
+ * Measures how deeply `text` nests, with yaml's lexer (linear: it only splits tokens, it
+ * builds nothing), and stops as soon as the depth passes {@link MAX_CONFIG_DEPTH}. Counted:
+ * open flow brackets (`[`, `{`); the compact indicators of one entry (`- - x`, `a: b: c`,
+ * counted from the last line start, comma or bracket), each of which the parser turns into
+ * one more level of recursion; and, outside brackets, the indentation levels open at a
+ * line's first token.
+ */
+function nestingProblem(text: string): ConfigIssue | undefined {
+  let flow = 0;
+  const indents: number[] = [];
+  let onLine = 0;
+  let column = 0;
+  let atLineStart = true;
+  let line = 1;
+  for (const token of new Lexer().lex(text)) {
+    const type = CST.tokenType(token);
+    if (type === 'newline') {
+      line++;
+      column = 0;
+      onLine = 0;
+      atLineStart = true;
+      continue;
+    }
+    if (type === 'space') {
+      if (atLineStart) column += token.length;
+      continue;
+    }
+    if (type === 'comment' || type === 'byte-order-mark' || type === 'doc-mode') continue;
+    if (type === 'flow-seq-start' || type === 'flow-map-start') {
+      flow++;
+      onLine = 0;
+    } else if (type === 'flow-seq-end' || type === 'flow-map-end') {
+      if (flow > 0) flow--;
+      onLine = 0;
+    } else if (type === 'comma') onLine = 0;
+    else if (type === 'seq-item-ind' || type === 'map-value-ind' || type === 'explicit-key-ind') onLine++;
+    if (atLineStart && flow === 0) {
+      while (indents.length > 0 && indents[indents.length - 1] >= column) indents.pop();
+      indents.push(column);
+    }
+    atLineStart = false;
+    // Multi-line scalars carry newlines of their own.
+    for (let i = token.indexOf('\n'); i >= 0; i = token.indexOf('\n', i + 1)) line++;
+    const depth = flow + onLine + (flow === 0 ? indents.length : 0);
+    if (depth > MAX_CONFIG_DEPTH) {
+      return { path: '', line, message: `the config nests more than ${MAX_CONFIG_DEPTH} levels deep here (real configs need about 8): refused before parsing` };
+    }
+  }
+  return undefined;
 }
 
 /** `${X}` inside `{ }` or `[ ]` breaks YAML flow syntax; say so when that is the likely cause. */
