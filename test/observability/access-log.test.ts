@@ -104,13 +104,17 @@ for (const target of ['stderr', 'file'] as const) {
       };
       const configFile = join(dir, 'l4lb.json');
       writeFileSync(configFile, JSON.stringify(cfg));
-      const l4lb = await spawnL4lb(['--config', configFile], { listeners: listeners.length });
+      // Registered before the spawn: if l4lb fails to start, the servers must still close or the
+      // test process never exits.
+      let started: Awaited<ReturnType<typeof spawnL4lb>> | undefined;
       t.after(async () => {
-        await l4lb.stop('SIGKILL');
+        await started?.stop('SIGKILL');
         await echo.close();
         await hole.close();
         rmSync(dir, { recursive: true, force: true });
       });
+      const l4lb = await spawnL4lb(['--config', configFile], { listeners: listeners.length });
+      started = l4lb;
       const portOf = (i: number) => Number(l4lb.addresses[i].slice(l4lb.addresses[i].lastIndexOf(':') + 1));
 
       assert.equal(await request(portOf(0), 'hello'), 'hello');
