@@ -52,6 +52,8 @@ const SOCKET_SHARE = 0.1;
  * fast ones do not need passes to the config loader, which is the slowest by far.
  */
 const RUN_ORDER: readonly TargetName[] = ['proxy', 'tls', 'admin', 'cli', 'config'];
+/** The parser that needs most of the time, which runs alongside the others (see main). */
+const SLOWEST: TargetName = 'config';
 
 /**
  * Workers per parser running at once (`--jobs`; default: one per CPU, at most this many). Each
@@ -271,51 +273,74 @@ async function main(): Promise<void> {
   const socketMs = socketParsers.length > 0 ? budgetMs * SOCKET_SHARE : 0;
   const inProcessEnd = started + budgetMs - socketMs;
 
-  // First pass, fastest first: each gets an equal share of the time left and stops at a million.
+  // The slowest parser (the config loader) runs from the start to the end of the budget, or
+  // to its million, alongside everything else: it needs most of the CPU time, and on a shared
+  // machine its workers get their share of the CPU all along. Beside it, the fast parsers run
+  // one after the other, fastest first, each with an equal share of the in-process time left,
+  // stopping at a million; time left when all have theirs is shared out among them; then the
+  // socket slices run.
   const order = RUN_ORDER.filter((p) => parsers.includes(p));
-  for (const [k, p] of order.entries()) {
-    const t = totals.get(p)!;
-    const ms = Math.max(0, inProcessEnd - Date.now()) / (order.length - k);
-    log(`  ${p}: up to ${(ms / 1000).toFixed(1)} s in process, stopping at ${TARGET_INPUTS} inputs`);
-    await runInProcess(p, ms, seed, 0, t, TARGET_INPUTS, jobs);
-    log(`  ${p}: ${t.inputs} inputs, ${t.findings.size} findings`);
-  }
-  // Every parser has its million and time is left: share it.
-  for (const [k, p] of order.entries()) {
-    const ms = Math.max(0, inProcessEnd - Date.now()) / (order.length - k);
-    if (ms < 1000) break;
-    const t = totals.get(p)!;
-    log(`  ${p}: ${(ms / 1000).toFixed(1)} s more in process`);
-    await runInProcess(p, ms, seed, 1, t, Number.POSITIVE_INFINITY, jobs);
-    log(`  ${p}: ${t.inputs} inputs, ${t.findings.size} findings`);
-  }
-
-  for (const p of socketParsers) {
-    const ms = Math.max(1000, (started + budgetMs - Date.now()) / (socketParsers.length - socketParsers.indexOf(p)));
-    log(`  ${p}: ${(ms / 1000).toFixed(1)} s over real sockets`);
-    const t = totals.get(p)!;
-    const t0 = Date.now();
-    const result = await runSocketSlice(p, ms, deriveSeed(seed, `${p}-socket`), (f: SliceFinding) => {
-      const r: Reproducer | undefined = f.input
-        ? {
-            parser: p,
-            variant: f.input.variant,
-            kind: 'socket',
-            description: f.message,
-            seed,
-            subSeed: deriveSeed(seed, `${p}-socket`),
-            index: f.index,
-            phase: 'socket',
-            found: new Date().toISOString(),
-            bytes: f.input.bytes.toString('base64'),
-          }
-        : undefined;
-      recordFinding(t, signatureOf('socket', f.message), f.message, 1, r);
-    });
-    t.socketInputs += result.connections;
-    t.socketMs += Date.now() - t0;
-    log(`  ${p}: ${result.connections} connections over sockets (${result.detail})`);
-  }
+  const slow = order.length > 1 && order[order.length - 1] === SLOWEST ? SLOWEST : undefined;
+  const fast = order.filter((p) => p !== slow);
+  let slowDone = slow === undefined;
+  const slowLane = async (): Promise<void> => {
+    if (slow === undefined) return;
+    const t = totals.get(slow)!;
+    const ms = Math.max(0, started + budgetMs - Date.now());
+    log(`  ${slow}: up to ${(ms / 1000).toFixed(1)} s in process, alongside the others, stopping at ${TARGET_INPUTS} inputs`);
+    await runInProcess(slow, ms, seed, 0, t, TARGET_INPUTS, jobs);
+    slowDone = true;
+    log(`  ${slow}: ${t.inputs} inputs, ${t.findings.size} findings`);
+  };
+  const socketSlices = async (): Promise<void> => {
+    for (const p of socketParsers) {
+      const ms = Math.max(1000, (started + budgetMs - Date.now()) / (socketParsers.length - socketParsers.indexOf(p)));
+      log(`  ${p}: ${(ms / 1000).toFixed(1)} s over real sockets`);
+      const t = totals.get(p)!;
+      const t0 = Date.now();
+      const result = await runSocketSlice(p, ms, deriveSeed(seed, `${p}-socket`), (f: SliceFinding) => {
+        const r: Reproducer | undefined = f.input
+          ? {
+              parser: p,
+              variant: f.input.variant,
+              kind: 'socket',
+              description: f.message,
+              seed,
+              subSeed: deriveSeed(seed, `${p}-socket`),
+              index: f.index,
+              phase: 'socket',
+              found: new Date().toISOString(),
+              bytes: f.input.bytes.toString('base64'),
+            }
+          : undefined;
+        recordFinding(t, signatureOf('socket', f.message), f.message, 1, r);
+      });
+      t.socketInputs += result.connections;
+      t.socketMs += Date.now() - t0;
+      log(`  ${p}: ${result.connections} connections over sockets (${result.detail})`);
+    }
+  };
+  const fastLane = async (): Promise<void> => {
+    for (const [k, p] of fast.entries()) {
+      const t = totals.get(p)!;
+      const ms = Math.max(0, inProcessEnd - Date.now()) / (fast.length - k);
+      log(`  ${p}: up to ${(ms / 1000).toFixed(1)} s in process, stopping at ${TARGET_INPUTS} inputs`);
+      await runInProcess(p, ms, seed, 0, t, TARGET_INPUTS, jobs);
+      log(`  ${p}: ${t.inputs} inputs, ${t.findings.size} findings`);
+    }
+    // Every parser has its million and time is left: share it (unless the slow one still
+    // needs the CPU for its million).
+    for (const [k, p] of fast.entries()) {
+      const ms = Math.max(0, inProcessEnd - Date.now()) / (fast.length - k);
+      if (ms < 1000 || !slowDone) break;
+      const t = totals.get(p)!;
+      log(`  ${p}: ${(ms / 1000).toFixed(1)} s more in process`);
+      await runInProcess(p, ms, seed, 1, t, Number.POSITIVE_INFINITY, jobs);
+      log(`  ${p}: ${t.inputs} inputs, ${t.findings.size} findings`);
+    }
+    await socketSlices();
+  };
+  await Promise.all([slowLane(), fastLane()]);
 
   // The 1-minute load average at the start and the 15-minute one at the end: how shared the machine was.
   const load = `${loadAtStart.toFixed(1)} at the start, ${loadavg()[2].toFixed(1)} over the last 15 min`;

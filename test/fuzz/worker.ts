@@ -98,6 +98,10 @@ const FUZZ_STACK_TRACE_LIMIT = 1;
 
 function main(job: WorkerJob): void {
   Error.stackTraceLimit = FUZZ_STACK_TRACE_LIMIT;
+  // The yaml package reads process.env (LOG_TOKENS, LOG_STREAM) for every token it parses, and
+  // process.env is an object backed by native code, slow to read: about a fifth of the config
+  // loader's time here. A plain copy holds the same values at the cost of an object lookup.
+  process.env = { ...process.env };
   const target = TARGETS[job.parser];
   const header = new Int32Array(job.shared, 0, SHARED_HEADER_BYTES / 4);
   const inputView = new Uint8Array(job.shared, SHARED_HEADER_BYTES);
