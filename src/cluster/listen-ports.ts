@@ -6,9 +6,12 @@
  * so what would fail in every worker fails once, before any worker changes anything. Port-0
  * listeners get their port here; workers bind that port. In `reuseport` mode the socket of a
  * port-0 listener stays open until the workers have bound next to it ({@link release}). In
- * `shared` mode it is bound without listening and kept while the port is in force (until a
- * reload drops the listener, or {@link close}), so that no one can take the port before
- * node:cluster binds it, nor while every worker is down and restarting.
+ * `shared` mode the socket of a TCP port-0 listener is bound without listening and kept while
+ * the port is in force (until a reload drops the listener, or {@link close}), so that no one
+ * can take the port before node:cluster binds it, nor while every worker is down and
+ * restarting. `protocol: udp` listeners are bound with UDP sockets (TCP and UDP ports are
+ * separate spaces), and a reload keeps a listener's port only for a listener of the same
+ * protocol.
  */
 import type { ListenerConfig } from '../config/types.js';
 import type { BoundAddress } from '../proxy/proxy.js';
@@ -22,7 +25,7 @@ export class ListenPorts {
   #ports = new Map<string, number>();
   /** Sockets held for port-0 listeners until the workers have bound (reuseport mode). */
   #holds: PortHold[] = [];
-  /** Shared mode: bound, not listening sockets of port-0 listeners, by port, kept while in force. */
+  /** Shared mode: bound, not listening sockets of TCP port-0 listeners, by port, kept while in force. */
   #kept = new Map<number, PortHold>();
 
   /** `reuse`: the workers bind with SO_REUSEPORT (ports of port-0 listeners are held). */
@@ -55,15 +58,12 @@ export class ListenPorts {
    */
   async reserveFor(next: readonly ListenerConfig[], current: readonly ListenerConfig[]): Promise<Map<string, number>> {
     const ports = new Map<string, number>();
-    const match = matchListeners(
-      next,
-      current.map((l) => ({ name: l.name, host: l.host, port: l.port, boundPort: l.port || this.#ports.get(l.name) })),
-    );
+    const match = matchByProtocol(next, current, this.#ports);
     try {
       for (const [i, lc] of next.entries()) {
         const m = match[i];
         if (m !== undefined) {
-          if (lc.port === 0) ports.set(lc.name, current[m].port || this.#ports.get(current[m].name)!);
+          if (lc.port === 0) ports.set(lc.name, m.port || this.#ports.get(m.name)!);
           continue;
         }
         const h = await this.#bind(lc);
@@ -85,8 +85,9 @@ export class ListenPorts {
   expectedAddresses(listeners: readonly ListenerConfig[]): BoundAddress[] {
     return listeners.map((lc) => {
       const port = this.#ports.get(lc.name) ?? lc.port;
-      const host = lc.host || '0.0.0.0';
-      return { name: lc.name, host, port, address: formatHostPort(host, port) };
+      const udp = lc.protocol === 'udp';
+      const host = lc.host || (udp ? '::' : '0.0.0.0');
+      return { name: lc.name, host, port, address: formatHostPort(host, port), ...(udp && { protocol: 'udp' as const }) };
     });
   }
 
@@ -113,7 +114,7 @@ export class ListenPorts {
   }
 
   async #bind(lc: ListenerConfig): Promise<PortHold> {
-    if (lc.port === 0 && !this.#reuse) {
+    if (lc.port === 0 && !this.#reuse && lc.protocol !== 'udp') {
       const h = await holdFreePort(lc.host);
       if (h !== undefined) {
         this.#kept.set(h.port, h);
@@ -121,8 +122,33 @@ export class ListenPorts {
       }
     }
     const hold = this.#reuse && lc.port === 0;
-    const h = await reservePort(lc.host, lc.port, hold, hold);
+    const h = await reservePort(lc.host, lc.port, hold, hold, lc.protocol === 'udp');
     this.#holds.push(h);
     return h;
   }
+}
+
+/**
+ * For each listener of `next`, the listener of `current` whose socket (and port) it keeps:
+ * {@link matchListeners} within each protocol, so a TCP listener never takes a UDP one's port.
+ */
+function matchByProtocol(
+  next: readonly ListenerConfig[],
+  current: readonly ListenerConfig[],
+  resolved: ReadonlyMap<string, number>,
+): (ListenerConfig | undefined)[] {
+  const out: (ListenerConfig | undefined)[] = next.map(() => undefined);
+  for (const udp of [false, true]) {
+    const same = (l: ListenerConfig) => (l.protocol === 'udp') === udp;
+    const nextIdx = next.flatMap((l, i) => (same(l) ? [i] : []));
+    const cur = current.filter(same);
+    const match = matchListeners(
+      nextIdx.map((i) => next[i]),
+      cur.map((l) => ({ name: l.name, host: l.host, port: l.port, boundPort: l.port || resolved.get(l.name) })),
+    );
+    match.forEach((m, k) => {
+      if (m !== undefined) out[nextIdx[k]] = cur[m];
+    });
+  }
+  return out;
 }
