@@ -26,7 +26,6 @@
  * time; a change that fails changes nothing.
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import type { FaultsConfig, ListenerConfig, PoolConfig } from '../config/types.js';
 import { Defaults, defaultTimeouts } from '../config/types.js';
 import { isLoopbackHost, nameProblem } from '../config/schema.js';
@@ -37,7 +36,7 @@ import type { ListenerRuntime } from '../proxy/listener.js';
 import { formatHostPort, parseHostPort } from '../util/address.js';
 import { AdminError } from '../admin/errors.js';
 import { bearerToken, hostAllowed, originAllowed, tokenMatches } from '../admin/auth.js';
-import { DEFAULT_MAX_BODY_BYTES, readJsonBody, sendJson } from '../admin/http.js';
+import { DEFAULT_MAX_BODY_BYTES, listenHttp, readJsonBody, sendJson } from '../admin/http.js';
 import { targetSegments } from '../admin/route.js';
 import { packageVersion } from '../admin/proxy-source.js';
 import type { MadeProxy } from './registry.js';
@@ -130,19 +129,7 @@ export class FaultsApi {
     if (!isLoopbackHost(host) && !token) {
       throw new AdminError(0, 'token_required', `refusing to serve the fault API on ${formatHostPort(host || '0.0.0.0', port)} without a token: set faults.token ($L4LB_FAULTS_TOKEN), or listen on a loopback address`, 'internal');
     }
-    await new Promise<void>((resolve, reject) => {
-      const onError = (err: NodeJS.ErrnoException) => {
-        const what = err.code === 'EADDRINUSE' ? 'address already in use' : err.message;
-        reject(new AdminError(0, 'listen', `cannot serve the fault API on ${formatHostPort(host || '0.0.0.0', port)}: ${what}`, 'internal', { cause: err }));
-      };
-      this.server.once('error', onError);
-      this.server.listen({ host: host || undefined, port }, () => {
-        this.server.removeListener('error', onError);
-        resolve();
-      });
-    });
-    const a = this.server.address() as AddressInfo;
-    this.#address = { host: a.address, port: a.port };
+    this.#address = await listenHttp(this.server, host, port, 'the fault API');
     this.#log.info({ faultsApi: this.url }, 'fault API listening');
   }
 
