@@ -187,8 +187,7 @@ export function parseCli(argv: string[]): CliAction {
     })),
     ...common,
   ];
-  // The only rule a fixed `protocol: udp` can break is the one-process rule, which --workers broke.
-  if (v.udp !== undefined) overrides.push({ path: [...listener, 'protocol'], value: 'udp', label: '--workers' });
+  if (v.udp !== undefined) overrides.push({ path: [...listener, 'protocol'], value: 'udp', label: '--udp' });
   if (v['connect-timeout'] !== undefined) {
     overrides.push({ path: [...listener, 'timeouts', 'connect'], value: v['connect-timeout'], label: '--connect-timeout' });
   }

@@ -982,13 +982,7 @@ export function checkConfigRules(raw: unknown): SchemaIssue[] {
       listens.push({ addr, where: formatPath(at), text: String(listener.listen) });
     }
     checkListener(listener, at, knownPools, poolNames, add);
-    if (listener.protocol === 'udp') {
-      checkUdpListener(listener, at, list(raw.pools), poolNames, add);
-      if (raw.workers === 'auto' || (typeof raw.workers === 'number' && raw.workers > 1)) {
-        // The primary reserves TCP ports and aggregates TCP listeners only: UDP stays in one process.
-        add([...at, 'protocol'], 'UDP listeners run in one process for now: remove workers (or set workers: 1)');
-      }
-    }
+    if (listener.protocol === 'udp') checkUdpListener(listener, at, list(raw.pools), poolNames, add);
     else {
       if (has(listener, 'udp')) add([...at, 'udp'], 'needs protocol: udp');
       if (isRec(listener.sourceLimits)) {
