@@ -11,7 +11,7 @@
 import type net from 'node:net';
 import { getSystemErrorName } from 'node:util';
 import { nextReadBuffer, takeReadBuffer, giveReadBuffer } from './socket-reader.js';
-import { nodeInternals, onAcceptedHandle, type AddressInfo, type Bindings, type Req as ReqOf, type TcpHandle as HandleOf } from './node-internals.js';
+import { listenerNoDelay, nodeInternals, onAcceptedHandle, type AddressInfo, type Bindings, type Req as ReqOf, type TcpHandle as HandleOf } from './node-internals.js';
 import type { RelayCore, RelaySide } from './relay-side.js';
 import type { DataSocket } from './data-socket.js';
 
@@ -430,9 +430,12 @@ export class RawSocket implements DataSocket, RelaySide {
     return s;
   }
 
-  /** @internal Wraps an accepted handle (with TCP_NODELAY, as l4lb's listeners set it). */
-  static accepted(handle: TcpHandle): RawSocket {
-    handle.setNoDelay(true);
+  /**
+   * @internal Wraps an accepted handle; sets TCP_NODELAY (as l4lb's listeners ask) unless the
+   * socket has it from its listener already (`inherited`, see {@link listenerNoDelay}).
+   */
+  static accepted(handle: TcpHandle, inherited: boolean): RawSocket {
+    if (!inherited) handle.setNoDelay(true);
     return new RawSocket(handle);
   }
 }
@@ -480,5 +483,7 @@ export function isRawSocket(s: DataSocket): s is RawSocket {
  */
 export function installFastAccept(server: net.Server, wantRaw: () => boolean, onSocket: (s: RawSocket) => void): boolean {
   if (internals() === undefined) return false;
-  return onAcceptedHandle<RawSocket>(server, wantRaw, (h) => onSocket(RawSocket.accepted(h)));
+  // One setsockopt on the listener instead of one per accepted socket.
+  const inherited = listenerNoDelay(server);
+  return onAcceptedHandle<RawSocket>(server, wantRaw, (h) => onSocket(RawSocket.accepted(h, inherited)));
 }
