@@ -65,7 +65,8 @@ type Listener = (...args: any[]) => void;
  *
  * Closing: once its peer's FIN was read and its own writes and FIN were handed to libuv; when
  * end() finds the read side finished and nothing queued, close() sends the FIN itself, saving
- * a shutdown. 'close' (before the relay) and `relay.closed()` come on the next tick.
+ * a shutdown. 'close' (before the relay) and `relay.closed()` come after the call that closed
+ * it: at the end of the read callback, or on the next tick (see #close).
  */
 export class RawSocket implements DataSocket, RelaySide {
   readonly #h: TcpHandle;
@@ -285,8 +286,9 @@ export class RawSocket implements DataSocket, RelaySide {
    * dropped; close() itself sends the FIN when nothing is unread). Only the handle's memory
    * is freed later, and no JavaScript needs to run then: no close callback is passed (it
    * would cost a property set and a callback into JavaScript per socket). The relay hears
-   * of the close on the next tick, never from inside its own calls; the sockets closed in one
-   * tick share one nextTick (usually both sides of a connection).
+   * of the close never from inside its own calls: when the read callback that caused it
+   * returns (the usual case: a FIN read ends the connection), otherwise on the next tick; the
+   * sockets closed meanwhile are told together (usually both sides of a connection).
    */
   #close(): void {
     if (this.#is(CLOSED)) return;
@@ -298,8 +300,14 @@ export class RawSocket implements DataSocket, RelaySide {
     // A dial that never reached the relay gives its read buffer back here (libuv reads into
     // it no more); a relayed socket's buffer goes back through release().
     if (this.#relay === undefined) this.release();
-    if (RawSocket.#closing.push(this) === 1) process.nextTick(RawSocket.#drainClosing);
+    if (RawSocket.#closing.push(this) === 1 && !RawSocket.#inRead) process.nextTick(RawSocket.#drainClosing);
   }
+
+  /**
+   * A read callback is running: sockets it closes are told at its end rather than through a
+   * nextTick (a tick object and a pass through Node's tick queue per connection).
+   */
+  static #inRead = false;
 
   /** Sockets closed since the last tick, and an empty list to swap in while they are told. */
   static #closing: RawSocket[] = [];
@@ -321,7 +329,17 @@ export class RawSocket implements DataSocket, RelaySide {
 
   // Native callbacks: `this` is the handle or the request, which point back to the socket.
   static #onRead(this: TcpHandle): Buffer | undefined {
-    const s = this.owner!;
+    RawSocket.#inRead = true;
+    try {
+      return RawSocket.#read(this);
+    } finally {
+      RawSocket.#inRead = false;
+      if (RawSocket.#closing.length > 0) RawSocket.#drainClosing();
+    }
+  }
+
+  static #read(h: TcpHandle): Buffer | undefined {
+    const s = h.owner!;
     const n = b!.state[b!.kReadBytesOrError];
     if (s.#relay === undefined) {
       // Cannot happen: a dialled socket reads from its connect on, but libuv reports no read
@@ -336,7 +354,7 @@ export class RawSocket implements DataSocket, RelaySide {
         // The buffer is being written from: no read until the relay resumes this socket.
         if (s.#is(READING)) {
           s.#flags &= ~READING;
-          this.readStop();
+          h.readStop();
         }
         return undefined;
       }
@@ -352,7 +370,7 @@ export class RawSocket implements DataSocket, RelaySide {
       return undefined;
     }
     s.#flags = (s.#flags | READ_ENDED) & ~READING;
-    this.readStop();
+    h.readStop();
     s.#relay!.ended(s);
     s.#maybeClose();
     return undefined;
