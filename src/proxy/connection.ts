@@ -225,19 +225,28 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
   #reportedDown = 0;
   /** The pool queue this connection waits in while every backend is full. */
   #queued: BackendQueue | undefined = undefined;
-  /** The client's 'error' listener until the relay takes over. */
-  readonly #onEarlyClientError: () => void;
+  /** The client's 'error' listener until the relay takes over (a net.Socket client only). */
+  #onEarlyClientError: (() => void) | undefined = undefined;
 
   private constructor(l: ConnectionHost, socket: DataSocket) {
     this.#l = l;
     this.#policy = l.policy;
     this.#socket = socket;
     this.#client = socket;
-    this.#onEarlyClientError = () => {
-      // The client went away before relaying started.
+  }
+
+  /**
+   * Listens for the client going away before relaying starts. Only a net.Socket needs it: a
+   * raw socket reports errors from its reads and writes, and before the relay it has made
+   * neither (so a raw client costs no listener and no closure here).
+   */
+  #watchEarlyErrors(s: DataSocket): void {
+    if (!(s instanceof net.Socket)) return;
+    this.#onEarlyClientError ??= () => {
       this.#stopped = true;
       this.#failEarly('client_aborted');
     };
+    s.on('error', this.#onEarlyClientError);
   }
 
   static accept(l: ConnectionHost, socket: DataSocket): void {
@@ -287,7 +296,7 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
     this.#admitted = true;
     l.stats.active++;
     l.connections.add(this);
-    socket.on('error', this.#onEarlyClientError);
+    this.#watchEarlyErrors(socket);
     if ((policy.proxyTrusted || policy.peekClientHello) && socket instanceof net.Socket) this.#preread(socket);
     else this.#afterPreread();
   }
@@ -368,7 +377,7 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
   /** TlsTerminationOwner: the handshake is done; routing follows. */
   handshakeDone(serverName: string | undefined, alpn: string[]): void {
     this.#cancel = undefined;
-    this.#client.on('error', this.#onEarlyClientError);
+    this.#watchEarlyErrors(this.#client);
     this.#serverName = serverName;
     this.#alpn = alpn;
     this.#route();
@@ -532,8 +541,12 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
   #startRelay(backend: Backend, sock: DataSocket): void {
     const client = this.#client;
     const socket = this.#socket;
-    client.removeListener('error', this.#onEarlyClientError);
-    socket.removeListener('error', this.#onEarlyClientError);
+    const onError = this.#onEarlyClientError;
+    if (onError !== undefined) {
+      client.removeListener('error', onError);
+      socket.removeListener('error', onError);
+      this.#onEarlyClientError = undefined;
+    }
     if (client !== socket) socket.on('error', noop); // errors surface on the TLS socket
     backend.countRelayed();
     this.#backend = backend;
