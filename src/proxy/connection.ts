@@ -161,6 +161,13 @@ const EARLY_CODES: Partial<Record<string, string>> = {
   bad_client_hello: ErrorCodes.TLS_CLIENT_HELLO,
 };
 
+/** What a pick reports besides the backend; pick() is synchronous, so one object serves every pick. */
+interface PickState {
+  full: boolean;
+}
+const pickState: PickState = { full: false };
+const NONE_TRIED: readonly Backend[] = Object.freeze([]);
+
 /** Handles one accepted client socket. */
 export function handleConnection(l: ConnectionHost, socket: DataSocket): void {
   Connection.accept(l, socket);
@@ -210,7 +217,8 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
   #head: Buffer | undefined = undefined;
   /** TLVs of a received PROXY v2 header that l4lb passes on in the v2 header it sends. */
   #forwardTlvs: ProxyTlv[] | undefined = undefined;
-  readonly #tried: Backend[] = [];
+  /** The backends tried, in order: a shared empty list until the first dial (see #connectTo). */
+  #tried: readonly Backend[] = NONE_TRIED;
   #connectMs = 0;
   /** Cancels the current preread or TLS handshake stage. */
   #cancel: (() => void) | undefined = undefined;
@@ -404,7 +412,7 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
   }
 
   // --- balance + connect, retrying the next backend; wait in the pool's queue when all are full ---
-  #pickBackend(state: { full: boolean }): Backend | undefined {
+  #pickBackend(state: PickState): Backend | undefined {
     const pool = this.#pool;
     const tried = this.#tried;
     return pool && tried.length < this.#l.maxTries(pool) ? pool.pick(this, tried, state) : undefined;
@@ -422,7 +430,8 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
       queue.wake();
       if (queue.length > 0) return this.#wait(queue);
     }
-    const state = { full: false };
+    const state = pickState;
+    state.full = false;
     const backend = this.#pickBackend(state);
     if (!backend) {
       if (state.full && queue) return this.#wait(queue);
@@ -452,7 +461,8 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
   /** QueueWaiter: a slot may have freed. */
   retry(): boolean {
     if (this.#done || this.#stopped) return true;
-    const state = { full: false };
+    const state = pickState;
+    state.full = false;
     const backend = this.#pickBackend(state);
     if (!backend && state.full) return false;
     this.#queued = undefined;
@@ -471,8 +481,10 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
   #connectTo(backend: Backend): void {
     const l = this.#l;
     const tried = this.#tried;
+    // A one-element array for the usual single try (an empty array grown by push() would
+    // reserve room for 16); retries copy.
     if (tried.length > 0) l.stats.retries++;
-    tried.push(backend);
+    this.#tried = tried.length === 0 ? [backend] : [...tried, backend];
     backend.acquire(); // counted from the attempt so least-connections sees dials in flight
     this.#dialStart = performance.now();
     this.#dialing = dial(backend, l.config.timeouts.connectMs, this.#dialOptions(this.#pool!), this);
