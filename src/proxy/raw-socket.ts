@@ -82,6 +82,9 @@ export class RawSocket implements DataSocket, RelaySide {
   #peer: AddressInfo | null | undefined = undefined;
   #local: AddressInfo | null | undefined = undefined;
 
+  /** The request of a successful connect, until it can serve another (see #recycleConnect). */
+  #connectReq: Req | undefined = undefined;
+
   /** Who hears how the dial of a dialled socket ends (instead of 'connect'/'error' listeners). */
   #watcher: DialWatcher | undefined = undefined;
   /** Listeners of 'error' and 'close', made on first use. */
@@ -340,6 +343,7 @@ export class RawSocket implements DataSocket, RelaySide {
 
   static #read(h: TcpHandle): Buffer | undefined {
     const s = h.owner!;
+    if (s.#connectReq !== undefined) RawSocket.#recycleConnect(s);
     const n = b!.state[b!.kReadBytesOrError];
     if (s.#relay === undefined) {
       // Cannot happen: a dialled socket reads from its connect on, but libuv reports no read
@@ -404,6 +408,7 @@ export class RawSocket implements DataSocket, RelaySide {
     // was in flight would otherwise keep the socket's younger objects alive).
     this.owner = undefined;
     const w = s.#takeWatcher();
+    if (s.#is(CLOSED) || status < 0) s.#connectReq = undefined; // not reused: see #recycleConnect
     if (s.#is(CLOSED)) return; // aborted
     if (status < 0) {
       s.#close();
@@ -412,6 +417,27 @@ export class RawSocket implements DataSocket, RelaySide {
     }
     s.#h.setNoDelay(true);
     w.connected();
+  }
+
+  /** A connect request object not in use: one serves connect after connect. */
+  static #spareConnect: Req | undefined = undefined;
+
+  static #newConnect(): Req {
+    const req = new b!.TCPConnectWrap();
+    req.oncomplete = RawSocket.#afterConnect;
+    req.owner = undefined;
+    return req;
+  }
+
+  /**
+   * Offers the connect request of `s` for the next connect. Not from the connect callback itself:
+   * Node releases the native request bound to the object only once that callback has returned,
+   * and a connect made meanwhile (a retry) would bind a second one. The socket's first read is
+   * later for sure.
+   */
+  static #recycleConnect(s: RawSocket): void {
+    RawSocket.#spareConnect ??= s.#connectReq;
+    s.#connectReq = undefined;
   }
 
   static #connectFailed(s: RawSocket, err: NodeJS.ErrnoException): void {
@@ -430,12 +456,14 @@ export class RawSocket implements DataSocket, RelaySide {
     const h = new b!.TCP(b!.SOCKET);
     const s = new RawSocket(h);
     s.#watcher = watcher;
-    const req = new b!.TCPConnectWrap();
-    req.oncomplete = RawSocket.#afterConnect;
+    const req = RawSocket.#spareConnect ?? RawSocket.#newConnect();
+    RawSocket.#spareConnect = undefined;
     req.owner = s;
+    s.#connectReq = req;
     const err = family === 6 ? h.connect6(req, host, port) : h.connect(req, host, port);
     if (err !== 0) {
       // As net.connect does: the error arrives later, once the caller holds the socket.
+      s.#connectReq = undefined;
       s.#close();
       process.nextTick(RawSocket.#connectFailed, s, errnoError(err, 'connect'));
       return s;
