@@ -373,8 +373,8 @@ export class RawSocket implements DataSocket, RelaySide {
       s.#fail(n, 'read');
       return undefined;
     }
+    // libuv stopped reading itself when it read the FIN (no readStop() call needed).
     s.#flags = (s.#flags | READ_ENDED) & ~READING;
-    h.readStop();
     s.#relay!.ended(s);
     s.#maybeClose();
     return undefined;
