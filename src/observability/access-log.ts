@@ -71,6 +71,7 @@ export function formatAccessFields(r: AccessRecord): string {
     `,"closedFirst":${str(r.closedFirst)},"closeKind":${str(r.closeKind)},"reason":${str(r.reason)}`;
   if (r.code !== undefined) s += `,"code":${str(r.code)}`;
   if (r.error !== undefined) s += `,"error":${str(r.error)}`;
+  if (r.faults !== undefined) s += `,"faults":${JSON.stringify(r.faults)}`;
   // A UDP session's record adds its own fields after these (protocol, datagram counts).
   if ((r as { protocol?: string }).protocol !== undefined) s += extraFields(r);
   return `${s}}\n`;
@@ -79,7 +80,7 @@ export function formatAccessFields(r: AccessRecord): string {
 /** The fields of a record beyond {@link AccessRecord}'s, in their order, as JSON.stringify writes them. */
 const KNOWN_FIELDS = new Set([
   'listener', 'client', 'clientPort', 'pool', 'backend', 'backendAddress', 'serverName', 'tries', 'retries',
-  'connectMs', 'durationMs', 'bytesUp', 'bytesDown', 'closedFirst', 'closeKind', 'reason', 'code', 'error',
+  'connectMs', 'durationMs', 'bytesUp', 'bytesDown', 'closedFirst', 'closeKind', 'reason', 'code', 'error', 'faults',
 ]);
 
 function extraFields(r: AccessRecord): string {

@@ -24,6 +24,8 @@ import type { DataSocket } from './data-socket.js';
 import { dial, ENDED_SOCKET, type Dial, type DialOptions, type DialOwner } from './connect.js';
 import { relay, type RelayHandle, type RelayOwner, type RelayResult, type TerminationReason } from './relay.js';
 import { relaySideOf } from './net-side.js';
+import type { ListenerFaults } from '../faults/table.js';
+import type { FaultLink } from '../faults/fault-side.js';
 import { preread, type PrereadFailure, type PrereadResult } from './preread.js';
 import { TlsTermination, type TlsTerminationOwner } from './tls-termination.js';
 import { forwardedTlvs, proxyHeader } from './proxy-header.js';
@@ -90,6 +92,8 @@ export interface AccessRecord {
   /** Stable error code (docs/errors.md) when the connection ended before relaying. */
   code?: string;
   error?: string;
+  /** The injected faults (toxic names) that affected the connection (docs/faults.md). */
+  faults?: string[];
 }
 
 /**
@@ -111,6 +115,8 @@ export interface ConnectionPolicy {
   needsClientAddress: boolean;
   /** A stage reads a net.Socket (preread, TLS termination): raw sockets are not for this listener. */
   needsNetSocket: boolean;
+  /** The listener's fault table (faults/table.ts) when faults are possible there; see docs/faults.md. */
+  faults: ListenerFaults | undefined;
 }
 
 /** A connection refused at admission, with a logger to call (rate-limited by the caller). */
@@ -229,6 +235,8 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
   #stopped = false;
   #done = false;
   #relay: RelayHandle | undefined = undefined;
+  /** The toxics around the relay's sides, when the listener has a fault table. */
+  #faults: FaultLink | undefined = undefined;
   #reportedUp = 0;
   #reportedDown = 0;
   /** The pool queue this connection waits in while every backend is full. */
@@ -562,7 +570,10 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
     if (client !== socket) socket.on('error', noop); // errors surface on the TLS socket
     backend.countRelayed();
     this.#backend = backend;
-    this.#relay = relay(relaySideOf(client), relaySideOf(sock), this.#l.config.timeouts, this, this.#head);
+    let clientSide = relaySideOf(client);
+    let backendSide = relaySideOf(sock);
+    if (this.#policy.faults) ({ client: clientSide, backend: backendSide } = this.#faults = this.#policy.faults.link(clientSide, backendSide));
+    this.#relay = relay(clientSide, backendSide, this.#l.config.timeouts, this, this.#head);
   }
 
   // --- LiveConnection ---
@@ -659,6 +670,7 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
       l.released();
     }
     this.#relay = undefined;
+    this.#faults = undefined;
     this.#socket = this.#client = ENDED_SOCKET;
   }
 
@@ -684,6 +696,7 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
         closedFirst: res.closedFirst,
         closeKind: res.closeKind,
         reason,
+        faults: this.#faults?.names(),
       };
     }
     return {

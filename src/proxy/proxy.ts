@@ -34,6 +34,8 @@ import type { DataSocket } from './data-socket.js';
 import { UdpListeners, type PreparedUdpReload } from '../udp/listeners.js';
 import { ProxyStatusSource } from '../admin/proxy-source.js';
 import type { StatusSnapshot } from '../admin/status.js';
+import { FaultRegistry } from '../faults/registry.js';
+import type { ListenerFaults } from '../faults/table.js';
 
 export interface StartOptions {
   /** Process logger; default: JSON lines on stderr at config.log.level. */
@@ -134,6 +136,8 @@ export class Proxy implements ListenerHost, ProxyHandle {
   #closed = false;
   /** Connections to shared stores of source limits, by store. */
   readonly #stores = new Map<string, SourceStore>();
+  /** Fault tables by listener, and the listeners the fault API made (faults/registry.ts). */
+  readonly #faults: FaultRegistry;
 
   constructor(config: Config, options: StartOptions = {}) {
     this.#config = config;
@@ -145,6 +149,8 @@ export class Proxy implements ListenerHost, ProxyHandle {
     this.#onAccess = options.onAccess;
     this.#fd = new FdPressure(this.#logger);
     this.#udp = new UdpListeners(this);
+    // With the fault API on, every listener carries a table from the start (docs/faults.md).
+    this.#faults = new FaultRegistry(config.faults !== undefined);
   }
 
   /** The config in force (the last one a reload applied). */
@@ -174,6 +180,10 @@ export class Proxy implements ListenerHost, ProxyHandle {
   /** Process-wide counters (reloads, accept errors). */
   get stats(): ProcessStats {
     return this.#stats;
+  }
+  /** Fault tables and the listeners the fault API made. */
+  get faults(): FaultRegistry {
+    return this.#faults;
   }
   /** DNS discovery of the pools that have `dns` (its stats feed the admin API and metrics). */
   get discovery(): PoolDiscoveries {
@@ -269,7 +279,8 @@ export class Proxy implements ListenerHost, ProxyHandle {
    * Concurrent calls are queued and applied one after the other.
    */
   reload(next: Config): Promise<void> {
-    const run = this.#reloadChain.then(() => this.#reload(next));
+    // The fault API's listeners stay over a reload from the file (faults/registry.ts).
+    const run = this.#reloadChain.then(() => this.#reload(this.#faults.withMade(next)));
     this.#reloadChain = run.catch(() => {});
     return run;
   }
@@ -411,6 +422,10 @@ export class Proxy implements ListenerHost, ProxyHandle {
   }
 
   // --- ListenerHost ---
+  faultsFor(config: ListenerConfig): ListenerFaults | undefined {
+    return this.#faults.tableFor(config);
+  }
+
   sourceStore(config: SharedSourceLimitsConfig): SourceStore {
     // One connection per store (URL and prefix) and process, whatever the listeners using it.
     const id = JSON.stringify([config.redis, config.prefix, config.timeoutMs, config.leaseTtlMs, config.onStoreFailure]);
