@@ -71,6 +71,9 @@ export function formatAccessFields(r: AccessRecord): string {
     `,"closedFirst":${str(r.closedFirst)},"closeKind":${str(r.closeKind)},"reason":${str(r.reason)}`;
   if (r.code !== undefined) s += `,"code":${str(r.code)}`;
   if (r.error !== undefined) s += `,"error":${str(r.error)}`;
+  if (r.mirrorBytes !== undefined) s += `,"mirrorBytes":${num(r.mirrorBytes)}`;
+  if (r.mirrorDropped !== undefined) s += `,"mirrorDropped":${str(r.mirrorDropped)}`;
+  if (r.replays !== undefined) s += `,"replays":${num(r.replays)}`;
   // A UDP session's record adds its own fields after these (protocol, datagram counts).
   if ((r as { protocol?: string }).protocol !== undefined) s += extraFields(r);
   return `${s}}\n`;
@@ -80,6 +83,7 @@ export function formatAccessFields(r: AccessRecord): string {
 const KNOWN_FIELDS = new Set([
   'listener', 'client', 'clientPort', 'pool', 'backend', 'backendAddress', 'serverName', 'tries', 'retries',
   'connectMs', 'durationMs', 'bytesUp', 'bytesDown', 'closedFirst', 'closeKind', 'reason', 'code', 'error',
+  'mirrorBytes', 'mirrorDropped', 'replays',
 ]);
 
 function extraFields(r: AccessRecord): string {

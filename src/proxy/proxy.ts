@@ -28,6 +28,7 @@ import { SourceStore } from '../admission/source-store.js';
 import type { SourceStoreStatus } from '../admin/status.js';
 import { AcceptQueue, FdPressure, isFdExhausted } from './limits.js';
 import { Pool } from './pool.js';
+import { Mirror, MirrorConnections, type MirrorHost } from './mirror.js';
 import { matchListeners } from './listener-match.js';
 import { RateLimitedLog } from '../admission/source-limits.js';
 import type { DataSocket } from './data-socket.js';
@@ -99,7 +100,7 @@ const FD_BASE_MARGIN = 64;
  * The running proxy. Library users hold it through the narrower {@link ProxyHandle}
  * (src/index.ts); the getters below are for l4lb's own modules (admin, cluster) and tests.
  */
-export class Proxy implements ListenerHost, ProxyHandle {
+export class Proxy implements ListenerHost, ProxyHandle, MirrorHost {
   #config: Config;
   readonly #logger: Logger;
   readonly #listenOptions: ListenOptions | undefined;
@@ -134,6 +135,8 @@ export class Proxy implements ListenerHost, ProxyHandle {
   #closed = false;
   /** Connections to shared stores of source limits, by store. */
   readonly #stores = new Map<string, SourceStore>();
+  /** Live mirror connections (secondary: not counted as active, closed at the end of a drain). */
+  readonly #mirrors = new MirrorConnections();
 
   constructor(config: Config, options: StartOptions = {}) {
     this.#config = config;
@@ -175,6 +178,10 @@ export class Proxy implements ListenerHost, ProxyHandle {
   get stats(): ProcessStats {
     return this.#stats;
   }
+  /** Live mirror connections (proxy/mirror.ts). */
+  get mirrors(): MirrorConnections {
+    return this.#mirrors;
+  }
   /** DNS discovery of the pools that have `dns` (its stats feed the admin API and metrics). */
   get discovery(): PoolDiscoveries {
     return this.#discovery;
@@ -189,6 +196,7 @@ export class Proxy implements ListenerHost, ProxyHandle {
   /** Creates pools and binds every listener; on a bind error, closes what it opened. */
   async start(): Promise<void> {
     for (const pc of this.#config.pools) this.#addPool(pc);
+    this.#applyMirrors();
     // Listen with the first DNS answers in place when they come quickly; never wait long.
     await this.#discovery.settled(DISCOVERY_START_WAIT_MS);
     try {
@@ -238,6 +246,19 @@ export class Proxy implements ListenerHost, ProxyHandle {
       }
     }
     return pool;
+  }
+
+  /**
+   * Gives each pool the mirror its config names (after pools were added or updated: a mirror
+   * points at another pool). No mirror, or percent 0, leaves `pool.mirror` undefined, so the
+   * connection path pays one property check.
+   */
+  #applyMirrors(): void {
+    for (const pool of this.#pools.values()) {
+      const mc = pool.config.mirror;
+      const target = mc && mc.percent > 0 ? this.#pools.get(mc.pool) : undefined;
+      pool.mirror = mc && target ? new Mirror(mc, target, pool.mirrorStats, this) : undefined;
+    }
   }
 
   #removePool(name: string): void {
@@ -344,6 +365,7 @@ export class Proxy implements ListenerHost, ProxyHandle {
         }
       }
     }
+    this.#applyMirrors();
     const byName = new Map<string, ListenerRuntime>();
     const retire: ListenerRuntime[] = [];
     for (const l of running) {
@@ -646,6 +668,8 @@ export class Proxy implements ListenerHost, ProxyHandle {
         if (i < rest.length) await sleep(Math.max(CLOSE_SPREAD_STEP_MS, spreadMs / rest.length));
       }
     }
+    // Mirror connections are secondary: they do not outlive the drain.
+    this.#mirrors.closeAll();
     this.#udp.close();
     this.#access.flush();
   }
@@ -668,6 +692,7 @@ export class Proxy implements ListenerHost, ProxyHandle {
     await Promise.all([...this.#listeners.values(), ...this.#retired.keys()].map((l) => l.stopAccepting()));
     this.#dropHeld();
     for (const c of this.#allConnections()) c.stop('shutdown');
+    this.#mirrors.closeAll();
     this.#udp.close();
     for (const q of this.#backendQueues.values()) q.clear('no_backend');
     for (const [l, timer] of this.#retired) {
