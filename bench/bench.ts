@@ -6,7 +6,7 @@
  * prints the tables, writes JSON under bench/results/ and the chart. See bench/README.md.
  */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { availableParallelism, cpus as cpuInfo, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { renderChart } from './chart.js';
@@ -27,6 +27,7 @@ import {
   type Target,
 } from './servers.js';
 import { currentNode, extendPath, l4lbBuilt, missingTools, nodeRuntime, repoRoot, shortToolVersions, toolVersions, type NodeRuntime } from './tools.js';
+import { runUdpPhase, udpReport, type UdpPhaseResult } from './udp/phase.js';
 
 /** Full-mode defaults: about 7.5 minutes on a 2-core machine. */
 const FULL = { rounds: 5, durationS: 3, idleConns: 4000, maxConns: 9000, workerRounds: 2, warmupS: 1, noiseRepeats: 12 };
@@ -70,6 +71,8 @@ interface Options {
   /** CPU the proxies are pinned to (0 or 1); the clients get the other. */
   proxyCpu: number;
   workers: boolean;
+  /** Whether to run the UDP phase (bench/udp/phase.ts). */
+  udp: boolean;
   /** Whether a full run may update docs/perf-chart.svg and the results block of docs/performance.md. */
   docs: boolean;
   only?: string[];
@@ -95,6 +98,7 @@ const USAGE = `usage: npm run bench -- [options]
   --node24           the same as --node 24 --strict-node; --no-node24: --node none
   --proxy-cpu N      pin the proxies to CPU N (0 or 1, default ${PROXY_CPU}); clients go to the other
   --no-workers       skip the 2-worker comparison (l4lb --workers 2 vs HAProxy nbthread 2)
+  --no-udp           skip the UDP phase (l4lb vs nginx stream udp, DNS to two dnsmasq)
   --no-docs          leave docs/ alone (the chart goes to bench/results/ instead)
   --only LIST        only these contenders (ids or kinds, comma-separated; haproxy is always kept)
   --buffer-size B    give HAProxy (tune.bufsize) and nginx (proxy_buffer_size) B-byte
@@ -107,7 +111,7 @@ Needs haproxy, nginx + libnginx-mod-stream, iperf3, wrk, taskset: run bench/setu
 function parseOptions(argv: string[]): Options | undefined {
   const quick = argv.includes('--quick');
   const d = quick ? QUICK : FULL;
-  const o: Options = { quick, ...d, nodeMajors: DEFAULT_NODE_MAJORS, strictNode: false, proxyCpu: PROXY_CPU, workers: true, docs: true };
+  const o: Options = { quick, ...d, nodeMajors: DEFAULT_NODE_MAJORS, strictNode: false, proxyCpu: PROXY_CPU, workers: true, udp: true, docs: true };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const num = (): number => {
@@ -135,6 +139,7 @@ function parseOptions(argv: string[]): Options | undefined {
       o.proxyCpu = Number(v);
     }
     else if (a === '--no-workers') o.workers = false;
+    else if (a === '--no-udp') o.udp = false;
     else if (a === '--no-docs') o.docs = false;
     else if (a === '--report') o.report = argv[++i];
     else if (a === '--buffer-size') o.bufferSize = num();
@@ -440,6 +445,45 @@ function selected(opts: Options, c: Contender): boolean {
   return !opts.only || c.kind === 'haproxy' || opts.only.includes(c.id) || opts.only.includes(c.kind);
 }
 
+/** Seconds per UDP measurement at least (the closed loop needs time to settle). */
+const UDP_MIN_SECONDS = 2;
+
+/**
+ * The UDP phase (bench/udp/phase.ts) with l4lb on every runtime, unless skipped (`--no-udp`,
+ * l4lb not selected or not built, dnsmasq missing). A failure is reported, not fatal.
+ */
+async function udpPhase(setup: Setup, pin: boolean): Promise<UdpPhaseResult | undefined> {
+  const { opts } = setup;
+  if (!opts.udp) return undefined;
+  const l4lb = setup.runtimes
+    .map((rt) => ({ id: l4lbId(rt, 1), node: rt.bin, kind: 'l4lb' }))
+    .filter((l) => !opts.only || opts.only.includes(l.kind) || opts.only.includes(l.id));
+  if (l4lb.length === 0 || !setup.built) {
+    log('UDP phase skipped: no l4lb selected or l4lb not built');
+    return undefined;
+  }
+  if (!existsSync('/usr/sbin/dnsmasq')) {
+    log('UDP phase skipped: dnsmasq is missing (Debian package dnsmasq-base)');
+    return undefined;
+  }
+  log(`UDP phase: nginx and ${l4lb.map((l) => l.id).join(', ')}`);
+  const started = Date.now();
+  try {
+    return await runUdpPhase({
+      seconds: Math.max(UDP_MIN_SECONDS, opts.durationS),
+      rounds: opts.rounds,
+      l4lb,
+      ...(pin && { proxyCpus: setup.proxyCpu, clientCpus: setup.clientCpu }),
+      log,
+    });
+  } catch (err) {
+    log(`UDP phase failed: ${(err as Error).stack ?? String(err)}`);
+    return undefined;
+  } finally {
+    log(`  (${fmtDuration(Date.now() - started)})`);
+  }
+}
+
 /** What the suite builders need to know about this run. */
 interface Setup {
   opts: Options;
@@ -524,6 +568,8 @@ interface RunRecord {
   l4lbRevision: string;
   node: string[];
   suites: Array<SuiteResult & { summary: unknown }>;
+  /** The UDP phase; absent when skipped. */
+  udp?: UdpPhaseResult;
 }
 
 /**
@@ -548,6 +594,7 @@ function writeOutputs(record: RunRecord, opts: Options, source?: string): void {
     `<!-- generated by npm run bench${opts.quick ? ' -- --quick' : ''} on ${record.startedAt} -->`,
     `Run: ${record.mode}, ${run.rounds} round(s) × ${run.durationS} s per client run, ${run.idleConns} idle connections, concurrency target ${run.maxConnTarget}${run.bufferSize ? `, HAProxy/nginx buffers ${run.bufferSize} bytes` : ''}; ${record.machine.cpus} × ${record.machine.cpuModel}, Linux ${record.machine.kernel}; ${shortToolVersions(record.tools).join(', ')}; l4lb (revision ${record.l4lbRevision ?? "not recorded"}) on ${nodes}; ${busyNote}.`,
     ...suites.map((s) => markdownReport(s, run)),
+    ...(record.udp ? [udpReport(record.udp, true)] : []),
   ].join('\n\n');
   const mdPath = source ? source.replace(/\.json$/, '') + '.md' : join(resultsDir, `latest${suffix}.md`);
   writeFileSync(mdPath, `${md}\n`);
@@ -572,7 +619,7 @@ function loadNote(record: RunRecord): string {
 
 /** The plain-text report: every suite's tables, the machine's other load, the duration. */
 function printReport(record: RunRecord): void {
-  const text = record.suites.map((s) => textReport(s, record.run)).join('\n\n');
+  const text = [...record.suites.map((s) => textReport(s, record.run)), ...(record.udp ? [udpReport(record.udp)] : [])].join('\n\n');
   process.stdout.write(`\n${text}\n\n${loadNote(record)}\nbench took ${fmtDuration(record.elapsedS * 1000)}\n`);
 }
 
@@ -678,6 +725,7 @@ async function main(argv: string[]): Promise<number> {
   const noise = { left: opts.noiseRepeats };
   const suites: SuiteResult[] = [await runSuite(singleCoreSpec(setup), ctx, backends, opts, run, noise)];
   if (opts.workers && cores >= 2) suites.push(await runSuite(twoWorkerSpec(setup), ctx, backends, opts, run, noise));
+  const udp = await udpPhase(setup, cores >= 2);
   await cleanupAll();
   const busyAfter = await machineBusyCores(BUSY_SAMPLE_MS, cores);
   const elapsed = Date.now() - started;
@@ -700,6 +748,7 @@ async function main(argv: string[]): Promise<number> {
     l4lbRevision: l4lbRevision(),
     node: rts.map((r) => r.version),
     suites: suites.map((s) => ({ ...s, summary: summarize(s, run) })),
+    ...(udp && { udp }),
   };
   printReport(record);
   writeOutputs(record, opts);

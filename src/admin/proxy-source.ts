@@ -23,6 +23,7 @@ import type { BackendQueue } from '../admission/queue.js';
 import type { UdpListener } from '../udp/listener.js';
 import type { ListenerConfig } from '../config/types.js';
 import type { ListenerStats } from '../observability/stats.js';
+import type { ListenerFaults } from '../faults/table.js';
 
 /** Options of {@link ProxyStatusSource}. */
 export interface ProxyStatusSourceOptions {
@@ -115,7 +116,10 @@ export class ProxyStatusSource implements StatusSource {
         heldConnections: p.heldConnections,
         ...(store && { sourceLimitStore: store }),
       },
-      listeners: [...[...p.listeners.values()].map(listenerStatus), ...[...p.udp.map.values()].map(udpListenerStatus)],
+      listeners: [
+        ...[...p.listeners.values()].map((l) => withFaults(listenerStatus(l), l.policy.faults)),
+        ...[...p.udp.map.values()].map(udpListenerStatus),
+      ],
       pools: [...p.pools.values()].map((pool) => poolStatus(pool, now, p.backendQueue(pool), this.#counters)),
       events: this.events.list(),
     };
@@ -223,6 +227,20 @@ function mapToRecord(m: ReadonlyMap<string, number>): Record<string, number> {
 
 function listenerStatus(l: ListenerRuntime): ListenerStatus {
   return countersStatus(l.config, l.address, l.server.listening, l.stats, [...new Set(l.config.routes.map((r) => r.pool))]);
+}
+
+/** Adds a listener's injected faults, when it has a fault table. */
+function withFaults(s: ListenerStatus, t: ListenerFaults | undefined): ListenerStatus {
+  if (t === undefined) return s;
+  return {
+    ...s,
+    faults: {
+      active: t.active,
+      enabled: t.enabled,
+      toxics: t.list().map((x) => ({ name: x.name, type: x.type, stream: x.stream, toxicity: x.toxicity, attributes: { ...x.attributes } })),
+      connections: Object.fromEntries(t.affectedCounts()),
+    },
+  };
 }
 
 /** A UDP listener in the shape of a TCP one: sessions as connections, dropped datagrams as rejected. */

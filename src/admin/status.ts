@@ -54,6 +54,20 @@ export interface ListenerStatus {
   datagramsUp?: number;
   /** UDP: datagrams forwarded backend → client. */
   datagramsDown?: number;
+  /** Injected faults (docs/faults.md); absent when no fault can reach the listener. */
+  faults?: ListenerFaultsStatus;
+}
+
+/** A listener's injected faults, as the admin API, the dashboard and /metrics show them. */
+export interface ListenerFaultsStatus {
+  /** A toxic is set, or the listener is down. */
+  active: boolean;
+  /** False: down (the fault API's `enabled: false`), refusing connections. */
+  enabled: boolean;
+  /** The toxics, in chain order, in Toxiproxy's JSON shape. */
+  toxics: Array<{ name: string; type: string; stream: string; toxicity: number; attributes: Record<string, number> }>;
+  /** Connections each toxic affected since start, by toxic name. */
+  connections: Record<string, number>;
 }
 
 /** One backend: state, health details, weight, counters, connect latency. */

@@ -8,6 +8,7 @@
  * worker counted after its last report before dying (at most one report interval) is lost.
  */
 import type { Proxy } from '../proxy/proxy.js';
+import type { ListenerStats } from '../observability/stats.js';
 import { formatHostPort } from '../util/address.js';
 import type { HistogramSnapshot, MirrorStatus, PoolQueueStatus, SourceStoreStatus } from '../admin/status.js';
 import { mirrorStatus, queueStatus } from '../admin/proxy-source.js';
@@ -27,25 +28,15 @@ export function collectWorkerStats(proxy: Proxy): WorkerStats {
     reloads: proxy.stats.reloads,
     reloadFailures: proxy.stats.reloadFailures,
     sourceStore: proxy.sourceStoreStatus(),
-    listeners: [...proxy.listeners.values()].map((l): ListenerCounters => {
-      const s = l.stats;
-      const a = l.address;
-      const h = s.connectMs;
-      return {
-        name: l.config.name,
-        address: a ? formatHostPort(a.host, a.port) : undefined,
-        listening: l.server.listening,
-        active: s.active,
-        accepted: s.accepted,
-        retries: s.retries,
-        replays: s.replays,
-        bytesUp: s.bytesUp,
-        bytesDown: s.bytesDown,
-        closed: Object.fromEntries(s.closed),
-        rejected: Object.fromEntries(s.rejected),
-        connectMs: { bounds: [...h.bounds], counts: [...h.counts], sum: h.sum, count: h.count },
-      };
-    }),
+    listeners: [
+      ...[...proxy.listeners.values()].map((l) => listenerCounters(l.config.name, l.address, l.server.listening, l.stats)),
+      ...[...proxy.udp.map.values()].map((l): ListenerCounters => ({
+        ...listenerCounters(l.name, l.address, l.listening, l.stats),
+        protocol: 'udp',
+        datagramsUp: l.stats.datagramsUp,
+        datagramsDown: l.stats.datagramsDown,
+      })),
+    ],
     pools: [...proxy.pools.values()].map((p) => ({
       name: p.name,
       backends: p.backends.map((b): BackendCounters => ({
@@ -55,11 +46,31 @@ export function collectWorkerStats(proxy: Proxy): WorkerStats {
         failures: b.failures,
         bytesIn: b.bytesIn,
         bytesOut: b.bytesOut,
+        datagramsIn: b.datagramsIn,
+        datagramsOut: b.datagramsOut,
         connectMsAvg: b.connectMsAvg,
       })),
       queue: queueStatus(proxy.backendQueue(p)),
       mirror: mirrorStatus(p),
     })),
+  };
+}
+
+function listenerCounters(name: string, a: { host: string; port: number } | undefined, listening: boolean, s: ListenerStats): ListenerCounters {
+  const h = s.connectMs;
+  return {
+    name,
+    address: a ? formatHostPort(a.host, a.port) : undefined,
+    listening,
+    active: s.active,
+    accepted: s.accepted,
+    retries: s.retries,
+    replays: s.replays,
+    bytesUp: s.bytesUp,
+    bytesDown: s.bytesDown,
+    closed: Object.fromEntries(s.closed),
+    rejected: Object.fromEntries(s.rejected),
+    connectMs: { bounds: [...h.bounds], counts: [...h.counts], sum: h.sum, count: h.count },
   };
 }
 
@@ -117,6 +128,11 @@ function addListener(into: ListenerCounters, from: ListenerCounters, gauges: boo
   addRecord(into.closed, from.closed);
   addRecord(into.rejected, from.rejected);
   addHistogram(into.connectMs, from.connectMs);
+  if (from.protocol === 'udp') {
+    into.protocol = 'udp';
+    into.datagramsUp = (into.datagramsUp ?? 0) + (from.datagramsUp ?? 0);
+    into.datagramsDown = (into.datagramsDown ?? 0) + (from.datagramsDown ?? 0);
+  }
 }
 
 function zeroListener(from: ListenerCounters): ListenerCounters {
@@ -171,7 +187,7 @@ function addStore(into: SourceStoreStatus | undefined, from: SourceStoreStatus, 
 }
 
 function zeroBackend(name: string): BackendCounters {
-  return { name, active: 0, total: 0, failures: 0, bytesIn: 0, bytesOut: 0, connectMsAvg: 0 };
+  return { name, active: 0, total: 0, failures: 0, bytesIn: 0, bytesOut: 0, datagramsIn: 0, datagramsOut: 0, connectMsAvg: 0 };
 }
 
 /** Keeps each worker's latest counters and sums them. */
@@ -223,6 +239,8 @@ export class StatsAggregator {
         b.failures += bc.failures;
         b.bytesIn += bc.bytesIn;
         b.bytesOut += bc.bytesOut;
+        b.datagramsIn += bc.datagramsIn;
+        b.datagramsOut += bc.datagramsOut;
       }
     }
   }
@@ -271,6 +289,8 @@ export class StatsAggregator {
           into.failures += bc.failures;
           into.bytesIn += bc.bytesIn;
           into.bytesOut += bc.bytesOut;
+          into.datagramsIn += bc.datagramsIn;
+          into.datagramsOut += bc.datagramsOut;
           // The average of the workers' averages, weighted by their connection counts.
           const w = Math.max(bc.total, bc.connectMsAvg > 0 ? 1 : 0);
           const before = avgWeight.get(key) ?? 0;

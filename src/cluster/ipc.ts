@@ -57,6 +57,10 @@ export interface ListenerCounters {
   closed: Record<string, number>;
   rejected: Record<string, number>;
   connectMs: HistogramSnapshot;
+  /** UDP listeners (sessions count as connections, dropped datagrams as rejected). */
+  protocol?: 'udp';
+  datagramsUp?: number;
+  datagramsDown?: number;
 }
 
 /** Counters of one backend in one worker. */

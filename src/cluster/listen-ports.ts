@@ -6,6 +6,8 @@
  * so what would fail in every worker fails once, before any worker changes anything. Port-0
  * listeners get their port here; workers bind that port. In `reuseport` mode the socket of a
  * port-0 listener stays open until the workers have bound next to it ({@link release}).
+ * `protocol: udp` listeners are bound with UDP sockets (TCP and UDP ports are separate spaces),
+ * and a reload keeps a listener's port only for a listener of the same protocol.
  */
 import type { ListenerConfig } from '../config/types.js';
 import type { BoundAddress } from '../proxy/proxy.js';
@@ -50,15 +52,12 @@ export class ListenPorts {
    */
   async reserveFor(next: readonly ListenerConfig[], current: readonly ListenerConfig[]): Promise<Map<string, number>> {
     const ports = new Map<string, number>();
-    const match = matchListeners(
-      next,
-      current.map((l) => ({ name: l.name, host: l.host, port: l.port, boundPort: l.port || this.#ports.get(l.name) })),
-    );
+    const match = matchByProtocol(next, current, this.#ports);
     try {
       for (const [i, lc] of next.entries()) {
         const m = match[i];
         if (m !== undefined) {
-          if (lc.port === 0) ports.set(lc.name, current[m].port || this.#ports.get(current[m].name)!);
+          if (lc.port === 0) ports.set(lc.name, m.port || this.#ports.get(m.name)!);
           continue;
         }
         const h = await this.#bind(lc);
@@ -80,8 +79,9 @@ export class ListenPorts {
   expectedAddresses(listeners: readonly ListenerConfig[]): BoundAddress[] {
     return listeners.map((lc) => {
       const port = this.#ports.get(lc.name) ?? lc.port;
-      const host = lc.host || '0.0.0.0';
-      return { name: lc.name, host, port, address: formatHostPort(host, port) };
+      const udp = lc.protocol === 'udp';
+      const host = lc.host || (udp ? '::' : '0.0.0.0');
+      return { name: lc.name, host, port, address: formatHostPort(host, port), ...(udp && { protocol: 'udp' as const }) };
     });
   }
 
@@ -94,8 +94,33 @@ export class ListenPorts {
 
   async #bind(lc: ListenerConfig): Promise<PortHold> {
     const hold = this.#reuse && lc.port === 0;
-    const h = await reservePort(lc.host, lc.port, hold, hold);
+    const h = await reservePort(lc.host, lc.port, hold, hold, lc.protocol === 'udp');
     this.#holds.push(h);
     return h;
   }
+}
+
+/**
+ * For each listener of `next`, the listener of `current` whose socket (and port) it keeps:
+ * {@link matchListeners} within each protocol, so a TCP listener never takes a UDP one's port.
+ */
+function matchByProtocol(
+  next: readonly ListenerConfig[],
+  current: readonly ListenerConfig[],
+  resolved: ReadonlyMap<string, number>,
+): (ListenerConfig | undefined)[] {
+  const out: (ListenerConfig | undefined)[] = next.map(() => undefined);
+  for (const udp of [false, true]) {
+    const same = (l: ListenerConfig) => (l.protocol === 'udp') === udp;
+    const nextIdx = next.flatMap((l, i) => (same(l) ? [i] : []));
+    const cur = current.filter(same);
+    const match = matchListeners(
+      nextIdx.map((i) => next[i]),
+      cur.map((l) => ({ name: l.name, host: l.host, port: l.port, boundPort: l.port || resolved.get(l.name) })),
+    );
+    match.forEach((m, k) => {
+      if (m !== undefined) out[nextIdx[k]] = cur[m];
+    });
+  }
+  return out;
 }

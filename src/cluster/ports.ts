@@ -2,8 +2,9 @@
  * @module cluster/ports — listening-port questions the primary answers before workers bind.
  *
  * - Whether this Node.js and kernel support SO_REUSEPORT (`reusePort`, Node ≥ 22.12 / 23.1
- *   on Linux): two sockets bound to one port prove it. Older Node ignores the option, so
- *   the second bind fails.
+ *   on Linux) for TCP and UDP: two sockets bound to one port prove it, for each. Older Node
+ *   ignores the option, so the second bind fails.
+ * - TCP and UDP ports are separate spaces: a `protocol: udp` listener is bound with a UDP socket.
  * - Port 0: with SO_REUSEPORT every worker binding port 0 would get a different port. The
  *   primary binds port 0 itself (with SO_REUSEPORT), holds that socket while the workers
  *   bind the port it got, and closes it once they have: the port can never be taken by
@@ -14,6 +15,7 @@
  *   (before any worker changes anything). Without this, in `reuseport` mode a second l4lb
  *   started on the same port by mistake would silently share its traffic with the first.
  */
+import dgram from 'node:dgram';
 import net from 'node:net';
 import { L4lbError, ErrorCodes } from '../errors.js';
 import { formatHostPort } from '../util/address.js';
@@ -24,58 +26,85 @@ export interface PortHold {
   release(): Promise<void>;
 }
 
-function bind(host: string, port: number, reusePort: boolean): Promise<net.Server> {
+/** A socket of either protocol bound by {@link bind}. */
+interface Bound {
+  port: number;
+  close(): Promise<void>;
+}
+
+function listenError(host: string, port: number, udp: boolean, err: NodeJS.ErrnoException): L4lbError {
+  const what = err.code === 'EADDRINUSE' ? 'address already in use' : err.code === 'EACCES' ? 'permission denied' : err.message;
+  const where = formatHostPort(host || (udp ? '::' : '0.0.0.0'), port);
+  return new L4lbError(ErrorCodes.LISTEN, 'internal', `cannot listen on ${udp ? 'udp ' : ''}${where}: ${what}`, { cause: err });
+}
+
+function bindTcp(host: string, port: number, reusePort: boolean): Promise<Bound> {
   return new Promise((resolve, reject) => {
     const s = net.createServer();
-    s.once('error', (err: NodeJS.ErrnoException) => {
-      const what = err.code === 'EADDRINUSE' ? 'address already in use' : err.code === 'EACCES' ? 'permission denied' : err.message;
-      reject(new L4lbError(ErrorCodes.LISTEN, 'internal', `cannot listen on ${formatHostPort(host || '0.0.0.0', port)}: ${what}`, { cause: err }));
-    });
+    s.once('error', (err: NodeJS.ErrnoException) => reject(listenError(host, port, false, err)));
     // No connection is ever accepted here: the socket only holds the port.
     s.on('connection', (c) => c.destroy());
-    s.listen({ host: host || undefined, port, reusePort, exclusive: true, backlog: 1 }, () => resolve(s));
+    s.listen({ host: host || undefined, port, reusePort, exclusive: true, backlog: 1 }, () =>
+      resolve({ port: (s.address() as net.AddressInfo).port, close: () => new Promise<void>((r) => s.close(() => r())) }),
+    );
   });
 }
 
-function close(s: net.Server): Promise<void> {
-  return new Promise((resolve) => s.close(() => resolve()));
+function bindUdp(host: string, port: number, reusePort: boolean): Promise<Bound> {
+  return new Promise((resolve, reject) => {
+    // The family a UDP listener binds (udp/listener.ts): IPv6 for '::' and for no host.
+    const type = net.isIP(host) === 6 || host === '' ? 'udp6' : 'udp4';
+    const s = dgram.createSocket({ type, reusePort } as dgram.SocketOptions);
+    s.once('error', (err: NodeJS.ErrnoException) => reject(listenError(host, port, true, err)));
+    // Datagrams that reach a held socket (SO_REUSEPORT: the kernel counts it among the
+    // workers' until it closes) are read and dropped.
+    s.on('message', () => {});
+    s.bind({ address: host || undefined, port, exclusive: true }, () =>
+      resolve({ port: s.address().port, close: () => new Promise<void>((r) => s.close(() => r())) }),
+    );
+  });
 }
 
-/** True when sockets can share a port with SO_REUSEPORT here. */
+function bind(host: string, port: number, reusePort: boolean, udp: boolean): Promise<Bound> {
+  return udp ? bindUdp(host, port, reusePort) : bindTcp(host, port, reusePort);
+}
+
+/** True when sockets can share a port with SO_REUSEPORT here, for TCP and for UDP. */
 export async function reusePortSupported(): Promise<boolean> {
-  let a: net.Server | undefined;
-  let b: net.Server | undefined;
-  try {
-    a = await bind('127.0.0.1', 0, true);
-    b = await bind('127.0.0.1', (a.address() as net.AddressInfo).port, true);
-    return true;
-  } catch {
-    return false;
-  } finally {
-    if (b) await close(b);
-    if (a) await close(a);
+  for (const udp of [false, true]) {
+    let a: Bound | undefined;
+    let b: Bound | undefined;
+    try {
+      a = await bind('127.0.0.1', 0, true, udp);
+      b = await bind('127.0.0.1', a.port, true, udp);
+    } catch {
+      return false;
+    } finally {
+      await b?.close();
+      await a?.close();
+    }
   }
+  return true;
 }
 
 /**
- * Binds `host:port` (port 0 = a free one). With `hold` the socket stays open until
- * released (SO_REUSEPORT mode: workers bind next to it); otherwise it is closed at once
- * and only the port number is kept. Rejects with L4LB_ERR_LISTEN.
+ * Binds `host:port` (port 0 = a free one), a UDP port when `udp`. With `hold` the socket
+ * stays open until released (SO_REUSEPORT mode: workers bind next to it); otherwise it is
+ * closed at once and only the port number is kept. Rejects with L4LB_ERR_LISTEN.
  */
-export async function reservePort(host: string, port: number, reusePort: boolean, hold: boolean): Promise<PortHold> {
-  const s = await bind(host, port, reusePort);
-  const got = (s.address() as net.AddressInfo).port;
+export async function reservePort(host: string, port: number, reusePort: boolean, hold: boolean, udp = false): Promise<PortHold> {
+  const s = await bind(host, port, reusePort, udp);
   if (!hold) {
-    await close(s);
-    return { port: got, release: async () => {} };
+    await s.close();
+    return { port: s.port, release: async () => {} };
   }
   let released = false;
   return {
-    port: got,
+    port: s.port,
     async release() {
       if (released) return;
       released = true;
-      await close(s);
+      await s.close();
     },
   };
 }

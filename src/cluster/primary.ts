@@ -14,6 +14,9 @@
  *   it to every worker, which all accept from it (`SCHED_NONE`). The primary is not on the
  *   data path; with node:cluster's default round-robin (`SCHED_RR`) it would be.
  * `L4LB_CLUSTER_MODE=reuseport|shared` forces one (for measurements).
+ * UDP listeners: in `reuseport` mode every worker binds its own socket and the kernel keeps a
+ * client address and port on one of them (its session stays in one worker); in `shared` mode
+ * the first worker alone binds them (cluster/worker-config.ts says why).
  *
  * This file ties the parts together; each concern has its module:
  * - cluster/listen-ports.ts — test-binding listen addresses, resolving port 0;

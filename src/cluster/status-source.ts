@@ -21,7 +21,7 @@ import type { BackendTotals } from '../proxy/backend.js';
 import type { ClusterPrimary } from './primary.js';
 
 /** Counters of a backend no worker has reported yet. */
-const NO_TRAFFIC: BackendTotals = { active: 0, total: 0, failures: 0, bytesIn: 0, bytesOut: 0, connectMsAvg: 0 };
+const NO_TRAFFIC: BackendTotals = { active: 0, total: 0, failures: 0, bytesIn: 0, bytesOut: 0, datagramsIn: 0, datagramsOut: 0, connectMsAvg: 0 };
 
 /** The admin view of a {@link ClusterPrimary}. */
 export class ClusterStatusSource implements StatusSource {
@@ -52,11 +52,12 @@ export class ClusterStatusSource implements StatusSource {
     const totals = p.totals();
     this.#totals = totals;
     const s = this.#inner.snapshot();
-    const listeners = p.config.listeners.map((lc, i): ListenerStatus => {
+    const listeners = p.config.listeners.map((lc): ListenerStatus => {
       const c = totals.listeners.get(lc.name);
       return {
         name: lc.name,
-        address: c?.address ?? p.addresses()[i]?.address,
+        // By name: a worker without the UDP listeners (shared mode) reports fewer addresses.
+        address: c?.address ?? p.addresses().find((a) => a.name === lc.name)?.address,
         listening: c?.listening ?? false,
         pool: lc.pool,
         routePools: [...new Set(lc.routes.map((r) => r.pool))],
@@ -69,6 +70,7 @@ export class ClusterStatusSource implements StatusSource {
         closed: c?.closed ?? {},
         rejected: c?.rejected ?? {},
         connectMs: c?.connectMs ?? { bounds: [...CONNECT_MS_BUCKETS], counts: new Array(CONNECT_MS_BUCKETS.length + 1).fill(0), sum: 0, count: 0 },
+        ...(lc.protocol === 'udp' && { protocol: 'udp' as const, datagramsUp: c?.datagramsUp ?? 0, datagramsDown: c?.datagramsDown ?? 0 }),
       };
     });
     return {

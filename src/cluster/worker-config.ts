@@ -12,6 +12,12 @@
  *   over the workers never exceeds the configured value (as long as the value is at least the
  *   number of workers: every share is at least 1). Per-source limits stay per worker (see
  *   docs/cluster.md).
+ * - UDP listeners: with SO_REUSEPORT every worker binds its own socket and the kernel keeps
+ *   each client address and port on one of them, so a session lives in one worker. Without it
+ *   (`shared` mode, Node 20), node:cluster would hand one socket to every worker and each
+ *   datagram to whichever reads first, splitting one client's datagrams over several
+ *   sessions (and backends); there the first worker alone serves the UDP listeners, with their
+ *   whole session limit ({@link shareLimits}).
  */
 import type { BackendConfig, Config, ListenerConfig, PoolConfig } from '../config/types.js';
 import type { ClusterState, BackendState } from './ipc.js';
@@ -57,12 +63,20 @@ export function backendConfigOf(b: BackendConfig | BackendState): BackendConfig 
   };
 }
 
-/** Applies worker `index`'s share of the connection caps to a config (in the worker). */
-export function shareLimits(config: Config, index: number, count: number): Config {
+/**
+ * Worker `index`'s config: its share of the connection caps, and, when `reusePort` is false,
+ * the UDP listeners in the first worker only (with the whole listener limit there).
+ */
+export function shareLimits(config: Config, index: number, count: number, reusePort = true): Config {
+  const oneWorker = !reusePort;
+  const listeners = oneWorker && index > 0 ? config.listeners.filter((lc) => lc.protocol !== 'udp') : config.listeners;
   return {
     ...config,
     maxConnections: shareOf(config.maxConnections, index, count),
-    listeners: config.listeners.map((lc) => ({ ...lc, maxConnections: shareOf(lc.maxConnections, index, count) })),
+    listeners: listeners.map((lc) => ({
+      ...lc,
+      maxConnections: oneWorker && lc.protocol === 'udp' ? lc.maxConnections : shareOf(lc.maxConnections, index, count),
+    })),
     pools: config.pools.map((pc) => ({
       ...pc,
       queue: { ...pc.queue, size: shareOf(pc.queue.size, index, count) },

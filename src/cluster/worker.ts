@@ -51,7 +51,7 @@ export async function runWorker(): Promise<void> {
     send({ t: 'hello' });
   });
   const index = init.worker - 1;
-  const localConfig = (c: Config) => shareLimits(c, index, init.count);
+  const localConfig = (c: Config) => shareLimits(c, index, init.count, init.reusePort);
   const logger = createLogger(init.config.log.level).child({ worker: init.worker });
 
   let proxy: Proxy;

@@ -24,6 +24,7 @@ import {
   type Config,
   type DnsDiscoveryConfig,
   type ExpectMatcher,
+  type FaultsConfig,
   type ListenerConfig,
   type MirrorConfig,
   type PassiveHealthConfig,
@@ -39,6 +40,7 @@ import {
 import { parseDuration, parseSize } from '../util/duration.js';
 import { formatHostPort, numericHostError, parseHostPort, type HostPort } from '../util/address.js';
 import { normalizeServerName, validateServerNamePattern } from '../protocol/sni-router.js';
+import { parseToxic, ToxicError, type ToxicSpec } from '../faults/toxics.js';
 
 
 /** setTimeout() fires at once for anything longer, so no duration may exceed it (~24.8 days). */
@@ -499,6 +501,24 @@ const routeSchema = z
     pool: r.pool,
   }));
 
+/** A listener's `faults:`: toxics in Toxiproxy's JSON shape (faults/toxics.ts), names unique. */
+const faultsListSchema = z.array(z.unknown()).transform((list, ctx): ToxicSpec[] => {
+  const out: ToxicSpec[] = [];
+  list.forEach((raw, i) => {
+    try {
+      const t = parseToxic(raw);
+      if (out.some((o) => o.name === t.name)) {
+        ctx.addIssue({ code: 'custom', message: `duplicate toxic name "${t.name}" (name one of them)`, path: [i, 'name'], input: raw });
+      } else out.push(t);
+    } catch (err) {
+      if (!(err instanceof ToxicError)) throw err;
+      const path: PathSegment[] = [i, ...(err.field === '' ? [] : err.field.split('.'))];
+      ctx.addIssue({ code: 'custom', message: err.message, path, input: raw });
+    }
+  });
+  return out;
+});
+
 const listenerSchema = z
   .strictObject({
     name: name.optional(),
@@ -516,6 +536,7 @@ const listenerSchema = z
     acceptProxy: z.strictObject({ trusted: z.array(cidr).min(1) }).optional(),
     tls: listenerTlsSchema.optional(),
     routes: z.array(routeSchema).optional(),
+    faults: faultsListSchema.optional(),
   })
   .transform(
     (l): ListenerConfig => ({
@@ -537,6 +558,7 @@ const listenerSchema = z
       ...(l.sourceLimits !== undefined && { sourceLimits: l.sourceLimits }),
       ...(l.tls !== undefined && { tls: l.tls }),
       routes: l.routes ?? [],
+      ...(l.faults !== undefined && l.faults.length > 0 && { faults: l.faults }),
     }),
   );
 
@@ -743,6 +765,20 @@ const adminSchema = z
     }),
   );
 
+const faultsSchema = z
+  .strictObject({
+    api: address({ listen: true }),
+    // Empty means no token, as admin.token.
+    token: z.string().optional(),
+  })
+  .transform(
+    (f): FaultsConfig => ({
+      host: f.api.host,
+      port: f.api.port,
+      ...(f.token !== undefined && f.token !== '' && { token: f.token }),
+    }),
+  );
+
 const workersSchema = z.union([z.literal('auto'), z.number().int().min(1).max(MAX_WORKERS)]);
 
 /** Access log target: `stderr`, `off`, or a file path. */
@@ -761,6 +797,7 @@ export const configSchema = z
       .optional(),
     log: z.strictObject({ level: z.enum(LOG_LEVELS).optional(), access: accessLog.optional() }).optional(),
     admin: adminSchema.optional(),
+    faults: faultsSchema.optional(),
     listeners: z.array(listenerSchema).min(1),
     pools: z.array(poolSchema).min(1),
   })
@@ -769,6 +806,7 @@ export const configSchema = z
       listeners: c.listeners,
       pools: c.pools,
       ...(c.admin !== undefined && { admin: c.admin }),
+      ...(c.faults !== undefined && { faults: c.faults }),
       workers: c.workers === 'auto' ? availableParallelism() : (c.workers ?? Defaults.workers),
       maxConnections: c.maxConnections ?? Defaults.maxConnections,
       shutdown: {
@@ -991,13 +1029,7 @@ export function checkConfigRules(raw: unknown): SchemaIssue[] {
       listens.push({ addr, where: formatPath(at), text: String(listener.listen) });
     }
     checkListener(listener, at, knownPools, poolNames, add);
-    if (listener.protocol === 'udp') {
-      checkUdpListener(listener, at, list(raw.pools), poolNames, add);
-      if (raw.workers === 'auto' || (typeof raw.workers === 'number' && raw.workers > 1)) {
-        // The primary reserves TCP ports and aggregates TCP listeners only: UDP stays in one process.
-        add([...at, 'protocol'], 'UDP listeners run in one process for now: remove workers (or set workers: 1)');
-      }
-    }
+    if (listener.protocol === 'udp') checkUdpListener(listener, at, list(raw.pools), poolNames, add);
     else {
       if (has(listener, 'udp')) add([...at, 'udp'], 'needs protocol: udp');
       if (isRec(listener.sourceLimits)) {
@@ -1007,6 +1039,35 @@ export function checkConfigRules(raw: unknown): SchemaIssue[] {
       }
     }
   });
+
+  const manyWorkers = raw.workers === 'auto' || (typeof raw.workers === 'number' && raw.workers > 1);
+  if (manyWorkers) {
+    // Toxics act on one process's connections and the API changes one process's listeners.
+    if (isRec(raw.faults)) add(['faults'], 'the fault API runs with one process for now: remove workers (or set workers: 1)');
+    list(raw.listeners).forEach((l, i) => {
+      if (isRec(l) && Array.isArray(l.faults) && l.faults.length > 0) {
+        add(['listeners', i, 'faults'], 'faults run with one process for now: remove workers (or set workers: 1)');
+      }
+    });
+  }
+  list(raw.listeners).forEach((l, i) => {
+    if (isRec(l) && l.protocol === 'udp' && has(l, 'faults')) add(['listeners', i, 'faults'], 'applies to TCP listeners only');
+  });
+  if (isRec(raw.faults)) {
+    const parsed = parsedListen(raw.faults.api);
+    const addr = parsed && { ...parsed, udp: false };
+    if (addr !== undefined) {
+      const clash = listens.find((l) => listenClash(l.addr, addr));
+      if (clash !== undefined) add(['faults', 'api'], `fault API address "${String(raw.faults.api)}" clashes with ${clash.where} ("${clash.text}")`);
+      const admin = isRec(raw.admin) ? parsedListen(raw.admin.listen) : undefined;
+      if (admin !== undefined && listenClash({ ...admin, udp: false }, addr)) {
+        add(['faults', 'api'], `fault API address "${String(raw.faults.api)}" clashes with admin.listen ("${String((raw.admin as Rec).listen)}")`);
+      }
+      if (!isLoopbackHost(addr.host) && (raw.faults.token === undefined || raw.faults.token === '')) {
+        add(['faults', 'token'], 'required when faults.api is not a loopback address');
+      }
+    }
+  }
 
   if (isRec(raw.admin)) {
     const parsedAdmin = parsedListen(raw.admin.listen);

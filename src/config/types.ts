@@ -5,6 +5,7 @@
  * filled in, every duration in milliseconds, every size in bytes, every address parsed.
  * The runtime reads only this shape, never raw user input.
  */
+import type { ToxicSpec } from '../faults/toxics.js';
 
 /**
  * The balancing algorithms, in the order the docs list them: the one list of their names. The
@@ -257,6 +258,8 @@ export interface ListenerConfig {
   /** TLS: `passthrough` peeks the ClientHello for SNI routing; `terminate` decrypts. */
   tls?: { mode: 'passthrough' | 'terminate'; certificates: TlsCertConfig[] };
   routes: RouteConfig[];
+  /** Toxics injected into this listener's connections (docs/faults.md); absent = none. */
+  faults?: ToxicSpec[];
 }
 
 export interface AdminConfig {
@@ -268,12 +271,23 @@ export interface AdminConfig {
   persist: boolean;
 }
 
+/** `faults`: the Toxiproxy-compatible fault API (docs/faults.md). */
+export interface FaultsConfig {
+  /** Where the API listens (`api: HOST:PORT`). */
+  host: string;
+  port: number;
+  /** Bearer token; required when host is not loopback (as admin.token). */
+  token?: string;
+}
+
 export interface Config {
   /** The file the config came from, when it came from one. */
   file?: string;
   listeners: ListenerConfig[];
   pools: PoolConfig[];
   admin?: AdminConfig;
+  /** The fault API; absent = off (the default). */
+  faults?: FaultsConfig;
   /** Number of worker processes. Default 1. */
   workers: number;
   /** Global maximum concurrent connections; 0 = unlimited. */

@@ -74,6 +74,7 @@ export function formatAccessFields(r: AccessRecord): string {
   if (r.mirrorBytes !== undefined) s += `,"mirrorBytes":${num(r.mirrorBytes)}`;
   if (r.mirrorDropped !== undefined) s += `,"mirrorDropped":${str(r.mirrorDropped)}`;
   if (r.replays !== undefined) s += `,"replays":${num(r.replays)}`;
+  if (r.faults !== undefined) s += `,"faults":${JSON.stringify(r.faults)}`;
   // A UDP session's record adds its own fields after these (protocol, datagram counts).
   if ((r as { protocol?: string }).protocol !== undefined) s += extraFields(r);
   return `${s}}\n`;
@@ -83,7 +84,7 @@ export function formatAccessFields(r: AccessRecord): string {
 const KNOWN_FIELDS = new Set([
   'listener', 'client', 'clientPort', 'pool', 'backend', 'backendAddress', 'serverName', 'tries', 'retries',
   'connectMs', 'durationMs', 'bytesUp', 'bytesDown', 'closedFirst', 'closeKind', 'reason', 'code', 'error',
-  'mirrorBytes', 'mirrorDropped', 'replays',
+  'mirrorBytes', 'mirrorDropped', 'replays', 'faults',
 ]);
 
 function extraFields(r: AccessRecord): string {

@@ -93,6 +93,10 @@ export const MetricNames = {
   sourceLimitStoreFallbacks: 'l4lb_source_limit_store_fallbacks_total',
   /** Processes whose shared store is away now (their limits fall back); 0 = all reach it. No labels. */
   sourceLimitStoreAway: 'l4lb_source_limit_store_away',
+  /** Connections an injected fault (toxic) affected. Labels: listener, toxic (its name). */
+  faultConnections: 'l4lb_fault_connections_total',
+  /** 1 while a listener has an active fault (a toxic, or down), else 0. Labels: listener. */
+  faultsActive: 'l4lb_faults_active',
   /** Admin API actions, by action and HTTP status. Labels: action, status. */
   adminActions: 'l4lb_admin_actions_total',
 } as const;

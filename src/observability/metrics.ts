@@ -178,6 +178,26 @@ export class MetricsRegistry {
       },
     });
 
+    // --- injected faults (faults/, docs/faults.md) ---
+    new Counter({
+      name: n.faultConnections, help: 'Connections an injected fault (toxic) affected.',
+      labelNames: ['listener', 'toxic'], registers: reg,
+      collect() {
+        this.reset();
+        for (const l of snap().listeners) {
+          for (const [toxic, v] of Object.entries(l.faults?.connections ?? {})) this.inc({ listener: l.name, toxic }, v);
+        }
+      },
+    });
+    new Gauge({
+      name: n.faultsActive, help: '1 while a listener has an active fault (a toxic, or down), else 0.',
+      labelNames: ['listener'], registers: reg,
+      collect() {
+        this.reset();
+        for (const l of snap().listeners) if (l.faults) this.set({ listener: l.name }, l.faults.active ? 1 : 0);
+      },
+    });
+
     // --- per backend ---
     type B = StatusSnapshot['pools'][number]['backends'][number];
     const perBackend = (name: string, help: string, kind: 'counter' | 'gauge', value: (b: B) => number) => {

@@ -35,6 +35,9 @@ export interface BackendTotals {
   failures: number;
   bytesIn: number;
   bytesOut: number;
+  /** UDP datagrams forwarded to the backend and back from it (0 for TCP-only backends). */
+  datagramsIn: number;
+  datagramsOut: number;
   connectMsAvg: number;
 }
 
@@ -423,7 +426,7 @@ export class Backend implements Candidate {
       bytesIn: c.bytesIn,
       bytesOut: c.bytesOut,
       // Only backends that carried UDP have datagram counts.
-      ...((this.#datagramsIn > 0 || this.#datagramsOut > 0) && { datagramsIn: this.#datagramsIn, datagramsOut: this.#datagramsOut }),
+      ...((c.datagramsIn > 0 || c.datagramsOut > 0) && { datagramsIn: c.datagramsIn, datagramsOut: c.datagramsOut }),
       connectMsAvg: Math.round(c.connectMsAvg * 100) / 100,
     };
   }

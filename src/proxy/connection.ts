@@ -27,6 +27,8 @@ import { relaySideOf } from './net-side.js';
 import type { RelaySide } from './relay-side.js';
 import type { Mirror, MirrorSource, MirrorTee } from './mirror.js';
 import { ReplaySide, type ReplayOwner } from './replay.js';
+import type { ListenerFaults } from '../faults/table.js';
+import type { FaultLink } from '../faults/fault-side.js';
 import { preread, type PrereadFailure, type PrereadResult } from './preread.js';
 import { TlsTermination, type TlsTerminationOwner } from './tls-termination.js';
 import { forwardedTlvs, proxyHeader } from './proxy-header.js';
@@ -99,6 +101,8 @@ export interface AccessRecord {
   mirrorDropped?: string;
   /** Pools with `retryOnEmptyResponse`: times the kept client bytes were sent again to another backend. */
   replays?: number;
+  /** The injected faults (toxic names) that affected the connection (docs/faults.md). */
+  faults?: string[];
 }
 
 /**
@@ -120,6 +124,8 @@ export interface ConnectionPolicy {
   needsClientAddress: boolean;
   /** A stage reads a net.Socket (preread, TLS termination): raw sockets are not for this listener. */
   needsNetSocket: boolean;
+  /** The listener's fault table (faults/table.ts) when faults are possible there; see docs/faults.md. */
+  faults: ListenerFaults | undefined;
 }
 
 /** A connection refused at admission, with a logger to call (rate-limited by the caller). */
@@ -234,6 +240,8 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
   #mirror: MirrorTee | undefined = undefined;
   /** The backend side keeping the first client bytes for a replay (`retryOnEmptyResponse`). */
   #replay: ReplaySide | undefined = undefined;
+  /** The toxics around the relay's sides, when the listener has a fault table. */
+  #faults: FaultLink | undefined = undefined;
   #reportedUp = 0;
   #reportedDown = 0;
   /** The pool queue this connection waits in while every backend is full. */
@@ -557,6 +565,7 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
     let backendSide = relaySideOf(sock);
     if (pool.mirror) clientSide = this.#teeToMirror(pool.mirror, clientSide);
     if (pool.config.retryOnEmptyResponse) backendSide = this.#replay = new ReplaySide(backendSide, pool.config.retryOnEmptyResponse.maxBytes, this);
+    if (this.#policy.faults) ({ client: clientSide, backend: backendSide } = this.#faults = this.#policy.faults.link(clientSide, backendSide));
     this.#relay = relay(clientSide, backendSide, this.#l.config.timeouts, this, this.#head);
   }
 
@@ -711,6 +720,7 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
       l.released();
     }
     this.#relay = this.#mirror = this.#replay = undefined;
+    this.#faults = undefined;
     this.#socket = this.#client = ENDED_SOCKET;
   }
 
@@ -738,6 +748,7 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
         reason,
         ...(this.#mirror !== undefined && { mirrorBytes: this.#mirror.bytes, mirrorDropped: this.#mirror.dropped }),
         ...(this.#replay !== undefined && { replays: this.#replay.replays }),
+        faults: this.#faults?.names(),
       };
     }
     return {

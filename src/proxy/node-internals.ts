@@ -44,6 +44,8 @@ export interface TcpHandle<O> {
   writeBuffer(req: object, buf: Uint8Array): number;
   shutdown(req: object): number;
   close(cb?: (this: TcpHandle<O>) => void): void;
+  /** uv_tcp_close_reset: closes with a RST (Node's TCPWrap.reset, behind resetAndDestroy()). */
+  reset(cb: () => void): number;
   getpeername(out: AddressInfo): number;
   getsockname(out: AddressInfo): number;
   setNoDelay(on: boolean): number;

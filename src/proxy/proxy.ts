@@ -35,6 +35,8 @@ import type { DataSocket } from './data-socket.js';
 import { UdpListeners, type PreparedUdpReload } from '../udp/listeners.js';
 import { ProxyStatusSource } from '../admin/proxy-source.js';
 import type { StatusSnapshot } from '../admin/status.js';
+import { FaultRegistry } from '../faults/registry.js';
+import type { ListenerFaults } from '../faults/table.js';
 
 export interface StartOptions {
   /** Process logger; default: JSON lines on stderr at config.log.level. */
@@ -137,6 +139,8 @@ export class Proxy implements ListenerHost, ProxyHandle, MirrorHost {
   readonly #stores = new Map<string, SourceStore>();
   /** Live mirror connections (secondary: not counted as active, closed at the end of a drain). */
   readonly #mirrors = new MirrorConnections();
+  /** Fault tables by listener, and the listeners the fault API made (faults/registry.ts). */
+  readonly #faults: FaultRegistry;
 
   constructor(config: Config, options: StartOptions = {}) {
     this.#config = config;
@@ -148,6 +152,8 @@ export class Proxy implements ListenerHost, ProxyHandle, MirrorHost {
     this.#onAccess = options.onAccess;
     this.#fd = new FdPressure(this.#logger);
     this.#udp = new UdpListeners(this);
+    // With the fault API on, every listener carries a table from the start (docs/faults.md).
+    this.#faults = new FaultRegistry(config.faults !== undefined);
   }
 
   /** The config in force (the last one a reload applied). */
@@ -181,6 +187,10 @@ export class Proxy implements ListenerHost, ProxyHandle, MirrorHost {
   /** Live mirror connections (proxy/mirror.ts). */
   get mirrors(): MirrorConnections {
     return this.#mirrors;
+  }
+  /** Fault tables and the listeners the fault API made. */
+  get faults(): FaultRegistry {
+    return this.#faults;
   }
   /** DNS discovery of the pools that have `dns` (its stats feed the admin API and metrics). */
   get discovery(): PoolDiscoveries {
@@ -290,7 +300,8 @@ export class Proxy implements ListenerHost, ProxyHandle, MirrorHost {
    * Concurrent calls are queued and applied one after the other.
    */
   reload(next: Config): Promise<void> {
-    const run = this.#reloadChain.then(() => this.#reload(next));
+    // The fault API's listeners stay over a reload from the file (faults/registry.ts).
+    const run = this.#reloadChain.then(() => this.#reload(this.#faults.withMade(next)));
     this.#reloadChain = run.catch(() => {});
     return run;
   }
@@ -433,6 +444,10 @@ export class Proxy implements ListenerHost, ProxyHandle, MirrorHost {
   }
 
   // --- ListenerHost ---
+  faultsFor(config: ListenerConfig): ListenerFaults | undefined {
+    return this.#faults.tableFor(config);
+  }
+
   sourceStore(config: SharedSourceLimitsConfig): SourceStore {
     // One connection per store (URL and prefix) and process, whatever the listeners using it.
     const id = JSON.stringify([config.redis, config.prefix, config.timeoutMs, config.leaseTtlMs, config.onStoreFailure]);

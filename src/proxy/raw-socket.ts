@@ -14,6 +14,7 @@ import { nextReadBuffer, takeReadBuffer, giveReadBuffer } from './socket-reader.
 import { nodeInternals, onAcceptedHandle, type AddressInfo, type Bindings, type Req as ReqOf, type TcpHandle as HandleOf } from './node-internals.js';
 import type { RelayCore, RelaySide } from './relay-side.js';
 import type { DataSocket } from './data-socket.js';
+import { noop } from '../util/noop.js';
 
 type TcpHandle = HandleOf<RawSocket>;
 type Req = ReqOf<RawSocket> & { buffer?: Uint8Array };
@@ -225,6 +226,11 @@ export class RawSocket implements DataSocket, RelaySide {
     return this;
   }
 
+  /** Closes now with a TCP RST (SO_LINGER 0), as net.Socket's resetAndDestroy(). */
+  reset(): void {
+    this.#close(true);
+  }
+
   release(): void {
     if (this.#buffer === undefined) return;
     giveReadBuffer(this.#buffer);
@@ -288,12 +294,13 @@ export class RawSocket implements DataSocket, RelaySide {
    * of the close on the next tick, never from inside its own calls; the sockets closed in one
    * tick share one nextTick (usually both sides of a connection).
    */
-  #close(): void {
+  #close(reset = false): void {
     if (this.#is(CLOSED)) return;
     this.#flags = (this.#flags | CLOSED | WRITE_ENDED) & ~READING;
     const h = this.#h;
     h.owner = undefined;
-    h.close();
+    // libuv refuses a reset once a FIN is queued (UV_EINVAL): the handle is closed instead.
+    if (!reset || h.reset(noop) !== 0) h.close();
     rawOpen--;
     // A dial that never reached the relay gives its read buffer back here (libuv reads into
     // it no more); a relayed socket's buffer goes back through release().

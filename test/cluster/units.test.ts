@@ -6,7 +6,8 @@ import assert from 'node:assert/strict';
 import { Pool } from '../../src/proxy/pool.js';
 import type { PoolConfig } from '../../src/config/types.js';
 import { defaultPassive } from '../../src/config/types.js';
-import { shareOf, workerView } from '../../src/cluster/worker-config.js';
+import { shareLimits, shareOf, workerView } from '../../src/cluster/worker-config.js';
+import { parseConfigText } from '../../src/config/load.js';
 import { StateApplier, StateTracker } from '../../src/cluster/state.js';
 import { StatsAggregator, backendKey } from '../../src/cluster/aggregate.js';
 import type { ListenerCounters, WorkerStats } from '../../src/cluster/ipc.js';
@@ -129,7 +130,7 @@ function stats(accepted: number, active: number, total: number, avg: number): Wo
     listeners: [listenerCounters(accepted, active)],
     pools: [{
       name: 'web',
-      backends: [{ name: 'a', active, total, failures: 1, bytesIn: 5, bytesOut: 6, connectMsAvg: avg }],
+      backends: [{ name: 'a', active, total, failures: 1, bytesIn: 5, bytesOut: 6, datagramsIn: 0, datagramsOut: 0, connectMsAvg: avg }],
       queue: { waiting: active, queued: accepted, overflowed: 1, timedOut: 2 },
       mirror: { pool: 'shadow', percent: 50, connections: accepted, active, bytes: 100, dropped: { buffer_full: 1 } },
     }],
@@ -172,6 +173,41 @@ test('counters are summed over workers and kept when a worker exits', () => {
     { pool: 'shadow', percent: 50, connections: 41, active: 3, bytes: 300, dropped: { buffer_full: 3 } },
     'mirror counters are summed and kept, the active gauge counts live workers',
   );
+});
+
+test('UDP listener counters (datagrams each way) are summed over the workers and kept when one exits', () => {
+  const udp = (up: number, down: number): WorkerStats => ({
+    ...stats(up, 1, up, 0),
+    listeners: [{ ...listenerCounters(up, 1), name: 'dns', protocol: 'udp', datagramsUp: up, datagramsDown: down }],
+    pools: [{ name: 'web', backends: [{ name: 'a', active: 1, total: up, failures: 0, bytesIn: 0, bytesOut: 0, datagramsIn: up, datagramsOut: down, connectMsAvg: 0 }], queue: undefined }],
+  });
+  const agg = new StatsAggregator();
+  agg.update(1, udp(10, 9));
+  agg.update(2, udp(5, 4));
+  let l = agg.totals().listeners.get('dns')!;
+  assert.deepEqual([l.protocol, l.datagramsUp, l.datagramsDown, l.active], ['udp', 15, 13, 2]);
+  agg.retire(1);
+  agg.update(3, udp(1, 1));
+  l = agg.totals().listeners.get('dns')!;
+  assert.deepEqual([l.protocol, l.datagramsUp, l.datagramsDown, l.active], ['udp', 16, 14, 2]);
+  const b = agg.totals().backends.get(backendKey('web', 'a'))!;
+  assert.deepEqual([b.datagramsIn, b.datagramsOut], [16, 14]);
+});
+
+test('UDP listeners: every worker with SO_REUSEPORT (limits shared out), the first worker alone without (with the whole limit)', () => {
+  const config = parseConfigText(`
+workers: 3
+listeners:
+  - { name: web, listen: 127.0.0.1:0, pool: p, maxConnections: 9 }
+  - { name: dns, listen: 127.0.0.1:0, protocol: udp, pool: p, maxConnections: 9 }
+pools:
+  - { name: p, backends: [127.0.0.1:1] }
+`, 'units.yaml', {});
+  const names = (c: ReturnType<typeof shareLimits>) => c.listeners.map((l) => `${l.name}:${l.maxConnections}`);
+  for (const i of [0, 1, 2]) assert.deepEqual(names(shareLimits(config, i, 3, true)), ['web:3', 'dns:3']);
+  assert.deepEqual(names(shareLimits(config, 0, 3, false)), ['web:3', 'dns:9']);
+  assert.deepEqual(names(shareLimits(config, 1, 3, false)), ['web:3']);
+  assert.deepEqual(names(shareLimits(config, 2, 3, false)), ['web:3']);
 });
 
 test('only our own messages pass the IPC guards', () => {

@@ -66,7 +66,6 @@ const BAD: Array<[string, string, RegExp]> = [
   ['a datagram rate on a TCP listener', base('    sourceLimits: { datagramsPerSecond: 5 }').replace('    protocol: udp\n', ''), /sourceLimits\.datagramsPerSecond: applies to protocol: udp/],
   ['datagramBurst without a rate', base('    sourceLimits: { datagramBurst: 5 }'), /sourceLimits\.datagramBurst: needs datagramsPerSecond/],
   ['a udp health check with nothing to send', base('', '    healthCheck: { type: udp }'), /pools\[0\]\.healthCheck\.type: a udp check needs send or sendHex/],
-  ['a UDP listener with several workers', 'workers: 2\n' + base(''), /listeners\[0\]\.protocol: UDP listeners run in one process/],
   ['an unknown protocol', base('').replace('protocol: udp', 'protocol: sctp'), /listeners\[0\]\.protocol: must be one of tcp, udp/],
 ];
 
@@ -113,7 +112,4 @@ test('l4lb --udp HOST:PORT BACKEND... balances datagrams from the command line',
   const bad = await runL4lb(['--udp', '127.0.0.1:0', '--listen', '127.0.0.1:0', '127.0.0.1:1']);
   assert.equal(bad.code, 2);
   assert.match(bad.stderr, /either --listen \(TCP\) or --udp \(UDP\)/);
-  const workers = await runL4lb(['--udp', '127.0.0.1:0', '--workers', '2', '127.0.0.1:1']);
-  assert.equal(workers.code, 2);
-  assert.match(workers.stderr, /--workers: UDP listeners run in one process/);
 });

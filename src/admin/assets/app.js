@@ -201,6 +201,22 @@ function drawChart(svg, values, opts = {}) {
   return max;
 }
 
+// Injected faults (docs/faults.md) must never go unnoticed: one banner names every listener
+// that is down or carries toxics, and what they do.
+function renderFaults(listeners) {
+  const parts = [];
+  for (const l of listeners) {
+    const f = l.faults;
+    if (!f || !f.active) continue;
+    const what = f.toxics.map((t) => `${t.name} (${t.type} ${t.stream}${t.toxicity < 1 ? `, ${Math.round(t.toxicity * 100)}%` : ''})`);
+    if (!f.enabled) what.unshift('DOWN');
+    parts.push(`${l.name}: ${what.join(', ')}`);
+  }
+  const b = $('fault-banner');
+  b.hidden = parts.length === 0;
+  b.textContent = parts.length === 0 ? '' : `Fault injection active — ${parts.join(' · ')}. POST /reset on the fault API removes every fault.`;
+}
+
 function render(s, ready) {
   if (!s) return;
   state.status = s;
@@ -216,6 +232,7 @@ function render(s, ready) {
     v.textContent = store.away === 0 ? 'up' : `away (${store.away} of ${store.processes})`;
     v.title = `${fmtNum(store.errors)} errors, ${fmtNum(store.fallbacks)} fall-backs to local limits`;
   }
+  renderFaults(s.listeners);
   const r = state.history[state.history.length - 1];
   $('total-cps').textContent = r ? fmtNum(r.total.connPerSec) : '–';
   $('total-bps').textContent = r ? `${fmtBytes(r.total.bytesPerSec)}/s` : '–';
