@@ -71,6 +71,13 @@ test("every endpoint answers with Toxiproxy's fields and status codes", async (t
   const madePort = Number(made.listen.split(':')[1]);
   assert.equal(await request(madePort, 'through the made proxy'), 'through the made proxy');
   isError(await call(base, 'POST', '/proxies', { name: 'made', listen: '127.0.0.1:0', upstream }), 409, /proxy already exists/);
+  // The Go client posts its whole Proxy struct, `toxics` included (ignored, as by Toxiproxy).
+  const goStyle = await call(base, 'POST', '/proxies', { name: 'go', listen: '127.0.0.1:0', upstream, enabled: true, toxics: null });
+  assert.equal(goStyle.status, 201, JSON.stringify(goStyle.body));
+  const saved = await call(base, 'POST', '/proxies/go', { ...(goStyle.body as object), enabled: false });
+  assert.equal(saved.status, 200, JSON.stringify(saved.body));
+  assert.equal((saved.body as { enabled: boolean }).enabled, false);
+  assert.equal((await call(base, 'DELETE', '/proxies/go')).status, 204);
   isError(await call(base, 'POST', '/proxies', { name: 'x', listen: '127.0.0.1:0' }), 400, /missing required field: upstream/);
   isError(await call(base, 'POST', '/proxies', '{"name": "x", '), 400, /bad request body/);
   isError(await call(base, 'GET', '/proxies/nope'), 404, /proxy not found/);
@@ -82,6 +89,8 @@ test("every endpoint answers with Toxiproxy's fields and status codes", async (t
   assert.deepEqual(Object.keys(tox.body as object), TOXIC_FIELDS);
   assert.deepEqual(tox.body, { attributes: { latency: 10, jitter: 0 }, name: 'latency_downstream', type: 'latency', stream: 'downstream', toxicity: 1 });
   isError(await call(base, 'POST', '/proxies/made/toxics', { type: 'latency', attributes: { latency: 10 } }), 409, /toxic already exists/);
+  // The Go client's AddToxic without a name sends "name": "": the default name, as Toxiproxy.
+  isError(await call(base, 'POST', '/proxies/made/toxics', { name: '', type: 'latency', attributes: { latency: 10 } }), 409, /toxic already exists/);
   const list = await call(base, 'GET', '/proxies/made/toxics');
   assert.equal(list.status, 200);
   assert.deepEqual(list.body, [tox.body]);
