@@ -79,6 +79,8 @@ test("every endpoint answers with Toxiproxy's fields and status codes", async (t
   assert.equal((saved.body as { enabled: boolean }).enabled, false);
   assert.equal((await call(base, 'DELETE', '/proxies/go')).status, 204);
   isError(await call(base, 'POST', '/proxies', { name: 'x', listen: '127.0.0.1:0' }), 400, /missing required field: upstream/);
+  isError(await call(base, 'POST', '/proxies', { name: 'x', listen: `127.0.0.1:${backend.port}`, upstream }), 409, /address already in use/);
+  isError(await call(base, 'GET', '/proxies/x'), 404, /proxy not found/);
   isError(await call(base, 'POST', '/proxies', '{"name": "x", '), 400, /bad request body/);
   isError(await call(base, 'GET', '/proxies/nope'), 404, /proxy not found/);
   isError(await call(base, 'GET', '/proxies/nope/toxics'), 404, /proxy not found/);
