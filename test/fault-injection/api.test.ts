@@ -251,3 +251,29 @@ test('bad faults in the config are refused with the path and the reason; faults 
   assert.match(issues(base({ faults: { api: '0.0.0.0:8474' } })).join('\n'), /faults\.token: required when faults\.api is not a loopback address/);
   assert.deepEqual(issues(base({ faults: { api: '127.0.0.1:8474' } }, [{ type: 'bandwidth', attributes: { rate: 10 } }])), []);
 });
+
+test('faults in the config act without the fault API; a listener without faults gets no fault table', async (t) => {
+  const backend = await echoServer();
+  t.after(() => backend.close());
+  const cfg = normalizeConfig(
+    {
+      listeners: [
+        { name: 'cut', listen: '127.0.0.1:0', pool: 'p', faults: [{ type: 'limit_data', attributes: { bytes: 2 } }] },
+        { name: 'plain', listen: '127.0.0.1:0', pool: 'p' },
+      ],
+      pools: [{ name: 'p', backends: [`127.0.0.1:${backend.port}`] }],
+      log: { access: 'off' },
+    },
+    'test.yaml',
+  );
+  const proxy = await startProxy(cfg, { logger: silentLogger() });
+  t.after(() => proxy.close());
+  const [cut, plain] = proxy.addresses();
+  assert.equal(await request(cut.port, 'hello'), 'he');
+  assert.equal(await request(plain.port, 'hello'), 'hello');
+  assert.notEqual(proxy.listeners.get('cut')!.policy.faults, undefined);
+  assert.equal(proxy.listeners.get('plain')!.policy.faults, undefined, 'no table: the relay gets the plain sides');
+  const st = proxy.status().listeners;
+  assert.equal(st[0].faults?.active, true);
+  assert.equal(st[1].faults, undefined);
+});
