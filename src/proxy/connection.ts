@@ -167,6 +167,13 @@ const EARLY_CODES: Partial<Record<string, string>> = {
   bad_client_hello: ErrorCodes.TLS_CLIENT_HELLO,
 };
 
+/** What a pick reports besides the backend; pick() is synchronous, so one object serves every pick. */
+interface PickState {
+  full: boolean;
+}
+const pickState: PickState = { full: false };
+const NONE_TRIED: readonly Backend[] = Object.freeze([]);
+
 /** Handles one accepted client socket. */
 export function handleConnection(l: ConnectionHost, socket: DataSocket): void {
   Connection.accept(l, socket);
@@ -216,7 +223,8 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
   #head: Buffer | undefined = undefined;
   /** TLVs of a received PROXY v2 header that l4lb passes on in the v2 header it sends. */
   #forwardTlvs: ProxyTlv[] | undefined = undefined;
-  readonly #tried: Backend[] = [];
+  /** The backends tried, in order: a shared empty list until the first dial (see #connectTo). */
+  #tried: readonly Backend[] = NONE_TRIED;
   #connectMs = 0;
   /** Cancels the current preread or TLS handshake stage. */
   #cancel: (() => void) | undefined = undefined;
@@ -233,19 +241,28 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
   #reportedDown = 0;
   /** The pool queue this connection waits in while every backend is full. */
   #queued: BackendQueue | undefined = undefined;
-  /** The client's 'error' listener until the relay takes over. */
-  readonly #onEarlyClientError: () => void;
+  /** The client's 'error' listener until the relay takes over (a net.Socket client only). */
+  #onEarlyClientError: (() => void) | undefined = undefined;
 
   private constructor(l: ConnectionHost, socket: DataSocket) {
     this.#l = l;
     this.#policy = l.policy;
     this.#socket = socket;
     this.#client = socket;
-    this.#onEarlyClientError = () => {
-      // The client went away before relaying started.
+  }
+
+  /**
+   * Listens for the client going away before relaying starts. Only a net.Socket needs it: a
+   * raw socket reports errors from its reads and writes, and before the relay it has made
+   * neither (so a raw client costs no listener and no closure here).
+   */
+  #watchEarlyErrors(s: DataSocket): void {
+    if (!(s instanceof net.Socket)) return;
+    this.#onEarlyClientError ??= () => {
       this.#stopped = true;
       this.#failEarly('client_aborted');
     };
+    s.on('error', this.#onEarlyClientError);
   }
 
   static accept(l: ConnectionHost, socket: DataSocket): void {
@@ -295,7 +312,7 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
     this.#admitted = true;
     l.stats.active++;
     l.connections.add(this);
-    socket.on('error', this.#onEarlyClientError);
+    this.#watchEarlyErrors(socket);
     if ((policy.proxyTrusted || policy.peekClientHello) && socket instanceof net.Socket) this.#preread(socket);
     else this.#afterPreread();
   }
@@ -376,7 +393,7 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
   /** TlsTerminationOwner: the handshake is done; routing follows. */
   handshakeDone(serverName: string | undefined, alpn: string[]): void {
     this.#cancel = undefined;
-    this.#client.on('error', this.#onEarlyClientError);
+    this.#watchEarlyErrors(this.#client);
     this.#serverName = serverName;
     this.#alpn = alpn;
     this.#route();
@@ -403,7 +420,7 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
   }
 
   // --- balance + connect, retrying the next backend; wait in the pool's queue when all are full ---
-  #pickBackend(state: { full: boolean }): Backend | undefined {
+  #pickBackend(state: PickState): Backend | undefined {
     const pool = this.#pool;
     const tried = this.#tried;
     return pool && tried.length < this.#l.maxTries(pool) ? pool.pick(this, tried, state) : undefined;
@@ -421,7 +438,8 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
       queue.wake();
       if (queue.length > 0) return this.#wait(queue);
     }
-    const state = { full: false };
+    const state = pickState;
+    state.full = false;
     const backend = this.#pickBackend(state);
     if (!backend) {
       if (state.full && queue) return this.#wait(queue);
@@ -451,7 +469,8 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
   /** QueueWaiter: a slot may have freed. */
   retry(): boolean {
     if (this.#done || this.#stopped) return true;
-    const state = { full: false };
+    const state = pickState;
+    state.full = false;
     const backend = this.#pickBackend(state);
     if (!backend && state.full) return false;
     this.#queued = undefined;
@@ -470,8 +489,10 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
   #connectTo(backend: Backend): void {
     const l = this.#l;
     const tried = this.#tried;
+    // A one-element array for the usual single try (an empty array grown by push() would
+    // reserve room for 16); retries copy.
     if (tried.length > 0) l.stats.retries++;
-    tried.push(backend);
+    this.#tried = tried.length === 0 ? [backend] : [...tried, backend];
     backend.acquire(); // counted from the attempt so least-connections sees dials in flight
     this.#dialStart = performance.now();
     this.#dialing = dial(backend, l.config.timeouts.connectMs, this.#dialOptions(this.#pool!), this);
@@ -540,8 +561,12 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
   #startRelay(backend: Backend, sock: DataSocket): void {
     const client = this.#client;
     const socket = this.#socket;
-    client.removeListener('error', this.#onEarlyClientError);
-    socket.removeListener('error', this.#onEarlyClientError);
+    const onError = this.#onEarlyClientError;
+    if (onError !== undefined) {
+      client.removeListener('error', onError);
+      socket.removeListener('error', onError);
+      this.#onEarlyClientError = undefined;
+    }
     if (client !== socket) socket.on('error', noop); // errors surface on the TLS socket
     backend.countRelayed();
     this.#backend = backend;

@@ -7,7 +7,7 @@
  *   itself is built on, which raw sockets (raw-socket.ts) drive. process.binding is deprecated
  *   (DEP0111, documentation-only).
  * - A listening net.Server's `_handle.onconnection(err, clientHandle)` callback
- *   ({@link onAcceptedHandle}).
+ *   ({@link onAcceptedHandle}), and its `setNoDelay` ({@link listenerNoDelay}).
  * - Handle methods `readStart`, `readStop`, `useUserBuffer`, `writeBuffer`, `shutdown`, `close`,
  *   `getpeername`, `getsockname`, `setNoDelay`, `connect`, `connect6`, and the `onread` /
  *   `oncomplete` callbacks with the argument order net.js uses.
@@ -161,6 +161,18 @@ export function reportFastPath(logger: Logger): void {
   const fields = { reason: st.reason, node: process.version };
   if (process.env[FAST_PATH_ENV] === '0') logger.info(fields, 'fast data path off: using public Node APIs only');
   else logger.warn(fields, 'fast data path unavailable on this Node version: using public Node APIs only (slower); see docs/performance.md');
+}
+
+/**
+ * Sets TCP_NODELAY on `server`'s listening socket, which Linux copies to every socket it accepts
+ * (so they need no setsockopt each). False when it could not (no native TCP handle: a cluster
+ * worker's handle in round-robin mode, whose sockets the primary accepts; not Linux).
+ */
+export function listenerNoDelay(server: net.Server): boolean {
+  if (process.platform !== 'linux') return false;
+  const handle = (server as unknown as { _handle?: { setNoDelay?: unknown } | null })._handle;
+  if (!handle || typeof handle.setNoDelay !== 'function') return false;
+  return (handle.setNoDelay as (on: boolean) => number).call(handle, true) === 0;
 }
 
 /**
