@@ -18,6 +18,12 @@
  *   ({@link attachReader}: an accepted net.Socket that preread or TLS needed reads into a
  *   buffer of its own, as `new net.Socket({ onread })` would).
  *
+ * - `net._createServerHandle(address, port, family)`: the function node:cluster's primary binds
+ *   a shared listening socket with; it returns a bound TCP handle that does not listen (or a
+ *   negative errno). cluster/ports.ts holds a port with it ({@link bindWithoutListening}). It
+ *   does not belong to the fast path: `L4LB_FAST_PATH=0` leaves it in use, and without it the
+ *   primary holds no port (see cluster/ports.ts).
+ *
  * Present and identical in Node 20 to 26. When any of it is missing, or `L4LB_FAST_PATH=0` is
  * set, nothing here is used: listeners hand out net.Sockets, backends are dialled with
  * net.connect and its public `onread` option, and accepted sockets are read through 'data'
@@ -225,4 +231,26 @@ export function attachReader(socket: net.Socket, make: () => SocketReader): Sock
   s[k.kBuffer] = first;
   handle.useUserBuffer(first);
   return reader;
+}
+
+/** A TCP handle bound to a port but not listening: it takes no connection. */
+export interface BoundHandle {
+  getsockname(out: AddressInfo): number;
+  close(): void;
+}
+
+/**
+ * Binds a TCP socket to `address:port` (`address` null: `::`, else `0.0.0.0`, as node:cluster
+ * does) without listening, the way node:cluster's primary binds the socket it shares with
+ * workers. Returns the handle, a negative errno when the bind fails, or undefined when this
+ * Node has no such function.
+ */
+export function bindWithoutListening(address: string | null, port: number, family: 4 | 6): BoundHandle | number | undefined {
+  const create = (net as unknown as { _createServerHandle?: unknown })._createServerHandle;
+  if (typeof create !== 'function') return undefined;
+  const h = (create as (address: string | null, port: number, family: number) => unknown)(address, port, family);
+  if (typeof h === 'number') return h;
+  const handle = h as Partial<BoundHandle> | null;
+  if (typeof handle?.getsockname !== 'function' || typeof handle.close !== 'function') return undefined;
+  return handle as BoundHandle;
 }
