@@ -53,6 +53,9 @@ const WAITING = 32;
 
 type Listener = (...args: any[]) => void;
 
+/** Filled by getpeername (see RawSocket#readPeer): the properties Node sets, present from the start. */
+const peerOut: AddressInfo = { address: undefined, family: undefined, port: undefined };
+
 /**
  * A TCP connection on its bare libuv handle.
  *
@@ -80,7 +83,9 @@ export class RawSocket implements DataSocket, RelaySide {
   /** The last view written from (see #viewOf) and the buffer it looks into. */
   #view: Buffer | undefined = undefined;
   #viewSrc: Buffer | undefined = undefined;
-  #peer: AddressInfo | null | undefined = undefined;
+  /** The peer's address (null: getpeername failed), read on first use; see #readPeer. */
+  #peerAddress: string | null | undefined = undefined;
+  #peerPort = 0;
   #local: AddressInfo | null | undefined = undefined;
 
   /** The request of a successful connect, until it can serve another (see #recycleConnect). */
@@ -140,10 +145,12 @@ export class RawSocket implements DataSocket, RelaySide {
   }
 
   get remoteAddress(): string | undefined {
-    return this.#peerInfo()?.address;
+    if (this.#peerAddress === undefined) this.#readPeer();
+    return this.#peerAddress ?? undefined;
   }
   get remotePort(): number | undefined {
-    return this.#peerInfo()?.port;
+    if (this.#peerAddress === undefined) this.#readPeer();
+    return this.#peerAddress === null ? undefined : this.#peerPort;
   }
   get localAddress(): string | undefined {
     return this.#localInfo()?.address;
@@ -264,12 +271,20 @@ export class RawSocket implements DataSocket, RelaySide {
     return (this.#flags & bit) !== 0;
   }
 
-  #peerInfo(): AddressInfo | undefined {
-    if (this.#peer === undefined) {
-      const out: AddressInfo = {};
-      this.#peer = this.#is(CLOSED) || this.#h.getpeername(out) !== 0 ? null : out;
+  /**
+   * getpeername into one object shared by all sockets, shaped in advance: Node fills it with
+   * three property stores, which on a fresh `{}` each were map transitions (and an object) per
+   * connection that logs its client.
+   */
+  #readPeer(): void {
+    const out = peerOut;
+    if (this.#is(CLOSED) || this.#h.getpeername(out) !== 0 || out.address === undefined) {
+      this.#peerAddress = null;
+      return;
     }
-    return this.#peer ?? undefined;
+    this.#peerAddress = out.address;
+    this.#peerPort = out.port ?? 0;
+    out.address = out.family = out.port = undefined;
   }
 
   #localInfo(): AddressInfo | undefined {
