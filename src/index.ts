@@ -13,7 +13,8 @@
  */
 import { startProxy as startProxyImpl, Proxy as ProxyImpl, type ProxyHandle, type StartOptions } from './proxy/proxy.js';
 import { startProxyAdmin as startProxyAdminImpl, type AdminServer } from './admin/server.js';
-import type { AdminConfig, Config } from './config/types.js';
+import { startFaultsApi as startFaultsApiImpl } from './faults/api.js';
+import type { AdminConfig, Config, FaultsConfig } from './config/types.js';
 
 export type { ProxyHandle as Proxy, StartOptions, BoundAddress } from './proxy/proxy.js';
 export type { AccessRecord } from './proxy/connection.js';
@@ -48,4 +49,22 @@ export interface AdminHandle {
 export function startProxyAdmin(proxy: ProxyHandle, admin: AdminConfig): Promise<AdminHandle> {
   if (!(proxy instanceof ProxyImpl)) throw new TypeError('startProxyAdmin: expected a proxy returned by startProxy()');
   return startProxyAdminImpl(proxy, admin) as Promise<AdminServer>;
+}
+
+/**
+ * Starts the Toxiproxy-compatible fault API (docs/faults.md) for a proxy from
+ * {@link startProxy} whose config has `faults` (so that its listeners carry fault tables),
+ * configured like the config file's `faults` section.
+ */
+export function startFaultsApi(proxy: ProxyHandle, faults: FaultsConfig): Promise<AdminHandle> {
+  if (!(proxy instanceof ProxyImpl)) throw new TypeError('startFaultsApi: expected a proxy returned by startProxy()');
+  return startFaultsApiImpl(proxy, faults).then((api) => ({
+    get address() {
+      return api.address;
+    },
+    get url() {
+      return api.url;
+    },
+    close: () => api.close(),
+  }));
 }

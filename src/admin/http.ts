@@ -2,7 +2,9 @@
  * @module admin/http — small HTTP helpers for the admin server: JSON answers, errors,
  * and a bounded JSON body reader.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { formatHostPort } from '../util/address.js';
 import { AdminError } from './errors.js';
 
 /** Largest request body accepted, in bytes. */
@@ -97,4 +99,23 @@ export function parseJsonBody(body: Buffer): unknown {
   } catch (err) {
     throw new AdminError(400, 'bad_json', `the body is not valid JSON: ${(err as Error).message}`);
   }
+}
+
+/**
+ * Binds an HTTP server (the admin server, the fault API) and resolves with its address; a bind
+ * failure is an {@link AdminError} (`listen`) naming `what` and the address.
+ */
+export function listenHttp(server: Server, host: string, port: number, what: string): Promise<{ host: string; port: number }> {
+  return new Promise((resolve, reject) => {
+    const onError = (err: NodeJS.ErrnoException) => {
+      const why = err.code === 'EADDRINUSE' ? 'address already in use' : err.message;
+      reject(new AdminError(0, 'listen', `cannot serve ${what} on ${formatHostPort(host || '0.0.0.0', port)}: ${why}`, 'internal', { cause: err }));
+    };
+    server.once('error', onError);
+    server.listen({ host: host || undefined, port }, () => {
+      server.removeListener('error', onError);
+      const a = server.address() as AddressInfo;
+      resolve({ host: a.address, port: a.port });
+    });
+  });
 }

@@ -17,12 +17,13 @@ import { formatHostPort } from '../util/address.js';
 import { applyAction } from './actions.js';
 import { EventRing, DEFAULT_EVENT_CAPACITY } from './events.js';
 import type {
-  ActionResult, AdminAction, ListenerStatus, PoolQueueStatus, PoolStatus, StatusSnapshot, StatusSource,
+  ActionResult, AdminAction, ListenerStatus, MirrorStatus, PoolQueueStatus, PoolStatus, StatusSnapshot, StatusSource,
 } from './status.js';
 import type { BackendQueue } from '../admission/queue.js';
 import type { UdpListener } from '../udp/listener.js';
 import type { ListenerConfig } from '../config/types.js';
 import type { ListenerStats } from '../observability/stats.js';
+import type { ListenerFaults } from '../faults/table.js';
 
 /** Options of {@link ProxyStatusSource}. */
 export interface ProxyStatusSourceOptions {
@@ -115,7 +116,10 @@ export class ProxyStatusSource implements StatusSource {
         heldConnections: p.heldConnections,
         ...(store && { sourceLimitStore: store }),
       },
-      listeners: [...[...p.listeners.values()].map(listenerStatus), ...[...p.udp.map.values()].map(udpListenerStatus)],
+      listeners: [
+        ...[...p.listeners.values()].map((l) => withFaults(listenerStatus(l), l.policy.faults)),
+        ...[...p.udp.map.values()].map(udpListenerStatus),
+      ],
       pools: [...p.pools.values()].map((pool) => poolStatus(pool, now, p.backendQueue(pool), this.#counters)),
       events: this.events.list(),
     };
@@ -225,6 +229,20 @@ function listenerStatus(l: ListenerRuntime): ListenerStatus {
   return countersStatus(l.config, l.address, l.server.listening, l.stats, [...new Set(l.config.routes.map((r) => r.pool))]);
 }
 
+/** Adds a listener's injected faults, when it has a fault table. */
+function withFaults(s: ListenerStatus, t: ListenerFaults | undefined): ListenerStatus {
+  if (t === undefined) return s;
+  return {
+    ...s,
+    faults: {
+      active: t.active,
+      enabled: t.enabled,
+      toxics: t.list().map((x) => ({ name: x.name, type: x.type, stream: x.stream, toxicity: x.toxicity, attributes: { ...x.attributes } })),
+      connections: Object.fromEntries(t.affectedCounts()),
+    },
+  };
+}
+
 /** A UDP listener in the shape of a TCP one: sessions as connections, dropped datagrams as rejected. */
 function udpListenerStatus(l: UdpListener): ListenerStatus {
   const s = l.stats;
@@ -248,6 +266,7 @@ function countersStatus(
     active: s.active,
     accepted: s.accepted,
     retries: s.retries,
+    replays: s.replays,
     bytesUp: s.bytesUp,
     bytesDown: s.bytesDown,
     closed: mapToRecord(s.closed),
@@ -261,6 +280,14 @@ export function queueStatus(q: BackendQueue | undefined): PoolQueueStatus | unde
   return q && q.limits.size > 0 ? { waiting: q.length, queued: q.total, overflowed: q.overflowed, timedOut: q.timedOut } : undefined;
 }
 
+/** The counters of a pool's mirror; undefined when it has none configured. */
+export function mirrorStatus(pool: Pool): MirrorStatus | undefined {
+  const mc = pool.config.mirror;
+  if (mc === undefined) return undefined;
+  const s = pool.mirrorStats;
+  return { pool: mc.pool, percent: mc.percent, connections: s.started, active: s.active, bytes: s.bytes, dropped: Object.fromEntries(s.dropped) };
+}
+
 /** A pool's status at `now` (with its wait queue's counters when given one). */
 export function poolStatus(pool: Pool, now = Date.now(), queue?: BackendQueue, counters: CountersOf = ownCounters): PoolStatus {
   const backends = pool.backends.map((b) => b.snapshot(now, counters(pool.name, b)));
@@ -272,6 +299,7 @@ export function poolStatus(pool: Pool, now = Date.now(), queue?: BackendQueue, c
     backendsUp: backends.filter((b) => b.state === 'up').length,
     backends,
     queue: queueStatus(queue),
+    ...(pool.config.mirror !== undefined && { mirror: mirrorStatus(pool) }),
   };
 }
 

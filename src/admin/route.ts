@@ -66,6 +66,15 @@ export function parseAdminTarget(rawUrl: string): AdminTarget {
   return { path, query: url.searchParams, route: routeOf(path) };
 }
 
+/**
+ * A request target's path as decoded segments (`/proxies/a%20b` → `['proxies', 'a b']`), for a
+ * server with routes of its own (the fault API). Throws a 400 {@link AdminError} (`bad_path`).
+ */
+export function targetSegments(rawUrl: string): { path: string; segments: string[] } {
+  const { path } = parseAdminTarget(rawUrl);
+  return { path, segments: path.split('/').slice(1).map(decodeSegment) };
+}
+
 function routeOf(path: string): AdminRoute {
   if (path === '/' || path === '/index.html') return { kind: 'asset', name: 'index.html' };
   if (path.startsWith(ASSETS_PREFIX)) return { kind: 'asset', name: decodeSegment(path.slice(ASSETS_PREFIX.length)) };

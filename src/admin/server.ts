@@ -21,7 +21,6 @@
  *   POST /api/v1/pools/P/backends/B/weight           {"weight": N}
  */
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { readdirSync, readFileSync } from 'node:fs';
 import { extname } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -34,7 +33,7 @@ import type { Proxy } from '../proxy/proxy.js';
 import { assertAdminConfigSafe, bearerToken, hostAllowed, originAllowed, tokenMatches } from './auth.js';
 import { AdminError } from './errors.js';
 import { RateLimitedLog } from '../admission/source-limits.js';
-import { DEFAULT_MAX_BODY_BYTES, readJsonBody, sendError, sendJson, sendText } from './http.js';
+import { DEFAULT_MAX_BODY_BYTES, listenHttp, readJsonBody, sendError, sendJson, sendText } from './http.js';
 import { preparePersist, writeFileAtomic } from './persist.js';
 import { ProxyStatusSource } from './proxy-source.js';
 import { RateTracker } from './rates.js';
@@ -130,19 +129,7 @@ export class AdminServer {
   async listen(): Promise<void> {
     const { host, port, token } = this.#opts;
     assertAdminConfigSafe({ host, port, token, persist: false });
-    await new Promise<void>((resolve, reject) => {
-      const onError = (err: NodeJS.ErrnoException) => {
-        const what = err.code === 'EADDRINUSE' ? 'address already in use' : err.message;
-        reject(new AdminError(0, 'listen', `cannot serve the admin API on ${formatHostPort(host || '0.0.0.0', port)}: ${what}`, 'internal', { cause: err }));
-      };
-      this.server.once('error', onError);
-      this.server.listen({ host: host || undefined, port }, () => {
-        this.server.removeListener('error', onError);
-        resolve();
-      });
-    });
-    const a = this.server.address() as AddressInfo;
-    this.#address = { host: a.address, port: a.port };
+    this.#address = await listenHttp(this.server, host, port, 'the admin API');
     this.#tick();
     this.#ticker = setInterval(() => this.#tick(), this.#opts.tickMs);
     this.#ticker.unref();

@@ -33,6 +33,8 @@ export interface ListenerStatus {
   active: number;
   accepted: number;
   retries: number;
+  /** Times kept client bytes were sent again to another backend (`retryOnEmptyResponse`). */
+  replays: number;
   /** Bytes client → backend, counted when a connection closes. */
   bytesUp: number;
   /** Bytes backend → client, counted when a connection closes. */
@@ -52,6 +54,20 @@ export interface ListenerStatus {
   datagramsUp?: number;
   /** UDP: datagrams forwarded backend → client. */
   datagramsDown?: number;
+  /** Injected faults (docs/faults.md); absent when no fault can reach the listener. */
+  faults?: ListenerFaultsStatus;
+}
+
+/** A listener's injected faults, as the admin API, the dashboard and /metrics show them. */
+export interface ListenerFaultsStatus {
+  /** A toxic is set, or the listener is down. */
+  active: boolean;
+  /** False: down (the fault API's `enabled: false`), refusing connections. */
+  enabled: boolean;
+  /** The toxics, in chain order, in Toxiproxy's JSON shape. */
+  toxics: Array<{ name: string; type: string; stream: string; toxicity: number; attributes: Record<string, number> }>;
+  /** Connections each toxic affected since start, by toxic name. */
+  connections: Record<string, number>;
 }
 
 /** One backend: state, health details, weight, counters, connect latency. */
@@ -70,6 +86,22 @@ export interface PoolQueueStatus {
   timedOut: number;
 }
 
+/** A pool's mirror (docs/mirroring.md): its settings and counters. */
+export interface MirrorStatus {
+  /** The pool the copies go to. */
+  pool: string;
+  /** Share of connections mirrored, 0-100. */
+  percent: number;
+  /** Mirror connections started (one per mirrored connection). */
+  connections: number;
+  /** Mirror connections open now. */
+  active: number;
+  /** Client bytes written to mirror backends. */
+  bytes: number;
+  /** Mirror connections given up, by reason (no_backend, connect_failed, buffer_full, error, timeout, shutdown). */
+  dropped: Record<string, number>;
+}
+
 export interface PoolStatus {
   name: string;
   balance: BalancerName;
@@ -82,6 +114,8 @@ export interface PoolStatus {
   backends: BackendStatus[];
   /** The wait queue for when every backend is at maxConnections; undefined without one. */
   queue: PoolQueueStatus | undefined;
+  /** Where this pool's connections are mirrored; absent without a mirror. */
+  mirror?: MirrorStatus;
 }
 
 /** Process-wide numbers. */

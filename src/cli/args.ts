@@ -29,6 +29,9 @@ Options:
       --idle-timeout DUR     close connections idle this long (default 10m; UDP 30s; 0 = off)
       --admin HOST:PORT      serve the admin API, metrics and dashboard here (bearer
                              token from $L4LB_ADMIN_TOKEN; required off loopback)
+      --faults-api HOST:PORT serve the Toxiproxy-compatible fault-injection API here
+                             (off by default; token from $L4LB_FAULTS_TOKEN, required off
+                             loopback; one process only: see docs/faults.md)
       --workers N|auto       worker processes (default 1)
   -c, --config FILE          config file (YAML or JSON)
       --check                with --config: validate and exit
@@ -57,7 +60,7 @@ const DEMO_PLACEHOLDER_BACKEND = '127.0.0.1:1';
 /** Options that take a value; a value starting with a dash (`--retries -1`) is still theirs. */
 const VALUE_OPTIONS = new Set([
   '--listen', '-l', '--udp', '--balance', '-b', '--connect-timeout', '--retries', '--idle-timeout',
-  '--admin', '--workers', '--config', '-c', '--log-level', '--access-log', '--from',
+  '--admin', '--faults-api', '--workers', '--config', '-c', '--log-level', '--access-log', '--from',
 ]);
 
 /**
@@ -98,6 +101,7 @@ export function parseCli(argv: string[]): CliAction {
         retries: { type: 'string' },
         'idle-timeout': { type: 'string' },
         admin: { type: 'string' },
+        'faults-api': { type: 'string' },
         workers: { type: 'string' },
         config: { type: 'string', short: 'c' },
         check: { type: 'boolean' },
@@ -127,6 +131,11 @@ export function parseCli(argv: string[]): CliAction {
     // when the file's rule asks for a token.
     const token = process.env.L4LB_ADMIN_TOKEN || undefined;
     common.push({ path: ['admin', 'token'], value: token, label: '$L4LB_ADMIN_TOKEN', ifAbsent: true });
+  }
+  if (v['faults-api'] !== undefined) {
+    common.push({ path: ['faults', 'api'], value: v['faults-api'], label: '--faults-api' });
+    const token = process.env.L4LB_FAULTS_TOKEN || undefined;
+    common.push({ path: ['faults', 'token'], value: token, label: '$L4LB_FAULTS_TOKEN', ifAbsent: true });
   }
   if (v.workers !== undefined) common.push({ path: ['workers'], value: numberOrText(v.workers), label: '--workers' });
 

@@ -17,6 +17,7 @@ import { convertConfig, ConvertSyntaxError, type SourceFormat } from '../convert
 import type { ConfigOverride } from '../config/load.js';
 import { demoInstructions, startDemoBackends, type DemoBackends } from './demo.js';
 import { startProxyAdmin, type AdminServer } from '../admin/server.js';
+import { startFaultsApi, type FaultsApi } from '../faults/api.js';
 import { assertAdminConfigSafe } from '../admin/auth.js';
 import { ClusterPrimary, startCluster, startClusterAdmin } from '../cluster/primary.js';
 
@@ -158,6 +159,21 @@ async function run(config: Config, source?: FileSource, demo?: DemoBackends): Pr
     }
     process.stdout.write(`admin on ${admin.url}\n`);
   }
+  let faultsApi: FaultsApi | undefined;
+  // The config refuses faults with workers > 1 (docs/faults.md), so the proxy is a Proxy here.
+  if (config.faults && !(proxy instanceof ClusterPrimary)) {
+    try {
+      faultsApi = await startFaultsApi(proxy, config.faults, { logger });
+    } catch (err) {
+      for (const s of HANDLED_SIGNALS) process.off(s, holdSignal);
+      await admin?.close();
+      await proxy.close();
+      await demo?.close();
+      logger.flush();
+      return reportStartError(err);
+    }
+    process.stdout.write(`faults api on ${faultsApi.url}\n`);
+  }
   if (demo) process.stdout.write(demoInstructions(proxy.addresses()[0].address, proxy.addresses()[0].port));
 
   // Reloads are applied one at a time by the proxy, in the order asked.
@@ -194,6 +210,7 @@ async function run(config: Config, source?: FileSource, demo?: DemoBackends): Pr
       await proxy.drain(demo ? 0 : undefined, demo ? 0 : undefined);
       await proxy.close();
       await admin?.close();
+      await faultsApi?.close();
       await demo?.close();
       logger.info('l4lb stopped');
       logger.flush();

@@ -5,15 +5,19 @@
  * At start and when a reload adds or moves a listener, each address is test-bound once here,
  * so what would fail in every worker fails once, before any worker changes anything. Port-0
  * listeners get their port here; workers bind that port. In `reuseport` mode the socket of a
- * port-0 listener stays open until the workers have bound next to it ({@link release}).
- * `protocol: udp` listeners are bound with UDP sockets (TCP and UDP ports are separate spaces),
- * and a reload keeps a listener's port only for a listener of the same protocol.
+ * port-0 listener stays open until the workers have bound next to it ({@link release}). In
+ * `shared` mode the socket of a TCP port-0 listener is bound without listening and kept while
+ * the port is in force (until a reload drops the listener, or {@link close}), so that no one
+ * can take the port before node:cluster binds it, nor while every worker is down and
+ * restarting. `protocol: udp` listeners are bound with UDP sockets (TCP and UDP ports are
+ * separate spaces), and a reload keeps a listener's port only for a listener of the same
+ * protocol.
  */
 import type { ListenerConfig } from '../config/types.js';
 import type { BoundAddress } from '../proxy/proxy.js';
 import { matchListeners } from '../proxy/listener-match.js';
 import { formatHostPort } from '../util/address.js';
-import { reservePort, type PortHold } from './ports.js';
+import { holdFreePort, reservePort, type PortHold } from './ports.js';
 
 export class ListenPorts {
   readonly #reuse: boolean;
@@ -21,6 +25,8 @@ export class ListenPorts {
   #ports = new Map<string, number>();
   /** Sockets held for port-0 listeners until the workers have bound (reuseport mode). */
   #holds: PortHold[] = [];
+  /** Shared mode: bound, not listening sockets of TCP port-0 listeners, by port, kept while in force. */
+  #kept = new Map<number, PortHold>();
 
   /** `reuse`: the workers bind with SO_REUSEPORT (ports of port-0 listeners are held). */
   constructor(reuse: boolean) {
@@ -40,7 +46,7 @@ export class ListenPorts {
         if (lc.port === 0) this.#ports.set(lc.name, h.port);
       }
     } catch (err) {
-      await this.release();
+      await this.close();
       throw err;
     }
   }
@@ -85,14 +91,36 @@ export class ListenPorts {
     });
   }
 
-  /** Closes the held sockets (once the workers have bound, or when giving up). */
+  /**
+   * Ends a reservation (once the workers have bound, or when giving up): closes the sockets
+   * held for it, except, in shared mode, those of ports still in force ({@link use}).
+   */
   async release(): Promise<void> {
     const holds = this.#holds;
     this.#holds = [];
+    const inForce = new Set(this.#ports.values());
+    for (const [port, h] of this.#kept) {
+      if (inForce.has(port)) continue;
+      this.#kept.delete(port);
+      holds.push(h);
+    }
     await Promise.all(holds.map((h) => h.release()));
   }
 
+  /** Closes every socket held (the cluster is closing or failed to start). */
+  async close(): Promise<void> {
+    this.#ports = new Map();
+    await this.release();
+  }
+
   async #bind(lc: ListenerConfig): Promise<PortHold> {
+    if (lc.port === 0 && !this.#reuse && lc.protocol !== 'udp') {
+      const h = await holdFreePort(lc.host);
+      if (h !== undefined) {
+        this.#kept.set(h.port, h);
+        return h;
+      }
+    }
     const hold = this.#reuse && lc.port === 0;
     const h = await reservePort(lc.host, lc.port, hold, hold, lc.protocol === 'udp');
     this.#holds.push(h);

@@ -8,16 +8,30 @@
  * - Port 0: with SO_REUSEPORT every worker binding port 0 would get a different port. The
  *   primary binds port 0 itself (with SO_REUSEPORT), holds that socket while the workers
  *   bind the port it got, and closes it once they have: the port can never be taken by
- *   someone else in between. Without SO_REUSEPORT the primary binds port 0, closes the
- *   socket and hands the port on; the cluster module then binds it once for all workers.
+ *   someone else in between.
+ * - Port 0 without SO_REUSEPORT (`shared` mode): node:cluster binds the port once, in the
+ *   primary, when the first worker listens, and hands that socket to every worker. Before
+ *   that, the port must stay taken: a port the primary found free and let go of could become
+ *   another program's (or another connection's ephemeral source port) before the workers
+ *   bind it, failing the start with "address already in use". So the primary binds port 0
+ *   *without listening* ({@link holdFreePort}) and keeps that socket for as long as the port
+ *   is in use. A bound socket takes no connection and the kernel no longer hands its port to
+ *   anyone else (not to another port-0 bind, not as an ephemeral source port), yet
+ *   node:cluster's socket (bound with SO_REUSEADDR, like it) can bind and listen on the same
+ *   port. This holds through worker restarts, even when every worker has died and node:cluster
+ *   has closed its socket. (A program that binds that very port number on purpose, with
+ *   SO_REUSEADDR, still can, as with any configured port.)
  * - A listener on a given port is test-bound first, without SO_REUSEPORT, at start and when
  *   a reload adds it: an address in use fails the start (as in one process) or the reload
  *   (before any worker changes anything). Without this, in `reuseport` mode a second l4lb
  *   started on the same port by mistake would silently share its traffic with the first.
  */
 import dgram from 'node:dgram';
+import { lookup } from 'node:dns/promises';
 import net from 'node:net';
+import { getSystemErrorName } from 'node:util';
 import { L4lbError, ErrorCodes } from '../errors.js';
+import { bindWithoutListening } from '../proxy/node-internals.js';
 import { formatHostPort } from '../util/address.js';
 
 /** A bound socket kept open until released. */
@@ -105,6 +119,47 @@ export async function reservePort(host: string, port: number, reusePort: boolean
       if (released) return;
       released = true;
       await s.close();
+    },
+  };
+}
+
+/**
+ * Binds a free TCP port on `host` without listening and keeps it (see the module comment: shared
+ * mode). The host is resolved as net.Server.listen resolves it, so node:cluster later binds the
+ * very address held. Resolves to undefined when this Node cannot bind without listening (the
+ * caller then falls back to {@link reservePort}). Rejects with L4LB_ERR_LISTEN.
+ */
+export async function holdFreePort(host: string): Promise<PortHold | undefined> {
+  let address: string | null = null;
+  let family: 4 | 6 = 4;
+  if (host !== '') {
+    let found: { address: string; family: number };
+    try {
+      found = net.isIP(host) !== 0 ? { address: host, family: net.isIP(host) } : await lookup(host);
+    } catch (err) {
+      throw listenError(host, 0, false, err as NodeJS.ErrnoException);
+    }
+    address = found.address;
+    family = found.family === 6 ? 6 : 4;
+  }
+  const h = bindWithoutListening(address, 0, family);
+  if (h === undefined) return undefined;
+  if (typeof h === 'number') {
+    const code = getSystemErrorName(h);
+    throw listenError(host, 0, false, Object.assign(new Error(code), { code, errno: h }));
+  }
+  const out: { port?: number } = {};
+  if (h.getsockname(out) !== 0 || out.port === undefined) {
+    h.close();
+    return undefined;
+  }
+  let released = false;
+  return {
+    port: out.port,
+    async release() {
+      if (released) return;
+      released = true;
+      h.close();
     },
   };
 }

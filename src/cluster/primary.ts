@@ -161,7 +161,7 @@ export class ClusterPrimary {
     try {
       headless = await startProxy(headlessView(config), { logger, quietReload: true });
     } catch (err) {
-      await ports.release();
+      await ports.close();
       throw err;
     }
     const primary = new ClusterPrimary(config, logger, mode, headless, ports);
@@ -328,6 +328,7 @@ export class ClusterPrimary {
     this.#broadcast({ t: 'drain', timeoutMs, spreadMs });
     this.#supervisor.killStarting();
     await this.#supervisor.waitForExit(timeoutMs + spreadMs + DRAIN_GRACE_MS);
+    await this.#ports.close();
   }
 
   /** Closes every connection in every worker now and waits for the workers to exit. */
@@ -339,7 +340,7 @@ export class ClusterPrimary {
     this.#supervisor.killStarting();
     await this.#supervisor.waitForExit(CLOSE_GRACE_MS);
     await this.headless.close();
-    await this.#ports.release();
+    await this.#ports.close();
     this.#requests.failAll('cluster closed');
   }
 

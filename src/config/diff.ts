@@ -27,7 +27,7 @@ export interface PoolChanges extends NamedChanges {
 }
 
 /** Top-level settings that can differ between two configs. */
-export type TopLevelSetting = 'workers' | 'maxConnections' | 'shutdown' | 'log' | 'admin';
+export type TopLevelSetting = 'workers' | 'maxConnections' | 'shutdown' | 'log' | 'admin' | 'faults';
 
 /** The result of {@link diffConfig}. */
 export interface ConfigDiff {
@@ -39,7 +39,7 @@ export interface ConfigDiff {
   hasChanges: boolean;
 }
 
-const TOP_LEVEL: readonly TopLevelSetting[] = ['workers', 'maxConnections', 'shutdown', 'log', 'admin'];
+const TOP_LEVEL: readonly TopLevelSetting[] = ['workers', 'maxConnections', 'shutdown', 'log', 'admin', 'faults'];
 
 /** Compares two resolved configs (a pure function; `file` is ignored). */
 export function diffConfig(oldCfg: Config, newCfg: Config): ConfigDiff {

@@ -7,7 +7,7 @@
  */
 import { readFile, stat } from 'node:fs/promises';
 import { dirname, extname, isAbsolute, resolve } from 'node:path';
-import { CST, Lexer, LineCounter, isAlias, isMap, isScalar, isSeq, parseDocument, type Document, type Node } from 'yaml';
+import { CST, Composer, Lexer, LineCounter, Parser, YAMLParseError, isAlias, isMap, isScalar, isSeq, type Document, type DocumentOptions, type Node, type ParseOptions, type SchemaOptions } from 'yaml';
 import { ConfigError, ErrorCodes, type ConfigIssue } from '../errors.js';
 import type { Config } from './types.js';
 import { findJsonSyntaxError } from './json-syntax.js';
@@ -133,28 +133,75 @@ interface Source {
   lineOf: LineOf;
 }
 
-/** The yaml parser, set up the same way for YAML and for the JSON line map. */
+/**
+ * The yaml parser's options, the same for YAML and for the JSON line map. merge: `<<: *defaults`
+ * is how YAML users share blocks; logLevel keeps yaml from printing warnings to the process's
+ * stderr.
+ */
+const YAML_OPTIONS: ParseOptions & DocumentOptions & SchemaOptions = { prettyErrors: false, merge: true, logLevel: 'error' };
+
+/**
+ * Parses YAML text into one document, as yaml's `parseDocument` does (lexer, CST parser,
+ * composer), with l4lb's bounds applied on the way:
+ * - the nesting depth is measured on the lexer's tokens before the parser takes each one
+ *   ({@link DepthScan}), so the text is lexed once and the parser never sees a level past
+ *   {@link MAX_CONFIG_DEPTH};
+ * - a CST error token on a line that already has one, or past the {@link MAX_SYNTAX_ERRORS}th
+ *   line with one, is not composed: only the first error of each line is reported, and at most
+ *   that many lines, so the rest cannot be listed, yet each one costs the composer an Error
+ *   (garbage has thousands on one line). The errors listed are the same as without this.
+ * Throws {@link TooDeep} for a text nested too deeply.
+ */
 function yamlDocument(text: string): { doc: Document; lines: LineCounter } {
   const lines = new LineCounter();
-  // merge: `<<: *defaults` is how YAML users share blocks; logLevel keeps yaml from
-  // printing warnings to the process's stderr.
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, merge: true, logLevel: 'error' });
-  return { doc, lines };
+  lines.addNewLine(0);
+  const parser = new Parser(lines.addNewLine);
+  const depth = new DepthScan();
+  const tokens: CST.Token[] = [];
+  const errorLines = new Set<number>();
+  const keep = (t: CST.Token): void => {
+    if (t.type === 'error') {
+      const line = lines.linePos(t.offset).line;
+      if (errorLines.has(line) || errorLines.size >= MAX_SYNTAX_ERRORS) return;
+      errorLines.add(line);
+    }
+    tokens.push(t);
+  };
+  for (const lexeme of new Lexer().lex(text)) {
+    const tooDeep = depth.add(lexeme);
+    if (tooDeep !== undefined) throw new TooDeep(tooDeep);
+    for (const t of parser.next(lexeme)) keep(t);
+  }
+  for (const t of parser.end()) keep(t);
+
+  const composer = new Composer(YAML_OPTIONS);
+  // As parseDocument: the first document; a second one is an error.
+  let doc: Document | undefined;
+  for (const d of composer.compose(tokens, true, text.length)) {
+    if (doc === undefined) doc = d;
+    else {
+      doc.errors.push(new YAMLParseError([d.range[0], d.range[1]], 'MULTIPLE_DOCS', 'Source contains multiple documents; please use YAML.parseAllDocuments()'));
+      break;
+    }
+  }
+  return { doc: doc!, lines };
 }
 
 function parseSource(rawText: string, file: string): Source {
   // Editors on some systems write a byte-order mark; neither parser wants it.
   const text = rawText.startsWith('\uFEFF') ? rawText.slice(1) : rawText;
   if (text.length > MAX_CONFIG_BYTES) throw new ConfigError(ErrorCodes.CONFIG_PARSE, file, [{ path: '', message: tooLarge(Buffer.byteLength(text)) }]);
-  // Before any parser sees the text: both recurse per level of nesting.
-  const tooDeep = nestingProblem(text);
-  if (tooDeep !== undefined) throw new ConfigError(ErrorCodes.CONFIG_PARSE, file, [tooDeep]);
+  // The yaml parser recurses per level of nesting: the depth is bounded before it parses
+  // (as it lexes, in yamlDocument). JSON.parse does not recurse; a deep JSON text is refused
+  // for its depth before its syntax is looked at, as a deep YAML text is.
 
   if (extname(file).toLowerCase() === '.json') {
     let value: unknown;
     try {
       value = JSON.parse(text);
     } catch (err) {
+      const tooDeep = nestingProblem(text);
+      if (tooDeep !== undefined) throw new ConfigError(ErrorCodes.CONFIG_PARSE, file, [tooDeep]);
       // JSON.parse's own message changes between Node versions and may lack a position.
       const found = findJsonSyntaxError(text);
       if (found === undefined) {
@@ -175,7 +222,6 @@ function parseSource(rawText: string, file: string): Source {
   const lineAt = (offset: number): number => lines.linePos(offset).line;
 
   if (doc.errors.length > 0) {
-    const textLines = text.split(/\r?\n/);
     const issues: ConfigIssue[] = [];
     const seenLines = new Set<number>();
     for (const e of doc.errors) {
@@ -184,7 +230,7 @@ function parseSource(rawText: string, file: string): Source {
       if (seenLines.has(pos.line)) continue;
       seenLines.add(pos.line);
       const firstLine = e.message.split('\n')[0];
-      issues.push({ path: '', line: pos.line, message: `YAML syntax error at column ${pos.col}: ${firstLine}${flowHint(textLines[pos.line - 1])}` });
+      issues.push({ path: '', line: pos.line, message: `YAML syntax error at column ${pos.col}: ${firstLine}${flowHint(lineText(text, lines, pos.line))}` });
       if (issues.length === MAX_SYNTAX_ERRORS) break;
     }
     throw new ConfigError(ErrorCodes.CONFIG_PARSE, file, issues);
@@ -199,9 +245,18 @@ function parseSource(rawText: string, file: string): Source {
   return { value, lineOf: lineFinder(doc, lineAt) };
 }
 
+/** The text of line `line` (1-based), without its line break. */
+function lineText(text: string, lines: LineCounter, line: number): string | undefined {
+  const start = lines.lineStarts[line - 1];
+  if (start === undefined) return undefined;
+  const end = lines.lineStarts[line] ?? text.length;
+  return text.slice(start, end).replace(/\r?\n$/, '');
+}
+
 /**
- * {@link yamlDocument}, with a parser failure (a stack overflow on a shape the depth scan
- * does not foresee) reported as a parse error of the file rather than escaping as a crash.
+ * {@link yamlDocument}, with its depth issue, or a parser failure (a stack overflow on a shape
+ * the depth scan does not foresee), reported as a parse error of the file rather than escaping
+ * as a crash.
  */
 function guardedYamlDocument(text: string, file: string): { doc: Document; lines: LineCounter } {
   // The parser makes an Error per problem; garbage has thousands, and capturing each one's
@@ -211,6 +266,7 @@ function guardedYamlDocument(text: string, file: string): { doc: Document; lines
   try {
     return yamlDocument(text);
   } catch (err) {
+    if (err instanceof TooDeep) throw new ConfigError(ErrorCodes.CONFIG_PARSE, file, [err.issue]);
     const why = err instanceof RangeError ? 'it is nested too deeply for the YAML parser' : (err as Error).message;
     throw new ConfigError(ErrorCodes.CONFIG_PARSE, file, [{ path: '', message: `cannot parse the config: ${why}` }]);
   } finally {
@@ -226,56 +282,74 @@ function lineCounterOf(text: string): LineCounter {
   return lines;
 }
 
-/**
- * Measures how deeply `text` nests, with yaml's lexer (linear: it only splits tokens, it
- * builds nothing), and stops as soon as the depth passes {@link MAX_CONFIG_DEPTH}. Counted:
- * open flow brackets (`[`, `{`); the compact indicators of one entry (`- - x`, `a: b: c`,
- * counted from the last line start, comma or bracket), each of which the parser turns into
- * one more level of recursion; and, outside brackets, the indentation levels open at a
- * line's first token.
- */
+/** What {@link yamlDocument} throws for a text nested too deeply. */
+class TooDeep {
+  constructor(readonly issue: ConfigIssue) {}
+}
+
+/** Measures how deeply `text` nests ({@link DepthScan}) without parsing it. */
 function nestingProblem(text: string): ConfigIssue | undefined {
-  let flow = 0;
-  const indents: number[] = [];
-  let onLine = 0;
-  let column = 0;
-  let atLineStart = true;
-  let line = 1;
+  const depth = new DepthScan();
   for (const token of new Lexer().lex(text)) {
-    const type = CST.tokenType(token);
-    if (type === 'newline') {
-      line++;
-      column = 0;
-      onLine = 0;
-      atLineStart = true;
-      continue;
-    }
-    if (type === 'space') {
-      if (atLineStart) column += token.length;
-      continue;
-    }
-    if (type === 'comment' || type === 'byte-order-mark' || type === 'doc-mode') continue;
-    if (type === 'flow-seq-start' || type === 'flow-map-start') {
-      flow++;
-      onLine = 0;
-    } else if (type === 'flow-seq-end' || type === 'flow-map-end') {
-      if (flow > 0) flow--;
-      onLine = 0;
-    } else if (type === 'comma') onLine = 0;
-    else if (type === 'seq-item-ind' || type === 'map-value-ind' || type === 'explicit-key-ind') onLine++;
-    if (atLineStart && flow === 0) {
-      while (indents.length > 0 && indents[indents.length - 1] >= column) indents.pop();
-      indents.push(column);
-    }
-    atLineStart = false;
-    // Multi-line scalars carry newlines of their own.
-    for (let i = token.indexOf('\n'); i >= 0; i = token.indexOf('\n', i + 1)) line++;
-    const depth = flow + onLine + (flow === 0 ? indents.length : 0);
-    if (depth > MAX_CONFIG_DEPTH) {
-      return { path: '', line, message: `the config nests more than ${MAX_CONFIG_DEPTH} levels deep here (real configs need about 8): refused before parsing` };
-    }
+    const tooDeep = depth.add(token);
+    if (tooDeep !== undefined) return tooDeep;
   }
   return undefined;
+}
+
+/**
+ * Measures how deeply a text nests, token by token from yaml's lexer (linear: it only splits
+ * tokens, it builds nothing), and says so as soon as the depth passes {@link MAX_CONFIG_DEPTH}.
+ * Counted: open flow brackets (`[`, `{`); the compact indicators of one entry (`- - x`,
+ * `a: b: c`, counted from the last line start, comma or bracket), each of which the parser
+ * turns into one more level of recursion; and, outside brackets, the indentation levels open at
+ * a line's first token.
+ */
+class DepthScan {
+  #flow = 0;
+  readonly #indents: number[] = [];
+  #onLine = 0;
+  #column = 0;
+  #atLineStart = true;
+  #line = 1;
+
+  /** Takes the next token; returns the issue once the text is too deep. */
+  add(token: string): ConfigIssue | undefined {
+    const type = CST.tokenType(token);
+    if (type === 'newline') {
+      this.#line++;
+      this.#column = 0;
+      this.#onLine = 0;
+      this.#atLineStart = true;
+      return undefined;
+    }
+    if (type === 'space') {
+      if (this.#atLineStart) this.#column += token.length;
+      return undefined;
+    }
+    if (type === 'comment' || type === 'byte-order-mark' || type === 'doc-mode') return undefined;
+    if (type === 'flow-seq-start' || type === 'flow-map-start') {
+      this.#flow++;
+      this.#onLine = 0;
+    } else if (type === 'flow-seq-end' || type === 'flow-map-end') {
+      if (this.#flow > 0) this.#flow--;
+      this.#onLine = 0;
+    } else if (type === 'comma') this.#onLine = 0;
+    else if (type === 'seq-item-ind' || type === 'map-value-ind' || type === 'explicit-key-ind') this.#onLine++;
+    const indents = this.#indents;
+    if (this.#atLineStart && this.#flow === 0) {
+      while (indents.length > 0 && indents[indents.length - 1] >= this.#column) indents.pop();
+      indents.push(this.#column);
+    }
+    this.#atLineStart = false;
+    // Multi-line scalars carry newlines of their own.
+    for (let i = token.indexOf('\n'); i >= 0; i = token.indexOf('\n', i + 1)) this.#line++;
+    const depth = this.#flow + this.#onLine + (this.#flow === 0 ? indents.length : 0);
+    if (depth > MAX_CONFIG_DEPTH) {
+      return { path: '', line: this.#line, message: `the config nests more than ${MAX_CONFIG_DEPTH} levels deep here (real configs need about 8): refused before parsing` };
+    }
+    return undefined;
+  }
 }
 
 /** `${X}` inside `{ }` or `[ ]` breaks YAML flow syntax; say so when that is the likely cause. */

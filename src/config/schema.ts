@@ -24,19 +24,23 @@ import {
   type Config,
   type DnsDiscoveryConfig,
   type ExpectMatcher,
+  type FaultsConfig,
   type ListenerConfig,
+  type MirrorConfig,
   type PassiveHealthConfig,
   type PoolConfig,
   type PoolTlsConfig,
+  type RetryOnEmptyResponseConfig,
   type RouteConfig,
   type SourceLimitsConfig,
   type SharedSourceLimitsConfig,
   type TimeoutsConfig,
   type UdpListenerConfig,
 } from './types.js';
-import { parseDuration } from '../util/duration.js';
+import { parseDuration, parseSize } from '../util/duration.js';
 import { formatHostPort, numericHostError, parseHostPort, type HostPort } from '../util/address.js';
 import { normalizeServerName, validateServerNamePattern } from '../protocol/sni-router.js';
+import { parseToxic, ToxicError, type ToxicSpec } from '../faults/toxics.js';
 
 
 /** setTimeout() fires at once for anything longer, so no duration may exceed it (~24.8 days). */
@@ -44,6 +48,16 @@ export const MAX_DURATION_MS = 2_147_483_647;
 
 /** Upper bound for `workers`; far above any real core count, it catches typos. */
 const MAX_WORKERS = 1024;
+
+/**
+ * Cap on `retryOnEmptyResponse.maxBytes`: bytes kept per connection until the backend answers.
+ * Replay is for requests (a cache read, a query), not uploads; 1 MiB bounds the memory of
+ * 10 000 waiting connections at 10 GiB in the worst case.
+ */
+export const MAX_REPLAY_BYTES = 1024 * 1024;
+
+/** Cap on `mirror.bufferSize`, per mirrored connection: a mirror further behind is dropped anyway. */
+export const MAX_MIRROR_BUFFER_BYTES = 64 * 1024 * 1024;
 
 
 /**
@@ -237,6 +251,22 @@ function duration(opts: { positive?: boolean } = {}) {
       return z.NEVER;
     }
     return r;
+  });
+}
+
+/** A byte size: a number of bytes, or a string with a unit (`16KiB`, `1MiB`, `4096`), within [min, max]. */
+function size(opts: { min: number; max: number }) {
+  return z.unknown().transform((v, ctx): number => {
+    const n = typeof v === 'string' || typeof v === 'number' ? parseSize(v) : undefined;
+    if (n === undefined) {
+      ctx.addIssue({ code: 'custom', message: `expected a size such as "16KiB", "1MiB" or a number of bytes, got ${describeValue(v)}`, input: v });
+      return z.NEVER;
+    }
+    if (n < opts.min || n > opts.max) {
+      ctx.addIssue({ code: 'custom', message: `${JSON.stringify(v)} is out of range: from ${opts.min} to ${opts.max} bytes (${opts.max / 1024 / 1024} MiB)`, input: v });
+      return z.NEVER;
+    }
+    return n;
   });
 }
 
@@ -471,6 +501,24 @@ const routeSchema = z
     pool: r.pool,
   }));
 
+/** A listener's `faults:`: toxics in Toxiproxy's JSON shape (faults/toxics.ts), names unique. */
+const faultsListSchema = z.array(z.unknown()).transform((list, ctx): ToxicSpec[] => {
+  const out: ToxicSpec[] = [];
+  list.forEach((raw, i) => {
+    try {
+      const t = parseToxic(raw);
+      if (out.some((o) => o.name === t.name)) {
+        ctx.addIssue({ code: 'custom', message: `duplicate toxic name "${t.name}" (name one of them)`, path: [i, 'name'], input: raw });
+      } else out.push(t);
+    } catch (err) {
+      if (!(err instanceof ToxicError)) throw err;
+      const path: PathSegment[] = [i, ...(err.field === '' ? [] : err.field.split('.'))];
+      ctx.addIssue({ code: 'custom', message: err.message, path, input: raw });
+    }
+  });
+  return out;
+});
+
 const listenerSchema = z
   .strictObject({
     name: name.optional(),
@@ -488,6 +536,7 @@ const listenerSchema = z
     acceptProxy: z.strictObject({ trusted: z.array(cidr).min(1) }).optional(),
     tls: listenerTlsSchema.optional(),
     routes: z.array(routeSchema).optional(),
+    faults: faultsListSchema.optional(),
   })
   .transform(
     (l): ListenerConfig => ({
@@ -509,6 +558,7 @@ const listenerSchema = z
       ...(l.sourceLimits !== undefined && { sourceLimits: l.sourceLimits }),
       ...(l.tls !== undefined && { tls: l.tls }),
       routes: l.routes ?? [],
+      ...(l.faults !== undefined && l.faults.length > 0 && { faults: l.faults }),
     }),
   );
 
@@ -643,6 +693,18 @@ const dnsSchema = z
     }),
   );
 
+const mirrorSchema = z
+  .strictObject({
+    pool: z.string(),
+    percent: z.number().min(0).max(100),
+    bufferSize: size({ min: 1024, max: MAX_MIRROR_BUFFER_BYTES }).optional(),
+  })
+  .transform((m): MirrorConfig => ({ pool: m.pool, percent: m.percent, bufferSize: m.bufferSize ?? Defaults.mirrorBufferSize }));
+
+const retryOnEmptyResponseSchema = z
+  .strictObject({ maxBytes: size({ min: 1, max: MAX_REPLAY_BYTES }).optional() })
+  .transform((r): RetryOnEmptyResponseConfig => ({ maxBytes: r.maxBytes ?? Defaults.replayMaxBytes }));
+
 const poolSchema = z
   .strictObject({
     name,
@@ -663,6 +725,8 @@ const poolSchema = z
     passive: passiveSchema.optional(),
     backends: z.array(backendSchema).optional(),
     dns: dnsSchema.optional(),
+    mirror: mirrorSchema.optional(),
+    retryOnEmptyResponse: retryOnEmptyResponseSchema.optional(),
   })
   .transform(
     (p): PoolConfig => ({
@@ -677,6 +741,8 @@ const poolSchema = z
       ...(p.proxyProtocol !== undefined && { proxyProtocol: p.proxyProtocol }),
       queue: { size: p.queue?.size ?? Defaults.queueSize, timeoutMs: p.queue?.timeout ?? Defaults.queueTimeoutMs },
       ...(p.tls !== undefined && { tls: p.tls }),
+      ...(p.mirror !== undefined && { mirror: p.mirror }),
+      ...(p.retryOnEmptyResponse !== undefined && { retryOnEmptyResponse: p.retryOnEmptyResponse }),
     }),
   );
 
@@ -699,6 +765,20 @@ const adminSchema = z
     }),
   );
 
+const faultsSchema = z
+  .strictObject({
+    api: address({ listen: true }),
+    // Empty means no token, as admin.token.
+    token: z.string().optional(),
+  })
+  .transform(
+    (f): FaultsConfig => ({
+      host: f.api.host,
+      port: f.api.port,
+      ...(f.token !== undefined && f.token !== '' && { token: f.token }),
+    }),
+  );
+
 const workersSchema = z.union([z.literal('auto'), z.number().int().min(1).max(MAX_WORKERS)]);
 
 /** Access log target: `stderr`, `off`, or a file path. */
@@ -717,6 +797,7 @@ export const configSchema = z
       .optional(),
     log: z.strictObject({ level: z.enum(LOG_LEVELS).optional(), access: accessLog.optional() }).optional(),
     admin: adminSchema.optional(),
+    faults: faultsSchema.optional(),
     listeners: z.array(listenerSchema).min(1),
     pools: z.array(poolSchema).min(1),
   })
@@ -725,6 +806,7 @@ export const configSchema = z
       listeners: c.listeners,
       pools: c.pools,
       ...(c.admin !== undefined && { admin: c.admin }),
+      ...(c.faults !== undefined && { faults: c.faults }),
       workers: c.workers === 'auto' ? availableParallelism() : (c.workers ?? Defaults.workers),
       maxConnections: c.maxConnections ?? Defaults.maxConnections,
       shutdown: {
@@ -919,6 +1001,9 @@ export function checkConfigRules(raw: unknown): SchemaIssue[] {
     if (isRec(pool.dns)) checkDns(pool.dns, [...at, 'dns'], add);
   });
   const knownPools = [...poolNames.keys()];
+  list(raw.pools).forEach((pool, i) => {
+    if (isRec(pool) && isRec(pool.mirror)) checkMirror(pool, ['pools', i, 'mirror'], knownPools, poolNames, add);
+  });
 
   const listenerNames = new Map<string, number>();
   const listens: Array<{ addr: Bound; where: string; text: string }> = [];
@@ -954,6 +1039,35 @@ export function checkConfigRules(raw: unknown): SchemaIssue[] {
       }
     }
   });
+
+  const manyWorkers = raw.workers === 'auto' || (typeof raw.workers === 'number' && raw.workers > 1);
+  if (manyWorkers) {
+    // Toxics act on one process's connections and the API changes one process's listeners.
+    if (isRec(raw.faults)) add(['faults'], 'the fault API runs with one process for now: remove workers (or set workers: 1)');
+    list(raw.listeners).forEach((l, i) => {
+      if (isRec(l) && Array.isArray(l.faults) && l.faults.length > 0) {
+        add(['listeners', i, 'faults'], 'faults run with one process for now: remove workers (or set workers: 1)');
+      }
+    });
+  }
+  list(raw.listeners).forEach((l, i) => {
+    if (isRec(l) && l.protocol === 'udp' && has(l, 'faults')) add(['listeners', i, 'faults'], 'applies to TCP listeners only');
+  });
+  if (isRec(raw.faults)) {
+    const parsed = parsedListen(raw.faults.api);
+    const addr = parsed && { ...parsed, udp: false };
+    if (addr !== undefined) {
+      const clash = listens.find((l) => listenClash(l.addr, addr));
+      if (clash !== undefined) add(['faults', 'api'], `fault API address "${String(raw.faults.api)}" clashes with ${clash.where} ("${clash.text}")`);
+      const admin = isRec(raw.admin) ? parsedListen(raw.admin.listen) : undefined;
+      if (admin !== undefined && listenClash({ ...admin, udp: false }, addr)) {
+        add(['faults', 'api'], `fault API address "${String(raw.faults.api)}" clashes with admin.listen ("${String((raw.admin as Rec).listen)}")`);
+      }
+      if (!isLoopbackHost(addr.host) && (raw.faults.token === undefined || raw.faults.token === '')) {
+        add(['faults', 'token'], 'required when faults.api is not a loopback address');
+      }
+    }
+  }
 
   if (isRec(raw.admin)) {
     const parsedAdmin = parsedListen(raw.admin.listen);
@@ -1056,6 +1170,18 @@ function poolRef(v: unknown, path: PathSegment[], known: string[], poolNames: Ma
   add(path, `unknown pool "${ref}"${hint}`);
 }
 
+/** A mirror names another pool: one that exists, and not the pool itself. */
+function checkMirror(pool: Rec, at: PathSegment[], known: string[], poolNames: Map<string, number>, add: Add): void {
+  const m = pool.mirror as Rec;
+  const target = str(m.pool);
+  if (target === undefined) return;
+  if (target === str(pool.name)) {
+    add([...at, 'pool'], `a pool cannot mirror to itself ("${target}"): name another pool (the shadow one)`);
+    return;
+  }
+  poolRef(target, [...at, 'pool'], known, poolNames, add);
+}
+
 function checkListener(l: Rec, at: PathSegment[], known: string[], poolNames: Map<string, number>, add: Add): void {
   poolRef(l.pool, [...at, 'pool'], known, poolNames, add);
   const routes = list(l.routes);
@@ -1117,4 +1243,7 @@ function checkUdpListener(l: Rec, at: PathSegment[], pools: unknown[], poolNames
     add([...at, 'pool'], `pool "${poolName}" sends a PROXY header (pools[${idx}].proxyProtocol), which l4lb does not send over UDP`);
   }
   if (has(pool, 'tls')) add([...at, 'pool'], `pool "${poolName}" originates TLS (pools[${idx}].tls), which UDP cannot carry`);
+  for (const key of ['mirror', 'retryOnEmptyResponse']) {
+    if (has(pool, key)) add([...at, 'pool'], `pool "${poolName}" sets ${key} (pools[${idx}].${key}), which applies to TCP connections only`);
+  }
 }

@@ -1,10 +1,14 @@
 /**
  * @module observability/line-writer — batched, bounded writes of log lines to a file or fd.
  *
- * Lines collect in one string and go out in one write per event-loop turn (a setImmediate),
- * or as soon as a batch reaches {@link LOG_BATCH_BYTES}: no syscall and no thread-pool round
- * trip per line (pino's asynchronous destination paid one `fs.write` on the thread pool per
- * line when lines came one at a time; docs/performance.md, "Fifth pass").
+ * Lines collect in one string and go out together, at most {@link LOG_FLUSH_MS} after the first
+ * of them, or as soon as a batch is full ({@link LOG_FILE_BATCH_BYTES} for a file,
+ * {@link LOG_BATCH_BYTES} for a pipe): no syscall and no thread-pool round trip per line (pino's
+ * asynchronous destination paid one `fs.write` on the thread pool per line when lines came one
+ * at a time; docs/performance.md, "Fifth pass"). A write per event-loop turn, as in the fifth
+ * pass, still cost a write (and its inode update) per line or two at a high connection rate:
+ * a turn rarely closes more (docs/performance.md, "Sixth pass"). Drain, close, reopen and the
+ * process's exit write out what is pending first.
  *
  * Two ways out, chosen by what the descriptor is:
  * - a regular file, a terminal or a character device: `fs.writeSync` on the event loop, like
@@ -18,8 +22,12 @@
 import fs from 'node:fs';
 import type { Writable } from 'node:stream';
 
-/** Largest batch handed to one write: PIPE_BUF, the most a pipe writes atomically. */
+/** Largest batch handed to one write on a pipe: PIPE_BUF, the most a pipe writes atomically. */
 export const LOG_BATCH_BYTES = 4096;
+/** Characters that make a file's batch full: written at once, without waiting for the timer. */
+export const LOG_FILE_BATCH_BYTES = 64 * 1024;
+/** The longest a line waits in memory before it is written (when no batch filled before). */
+export const LOG_FLUSH_MS = 20;
 /** Characters of lines waiting for a slow pipe before new lines are dropped (about 1 MiB). */
 export const LOG_QUEUE_LIMIT = 1 << 20;
 /** After EAGAIN on a descriptor written synchronously, the next try comes this much later. */
@@ -52,6 +60,10 @@ export class LineWriter {
   readonly #path: string | undefined;
   /** Lines accepted and not yet handed to a write. */
   #pending = '';
+  /** Characters that make a batch full (see the module comment). */
+  readonly #batch: number;
+  /** Armed while lines are pending; one Timeout, re-armed with refresh(). */
+  #timer: NodeJS.Timeout | undefined = undefined;
   #scheduled = false;
   #inflight = false;
   #retry: NodeJS.Timeout | undefined;
@@ -62,7 +74,7 @@ export class LineWriter {
   dropped = 0;
   /** The last write error (for the caller's warning), cleared when read. */
   lastError: Error | undefined;
-  readonly #onTurn = () => {
+  readonly #onTimer = () => {
     this.#scheduled = false;
     this.#flush();
   };
@@ -79,6 +91,7 @@ export class LineWriter {
   private constructor(sink: Sink, path?: string) {
     this.#sink = sink;
     this.#path = path;
+    this.#batch = sink.kind === 'sync' ? LOG_FILE_BATCH_BYTES : LOG_BATCH_BYTES;
     // A dead reader (EPIPE) costs the log, not the process; the failed batch is counted.
     if (sink.kind === 'stream' && !sink.stream.listeners('error').includes(ignoreStreamError)) sink.stream.on('error', ignoreStreamError);
     if (!exitHooked) process.on('exit', flushAllAtExit);
@@ -111,12 +124,18 @@ export class LineWriter {
       return false;
     }
     this.#pending += line;
-    if (this.#pending.length >= LOG_BATCH_BYTES) this.#flush();
-    else if (!this.#scheduled) {
-      this.#scheduled = true;
-      setImmediate(this.#onTurn);
-    }
+    if (this.#pending.length >= this.#batch) this.#flush();
+    else if (!this.#scheduled) this.#schedule();
     return true;
+  }
+
+  /** Flushes {@link LOG_FLUSH_MS} from now; the timer does not keep the process alive (exit flushes). */
+  #schedule(): void {
+    this.#scheduled = true;
+    if (this.#timer === undefined) {
+      this.#timer = setTimeout(this.#onTimer, LOG_FLUSH_MS);
+      this.#timer.unref();
+    } else this.#timer.refresh();
   }
 
   /** Writes what can be written now, without blocking on a pipe. */
@@ -233,6 +252,7 @@ export class LineWriter {
     if (this.#closed) return;
     this.flushSync();
     this.#closed = true;
+    if (this.#timer !== undefined) clearTimeout(this.#timer);
     live.delete(this);
     if (this.#path !== undefined) fs.closeSync(this.#sink.fd);
   }

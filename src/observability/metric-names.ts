@@ -55,6 +55,16 @@ export const MetricNames = {
   poolQueueOverflows: 'l4lb_pool_queue_overflows_total',
   /** Connections closed after waiting a pool's queue timeout (queue_timeout). Labels: pool. */
   poolQueueTimeouts: 'l4lb_pool_queue_timeouts_total',
+  /** Mirror connections started, one per mirrored connection. Labels: pool (the mirrored one). */
+  mirrorConnections: 'l4lb_mirror_connections_total',
+  /** Mirror connections open now. Labels: pool. */
+  mirrorConnectionsActive: 'l4lb_mirror_connections_active',
+  /** Client bytes written to mirror backends. Labels: pool. */
+  mirrorBytes: 'l4lb_mirror_bytes_total',
+  /** Mirror connections given up while the primary went on, by reason. Labels: pool, reason. */
+  mirrorDropped: 'l4lb_mirror_dropped_total',
+  /** Times kept client bytes were sent again to another backend (retryOnEmptyResponse). Labels: listener. */
+  replays: 'l4lb_replays_total',
   /** Config reloads, by result. Labels: result (success, failure). */
   configReloads: 'l4lb_config_reloads_total',
   /** Errors accepting connections (EMFILE…). No labels. */
@@ -83,6 +93,10 @@ export const MetricNames = {
   sourceLimitStoreFallbacks: 'l4lb_source_limit_store_fallbacks_total',
   /** Processes whose shared store is away now (their limits fall back); 0 = all reach it. No labels. */
   sourceLimitStoreAway: 'l4lb_source_limit_store_away',
+  /** Connections an injected fault (toxic) affected. Labels: listener, toxic (its name). */
+  faultConnections: 'l4lb_fault_connections_total',
+  /** 1 while a listener has an active fault (a toxic, or down), else 0. Labels: listener. */
+  faultsActive: 'l4lb_faults_active',
   /** Admin API actions, by action and HTTP status. Labels: action, status. */
   adminActions: 'l4lb_admin_actions_total',
 } as const;

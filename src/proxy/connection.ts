@@ -24,6 +24,11 @@ import type { DataSocket } from './data-socket.js';
 import { dial, ENDED_SOCKET, type Dial, type DialOptions, type DialOwner } from './connect.js';
 import { relay, type RelayHandle, type RelayOwner, type RelayResult, type TerminationReason } from './relay.js';
 import { relaySideOf } from './net-side.js';
+import type { RelaySide } from './relay-side.js';
+import type { Mirror, MirrorSource, MirrorTee } from './mirror.js';
+import { ReplaySide, type ReplayOwner } from './replay.js';
+import type { ListenerFaults } from '../faults/table.js';
+import type { FaultLink } from '../faults/fault-side.js';
 import { preread, type PrereadFailure, type PrereadResult } from './preread.js';
 import { TlsTermination, type TlsTerminationOwner } from './tls-termination.js';
 import { forwardedTlvs, proxyHeader } from './proxy-header.js';
@@ -90,6 +95,14 @@ export interface AccessRecord {
   /** Stable error code (docs/errors.md) when the connection ended before relaying. */
   code?: string;
   error?: string;
+  /** Mirrored connections: client bytes written to the mirror backend when this line was written. */
+  mirrorBytes?: number;
+  /** Mirrored connections: why the mirror was dropped, if it was (docs/mirroring.md). */
+  mirrorDropped?: string;
+  /** Pools with `retryOnEmptyResponse`: times the kept client bytes were sent again to another backend. */
+  replays?: number;
+  /** The injected faults (toxic names) that affected the connection (docs/faults.md). */
+  faults?: string[];
 }
 
 /**
@@ -111,6 +124,8 @@ export interface ConnectionPolicy {
   needsClientAddress: boolean;
   /** A stage reads a net.Socket (preread, TLS termination): raw sockets are not for this listener. */
   needsNetSocket: boolean;
+  /** The listener's fault table (faults/table.ts) when faults are possible there; see docs/faults.md. */
+  faults: ListenerFaults | undefined;
 }
 
 /** A connection refused at admission, with a logger to call (rate-limited by the caller). */
@@ -161,6 +176,13 @@ const EARLY_CODES: Partial<Record<string, string>> = {
   bad_client_hello: ErrorCodes.TLS_CLIENT_HELLO,
 };
 
+/** What a pick reports besides the backend; pick() is synchronous, so one object serves every pick. */
+interface PickState {
+  full: boolean;
+}
+const pickState: PickState = { full: false };
+const NONE_TRIED: readonly Backend[] = Object.freeze([]);
+
 /** Handles one accepted client socket. */
 export function handleConnection(l: ConnectionHost, socket: DataSocket): void {
   Connection.accept(l, socket);
@@ -176,7 +198,7 @@ export function handleConnection(l: ConnectionHost, socket: DataSocket): void {
  * backend dial, a TLS handshake and the relay report to ({@link DialOwner},
  * {@link TlsTerminationOwner}, {@link RelayOwner}); those methods are its only public ones.
  */
-class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner, TlsTerminationOwner, RelayOwner {
+class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner, TlsTerminationOwner, RelayOwner, MirrorSource, ReplayOwner {
   readonly #l: ConnectionHost;
   /** The listener's policy when the connection came: a reload does not change it midway. */
   readonly #policy: ConnectionPolicy;
@@ -210,7 +232,8 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
   #head: Buffer | undefined = undefined;
   /** TLVs of a received PROXY v2 header that l4lb passes on in the v2 header it sends. */
   #forwardTlvs: ProxyTlv[] | undefined = undefined;
-  readonly #tried: Backend[] = [];
+  /** The backends tried, in order: a shared empty list until the first dial (see #connectTo). */
+  #tried: readonly Backend[] = NONE_TRIED;
   #connectMs = 0;
   /** Cancels the current preread or TLS handshake stage. */
   #cancel: (() => void) | undefined = undefined;
@@ -221,23 +244,38 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
   #stopped = false;
   #done = false;
   #relay: RelayHandle | undefined = undefined;
+  /** The copy of the client's bytes to a mirror pool, for the sampled share of connections. */
+  #mirror: MirrorTee | undefined = undefined;
+  /** The backend side keeping the first client bytes for a replay (`retryOnEmptyResponse`). */
+  #replay: ReplaySide | undefined = undefined;
+  /** The toxics around the relay's sides, when the listener has a fault table. */
+  #faults: FaultLink | undefined = undefined;
   #reportedUp = 0;
   #reportedDown = 0;
   /** The pool queue this connection waits in while every backend is full. */
   #queued: BackendQueue | undefined = undefined;
-  /** The client's 'error' listener until the relay takes over. */
-  readonly #onEarlyClientError: () => void;
+  /** The client's 'error' listener until the relay takes over (a net.Socket client only). */
+  #onEarlyClientError: (() => void) | undefined = undefined;
 
   private constructor(l: ConnectionHost, socket: DataSocket) {
     this.#l = l;
     this.#policy = l.policy;
     this.#socket = socket;
     this.#client = socket;
-    this.#onEarlyClientError = () => {
-      // The client went away before relaying started.
+  }
+
+  /**
+   * Listens for the client going away before relaying starts. Only a net.Socket needs it: a
+   * raw socket reports errors from its reads and writes, and before the relay it has made
+   * neither (so a raw client costs no listener and no closure here).
+   */
+  #watchEarlyErrors(s: DataSocket): void {
+    if (!(s instanceof net.Socket)) return;
+    this.#onEarlyClientError ??= () => {
       this.#stopped = true;
       this.#failEarly('client_aborted');
     };
+    s.on('error', this.#onEarlyClientError);
   }
 
   static accept(l: ConnectionHost, socket: DataSocket): void {
@@ -287,7 +325,7 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
     this.#admitted = true;
     l.stats.active++;
     l.connections.add(this);
-    socket.on('error', this.#onEarlyClientError);
+    this.#watchEarlyErrors(socket);
     if ((policy.proxyTrusted || policy.peekClientHello) && socket instanceof net.Socket) this.#preread(socket);
     else this.#afterPreread();
   }
@@ -368,7 +406,7 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
   /** TlsTerminationOwner: the handshake is done; routing follows. */
   handshakeDone(serverName: string | undefined, alpn: string[]): void {
     this.#cancel = undefined;
-    this.#client.on('error', this.#onEarlyClientError);
+    this.#watchEarlyErrors(this.#client);
     this.#serverName = serverName;
     this.#alpn = alpn;
     this.#route();
@@ -395,7 +433,7 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
   }
 
   // --- balance + connect, retrying the next backend; wait in the pool's queue when all are full ---
-  #pickBackend(state: { full: boolean }): Backend | undefined {
+  #pickBackend(state: PickState): Backend | undefined {
     const pool = this.#pool;
     const tried = this.#tried;
     return pool && tried.length < this.#l.maxTries(pool) ? pool.pick(this, tried, state) : undefined;
@@ -413,7 +451,8 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
       queue.wake();
       if (queue.length > 0) return this.#wait(queue);
     }
-    const state = { full: false };
+    const state = pickState;
+    state.full = false;
     const backend = this.#pickBackend(state);
     if (!backend) {
       if (state.full && queue) return this.#wait(queue);
@@ -443,7 +482,8 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
   /** QueueWaiter: a slot may have freed. */
   retry(): boolean {
     if (this.#done || this.#stopped) return true;
-    const state = { full: false };
+    const state = pickState;
+    state.full = false;
     const backend = this.#pickBackend(state);
     if (!backend && state.full) return false;
     this.#queued = undefined;
@@ -462,11 +502,13 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
   #connectTo(backend: Backend): void {
     const l = this.#l;
     const tried = this.#tried;
+    // A one-element array for the usual single try (an empty array grown by push() would
+    // reserve room for 16); retries copy.
     if (tried.length > 0) l.stats.retries++;
-    tried.push(backend);
+    this.#tried = tried.length === 0 ? [backend] : [...tried, backend];
     backend.acquire(); // counted from the attempt so least-connections sees dials in flight
     this.#dialStart = performance.now();
-    this.#dialing = dial(backend, l.config.timeouts.connectMs, this.#dialOptions(this.#pool!), this);
+    this.#dialing = dial(backend, l.config.timeouts.connectMs, this.dialOptions(this.#pool!), this);
   }
 
   /** DialOwner: the attempt on the last backend tried is over. */
@@ -476,6 +518,7 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
     const p = this.#pool!;
     this.#dialing = undefined;
     this.#connectMs = performance.now() - this.#dialStart;
+    if (this.#replay !== undefined) return this.#redialed(backend, err, sock);
     if (err && isFdExhausted(err)) {
       // l4lb's own shortage, not the backend's: no health penalty, and another backend
       // would fail the same way. Counted and logged (rate-limited) by the host.
@@ -501,7 +544,8 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
     if (this.#pool) this.#l.backendReleased(this.#pool);
   }
 
-  #dialOptions(p: Pool): DialOptions | undefined {
+  /** How to dial a backend of `p` (a mirror dials with it too). */
+  dialOptions(p: Pool): DialOptions | undefined {
     const pp = p.config.proxyProtocol;
     const ptls = p.config.tls;
     if (!pp && !ptls?.enabled) return undefined;
@@ -532,12 +576,79 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
   #startRelay(backend: Backend, sock: DataSocket): void {
     const client = this.#client;
     const socket = this.#socket;
-    client.removeListener('error', this.#onEarlyClientError);
-    socket.removeListener('error', this.#onEarlyClientError);
+    const onError = this.#onEarlyClientError;
+    if (onError !== undefined) {
+      client.removeListener('error', onError);
+      socket.removeListener('error', onError);
+      this.#onEarlyClientError = undefined;
+    }
     if (client !== socket) socket.on('error', noop); // errors surface on the TLS socket
     backend.countRelayed();
     this.#backend = backend;
-    this.#relay = relay(relaySideOf(client), relaySideOf(sock), this.#l.config.timeouts, this, this.#head);
+    const pool = this.#pool!;
+    let clientSide = relaySideOf(client);
+    let backendSide = relaySideOf(sock);
+    if (pool.mirror) clientSide = this.#teeToMirror(pool.mirror, clientSide);
+    if (pool.config.retryOnEmptyResponse) backendSide = this.#replay = new ReplaySide(backendSide, pool.config.retryOnEmptyResponse.maxBytes, this);
+    if (this.#policy.faults) ({ client: clientSide, backend: backendSide } = this.#faults = this.#policy.faults.link(clientSide, backendSide));
+    this.#relay = relay(clientSide, backendSide, this.#l.config.timeouts, this, this.#head);
+  }
+
+  // --- replay (replay.ts): the backend closed before answering ---
+  /** ReplayOwner: counts the failure as a failed connect and dials the next backend, within `retries`. */
+  replay(): boolean {
+    const p = this.#pool!;
+    p.recordConnectResult(this.#backend!, false, this.#connectMs);
+    const next = this.#pickBackend({ full: false });
+    if (next === undefined) return false;
+    // The failed backend keeps its slot until the next one is connected (or the connection ends).
+    this.#connectTo(next);
+    return true;
+  }
+
+  /** ReplayOwner: the relay closed the backend side while the next backend was dialled. */
+  cancelReplay(): void {
+    const d = this.#dialing;
+    if (d === undefined) return;
+    this.#dialing = undefined;
+    d.abort();
+    this.#releaseBackend(d.backend);
+  }
+
+  /** A replay's dial is over: the next backend takes over, or the one after it is tried. */
+  #redialed(backend: Backend, err: ConnectError | null, sock: DataSocket | null): void {
+    const l = this.#l;
+    const p = this.#pool!;
+    const side = this.#replay!;
+    if (err) {
+      this.#releaseBackend(backend);
+      this.#lastError = err;
+      if (isFdExhausted(err)) {
+        l.fdExhausted(err);
+        return side.giveUp();
+      }
+      p.recordConnectResult(backend, false, this.#connectMs);
+      l.logBackendError(backend, p, err);
+      const next = this.#pickBackend({ full: false });
+      if (next === undefined) return side.giveUp();
+      return this.#connectTo(next);
+    }
+    p.recordConnectResult(backend, true, this.#connectMs);
+    l.stats.connectMs.observe(this.#connectMs);
+    // What was relayed so far went to the backend that failed.
+    const r = this.#relay!;
+    this.#countBytes(r.bytesUp, r.bytesDown);
+    this.#releaseBackend(this.#backend!);
+    backend.countRelayed();
+    this.#backend = backend;
+    l.stats.replays++;
+    side.attach(relaySideOf(sock!));
+  }
+
+  /** The client side, copying to a mirror connection when this connection is in the mirrored share. */
+  #teeToMirror(mirror: Mirror, clientSide: RelaySide): RelaySide {
+    this.#mirror = mirror.tee(clientSide, this, this.#l.config.timeouts, this.#head);
+    return this.#mirror ?? clientSide;
   }
 
   // --- LiveConnection ---
@@ -633,7 +744,8 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
       if (backend !== undefined && this.#pool) l.backendReleased(this.#pool);
       l.released();
     }
-    this.#relay = undefined;
+    this.#relay = this.#mirror = this.#replay = undefined;
+    this.#faults = undefined;
     this.#socket = this.#client = ENDED_SOCKET;
   }
 
@@ -659,6 +771,9 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
         closedFirst: res.closedFirst,
         closeKind: res.closeKind,
         reason,
+        ...(this.#mirror !== undefined && { mirrorBytes: this.#mirror.bytes, mirrorDropped: this.#mirror.dropped }),
+        ...(this.#replay !== undefined && { replays: this.#replay.replays }),
+        faults: this.#faults?.names(),
       };
     }
     return {

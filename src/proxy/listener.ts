@@ -24,6 +24,7 @@ import type { SourceStore } from '../admission/source-store.js';
 import { SniRouter } from '../protocol/sni-router.js';
 import { CertificateStore } from './tls.js';
 import type { BackendQueue } from '../admission/queue.js';
+import type { ListenerFaults } from '../faults/table.js';
 
 /** A listener's config compiled for the hot path: what its connections read (connection.ts). */
 export type ListenerPolicy = ConnectionPolicy;
@@ -38,7 +39,7 @@ export type SourceStores = (config: SharedSourceLimitsConfig) => SourceStore;
 export function compilePolicy(c: ListenerConfig, previous?: { config: ListenerConfig; policy: ListenerPolicy }, stores?: SourceStores): ListenerPolicy {
   const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b);
   const keepLimiter = previous && same(previous.config.sourceLimits, c.sourceLimits);
-  const policy: Omit<ListenerPolicy, 'needsClientAddress' | 'needsNetSocket'> = {
+  const policy: Omit<ListenerPolicy, 'needsClientAddress' | 'needsNetSocket' | 'faults'> = {
     acl: c.acl.length > 0 || c.aclDefault === 'deny' ? new Acl(c.acl, c.aclDefault) : undefined,
     proxyTrusted: c.acceptProxy ? new Acl(c.acceptProxy.trusted.map((cidr) => ({ action: 'allow' as const, cidr })), 'deny') : undefined,
     sourceLimits: keepLimiter ? previous.policy.sourceLimits : sourceLimiter(c, stores),
@@ -53,6 +54,8 @@ export function compilePolicy(c: ListenerConfig, previous?: { config: ListenerCo
     ...policy,
     needsClientAddress: !!(policy.acl || policy.proxyTrusted || policy.sourceLimits),
     needsNetSocket: !!(policy.proxyTrusted || policy.peekClientHello || policy.certificates),
+    // The listener's fault table is the process's (it outlives reloads): ListenerRuntime sets it.
+    faults: undefined,
   };
 }
 
@@ -98,6 +101,8 @@ export interface ListenerHost {
   readonly listenOptions?: ListenOptions;
   /** The process's connection to a shared store of source limits (one per store). */
   sourceStore(config: SharedSourceLimitsConfig): SourceStore;
+  /** The fault table of a listener with this config, when faults are possible there (faults/registry.ts). */
+  faultsFor?(config: ListenerConfig): ListenerFaults | undefined;
 }
 
 /** How a listening socket is bound (multi-process mode, see docs/cluster.md). */
@@ -127,6 +132,7 @@ export class ListenerRuntime implements ConnectionHost {
     this.#config = config;
     this.#host = host;
     this.#policy = compilePolicy(config, undefined, (sc) => host.sourceStore(sc));
+    this.#policy.faults = host.faultsFor?.(config);
     this.server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true, noDelay: true }, (socket) => this.#accept(socket));
     // Accept errors (EMFILE, ENFILE…) must never crash the process: libuv keeps the
     // listening socket and retries on the next readable event.
@@ -173,6 +179,7 @@ export class ListenerRuntime implements ConnectionHost {
   /** Applies `next` with the policy {@link compile} made from it; cannot fail. */
   apply(next: ListenerConfig, policy: ListenerPolicy): void {
     if (this.#policy.sourceLimits !== policy.sourceLimits) this.#policy.sourceLimits?.close?.();
+    policy.faults = this.#host.faultsFor?.(next);
     this.#policy = policy;
     this.#config = next;
   }
@@ -181,9 +188,12 @@ export class ListenerRuntime implements ConnectionHost {
     return this.#policy;
   }
 
-  /** Binds the listening socket. Rejects with L4LB_ERR_LISTEN (e.g. address in use). */
-  listen(): Promise<{ host: string; port: number }> {
-    const { host, port } = this.config;
+  /**
+   * Binds the listening socket (on `port`, default the config's). Rejects with L4LB_ERR_LISTEN
+   * (e.g. address in use).
+   */
+  listen(port = this.config.port): Promise<{ host: string; port: number }> {
+    const { host } = this.config;
     return new Promise((resolve, reject) => {
       const onError = (err: NodeJS.ErrnoException) => {
         const what = err.code === 'EADDRINUSE' ? 'address already in use' : err.code === 'EACCES' ? 'permission denied' : err.message;
@@ -215,6 +225,16 @@ export class ListenerRuntime implements ConnectionHost {
 
   get logger(): Logger {
     return this.#host.logger;
+  }
+
+  /** Whether the listening socket accepts connections. */
+  get accepting(): boolean {
+    return this.#accepting;
+  }
+
+  /** Listens again on the port it had, after stopAccepting() (the fault API's "down", undone). */
+  resume(): Promise<{ host: string; port: number }> {
+    return this.listen(this.#address?.port ?? this.config.port);
   }
 
   /** Stops accepting; resolves once the listening socket is closed (connections stay). */

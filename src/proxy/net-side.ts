@@ -112,6 +112,17 @@ class NetSide implements RelaySide, ReadSink {
     this.socket.destroy();
   }
 
+  reset(): void {
+    const s = this.socket;
+    if (s.destroyed) return;
+    try {
+      s.resetAndDestroy();
+    } catch {
+      // A TLS socket has no TCP handle of its own to reset (ERR_INVALID_HANDLE_TYPE).
+      s.destroy();
+    }
+  }
+
   get destroyed(): boolean {
     return this.socket.destroyed;
   }

@@ -7,7 +7,7 @@
  *   itself is built on, which raw sockets (raw-socket.ts) drive. process.binding is deprecated
  *   (DEP0111, documentation-only).
  * - A listening net.Server's `_handle.onconnection(err, clientHandle)` callback
- *   ({@link onAcceptedHandle}).
+ *   ({@link onAcceptedHandle}), and its `setNoDelay` ({@link listenerNoDelay}).
  * - Handle methods `readStart`, `readStop`, `useUserBuffer`, `writeBuffer`, `shutdown`, `close`,
  *   `getpeername`, `getsockname`, `setNoDelay`, `connect`, `connect6`, and the `onread` /
  *   `oncomplete` callbacks with the argument order net.js uses.
@@ -23,6 +23,11 @@
  *   `onmessage(nread, handle, buf, rinfo)` callback, `send` returning the bytes sent plus one
  *   when it sent at once (0: queued, the request is kept until done; < 0: an error), and a
  *   dgram.Socket keeping its handle in a symbol-keyed state object ({@link udpInternals}).
+ * - `net._createServerHandle(address, port, family)`: the function node:cluster's primary binds
+ *   a shared listening socket with; it returns a bound TCP handle that does not listen (or a
+ *   negative errno). cluster/ports.ts holds a port with it ({@link bindWithoutListening}). It
+ *   does not belong to the fast path: `L4LB_FAST_PATH=0` leaves it in use, and without it the
+ *   primary holds no port (see cluster/ports.ts).
  *
  * Present and identical in Node 20 to 26. When any of it is missing, or `L4LB_FAST_PATH=0` is
  * set, nothing here is used: listeners hand out net.Sockets, backends are dialled with
@@ -51,6 +56,8 @@ export interface TcpHandle<O> {
   writeBuffer(req: object, buf: Uint8Array): number;
   shutdown(req: object): number;
   close(cb?: (this: TcpHandle<O>) => void): void;
+  /** uv_tcp_close_reset: closes with a RST (Node's TCPWrap.reset, behind resetAndDestroy()). */
+  reset(cb: () => void): number;
   getpeername(out: AddressInfo): number;
   getsockname(out: AddressInfo): number;
   setNoDelay(on: boolean): number;
@@ -166,6 +173,18 @@ export function reportFastPath(logger: Logger): void {
   const fields = { reason: st.reason, node: process.version };
   if (process.env[FAST_PATH_ENV] === '0') logger.info(fields, 'fast data path off: using public Node APIs only');
   else logger.warn(fields, 'fast data path unavailable on this Node version: using public Node APIs only (slower); see docs/performance.md');
+}
+
+/**
+ * Sets TCP_NODELAY on `server`'s listening socket, which Linux copies to every socket it accepts
+ * (so they need no setsockopt each). False when it could not (no native TCP handle: a cluster
+ * worker's handle in round-robin mode, whose sockets the primary accepts; not Linux).
+ */
+export function listenerNoDelay(server: net.Server): boolean {
+  if (process.platform !== 'linux') return false;
+  const handle = (server as unknown as { _handle?: { setNoDelay?: unknown } | null })._handle;
+  if (!handle || typeof handle.setNoDelay !== 'function') return false;
+  return (handle.setNoDelay as (on: boolean) => number).call(handle, true) === 0;
 }
 
 /**
@@ -300,4 +319,26 @@ export function dgramHandle<O>(socket: dgram.Socket): UdpHandle<O> | undefined {
   if (k === undefined) return undefined;
   const state = (socket as unknown as Slots)[k.kState] as { handle?: UdpHandle<O> | null } | undefined;
   return state?.handle ?? undefined;
+}
+
+/** A TCP handle bound to a port but not listening: it takes no connection. */
+export interface BoundHandle {
+  getsockname(out: AddressInfo): number;
+  close(): void;
+}
+
+/**
+ * Binds a TCP socket to `address:port` (`address` null: `::`, else `0.0.0.0`, as node:cluster
+ * does) without listening, the way node:cluster's primary binds the socket it shares with
+ * workers. Returns the handle, a negative errno when the bind fails, or undefined when this
+ * Node has no such function.
+ */
+export function bindWithoutListening(address: string | null, port: number, family: 4 | 6): BoundHandle | number | undefined {
+  const create = (net as unknown as { _createServerHandle?: unknown })._createServerHandle;
+  if (typeof create !== 'function') return undefined;
+  const h = (create as (address: string | null, port: number, family: number) => unknown)(address, port, family);
+  if (typeof h === 'number') return h;
+  const handle = h as Partial<BoundHandle> | null;
+  if (typeof handle?.getsockname !== 'function' || typeof handle.close !== 'function') return undefined;
+  return handle as BoundHandle;
 }

@@ -9,6 +9,8 @@ import type { PoolConfig, BackendConfig } from '../config/types.js';
 import type { Balancer, PickContext } from '../balancers/types.js';
 import { createBalancer } from '../balancers/index.js';
 import { Backend } from './backend.js';
+import { MirrorStats } from '../observability/stats.js';
+import type { Mirror } from './mirror.js';
 
 export class Pool {
   readonly name: string;
@@ -17,6 +19,10 @@ export class Pool {
   #primary!: Balancer<Backend>;
   #backup!: Balancer<Backend>;
   #hasBackup = false;
+  /** Where this pool's connections are mirrored; undefined without a mirror or at percent 0 (set by proxy.ts). */
+  mirror: Mirror | undefined = undefined;
+  /** The mirror's counters, kept over reloads that change or remove the mirror. */
+  readonly mirrorStats = new MirrorStats();
   /** Called when a backend's availability changes (for logs and metrics). */
   onStateChange: ((backend: Backend, reason: string) => void) | undefined;
   /** Called with backends new to the pool after a change (reload, API, discovery). */

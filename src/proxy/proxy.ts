@@ -28,12 +28,15 @@ import { SourceStore } from '../admission/source-store.js';
 import type { SourceStoreStatus } from '../admin/status.js';
 import { AcceptQueue, FdPressure, isFdExhausted } from './limits.js';
 import { Pool } from './pool.js';
+import { Mirror, MirrorConnections, type MirrorHost } from './mirror.js';
 import { matchListeners } from './listener-match.js';
 import { RateLimitedLog } from '../admission/source-limits.js';
 import type { DataSocket } from './data-socket.js';
 import { UdpListeners, type PreparedUdpReload } from '../udp/listeners.js';
 import { ProxyStatusSource } from '../admin/proxy-source.js';
 import type { StatusSnapshot } from '../admin/status.js';
+import { FaultRegistry } from '../faults/registry.js';
+import type { ListenerFaults } from '../faults/table.js';
 
 export interface StartOptions {
   /** Process logger; default: JSON lines on stderr at config.log.level. */
@@ -99,7 +102,7 @@ const FD_BASE_MARGIN = 64;
  * The running proxy. Library users hold it through the narrower {@link ProxyHandle}
  * (src/index.ts); the getters below are for l4lb's own modules (admin, cluster) and tests.
  */
-export class Proxy implements ListenerHost, ProxyHandle {
+export class Proxy implements ListenerHost, ProxyHandle, MirrorHost {
   #config: Config;
   readonly #logger: Logger;
   readonly #listenOptions: ListenOptions | undefined;
@@ -134,6 +137,10 @@ export class Proxy implements ListenerHost, ProxyHandle {
   #closed = false;
   /** Connections to shared stores of source limits, by store. */
   readonly #stores = new Map<string, SourceStore>();
+  /** Live mirror connections (secondary: not counted as active, closed at the end of a drain). */
+  readonly #mirrors = new MirrorConnections();
+  /** Fault tables by listener, and the listeners the fault API made (faults/registry.ts). */
+  readonly #faults: FaultRegistry;
 
   constructor(config: Config, options: StartOptions = {}) {
     this.#config = config;
@@ -145,6 +152,8 @@ export class Proxy implements ListenerHost, ProxyHandle {
     this.#onAccess = options.onAccess;
     this.#fd = new FdPressure(this.#logger);
     this.#udp = new UdpListeners(this);
+    // With the fault API on, every listener carries a table from the start (docs/faults.md).
+    this.#faults = new FaultRegistry(config.faults !== undefined);
   }
 
   /** The config in force (the last one a reload applied). */
@@ -175,6 +184,14 @@ export class Proxy implements ListenerHost, ProxyHandle {
   get stats(): ProcessStats {
     return this.#stats;
   }
+  /** Live mirror connections (proxy/mirror.ts). */
+  get mirrors(): MirrorConnections {
+    return this.#mirrors;
+  }
+  /** Fault tables and the listeners the fault API made. */
+  get faults(): FaultRegistry {
+    return this.#faults;
+  }
   /** DNS discovery of the pools that have `dns` (its stats feed the admin API and metrics). */
   get discovery(): PoolDiscoveries {
     return this.#discovery;
@@ -189,6 +206,7 @@ export class Proxy implements ListenerHost, ProxyHandle {
   /** Creates pools and binds every listener; on a bind error, closes what it opened. */
   async start(): Promise<void> {
     for (const pc of this.#config.pools) this.#addPool(pc);
+    this.#applyMirrors();
     // Listen with the first DNS answers in place when they come quickly; never wait long.
     await this.#discovery.settled(DISCOVERY_START_WAIT_MS);
     try {
@@ -240,6 +258,19 @@ export class Proxy implements ListenerHost, ProxyHandle {
     return pool;
   }
 
+  /**
+   * Gives each pool the mirror its config names (after pools were added or updated: a mirror
+   * points at another pool). No mirror, or percent 0, leaves `pool.mirror` undefined, so the
+   * connection path pays one property check.
+   */
+  #applyMirrors(): void {
+    for (const pool of this.#pools.values()) {
+      const mc = pool.config.mirror;
+      const target = mc && mc.percent > 0 ? this.#pools.get(mc.pool) : undefined;
+      pool.mirror = mc && target ? new Mirror(mc, target, pool.mirrorStats, this) : undefined;
+    }
+  }
+
   #removePool(name: string): void {
     this.#discovery.stop(name);
     this.#checkers.get(name)?.stop();
@@ -269,7 +300,8 @@ export class Proxy implements ListenerHost, ProxyHandle {
    * Concurrent calls are queued and applied one after the other.
    */
   reload(next: Config): Promise<void> {
-    const run = this.#reloadChain.then(() => this.#reload(next));
+    // The fault API's listeners stay over a reload from the file (faults/registry.ts).
+    const run = this.#reloadChain.then(() => this.#reload(this.#faults.withMade(next)));
     this.#reloadChain = run.catch(() => {});
     return run;
   }
@@ -344,6 +376,7 @@ export class Proxy implements ListenerHost, ProxyHandle {
         }
       }
     }
+    this.#applyMirrors();
     const byName = new Map<string, ListenerRuntime>();
     const retire: ListenerRuntime[] = [];
     for (const l of running) {
@@ -411,6 +444,10 @@ export class Proxy implements ListenerHost, ProxyHandle {
   }
 
   // --- ListenerHost ---
+  faultsFor(config: ListenerConfig): ListenerFaults | undefined {
+    return this.#faults.tableFor(config);
+  }
+
   sourceStore(config: SharedSourceLimitsConfig): SourceStore {
     // One connection per store (URL and prefix) and process, whatever the listeners using it.
     const id = JSON.stringify([config.redis, config.prefix, config.timeoutMs, config.leaseTtlMs, config.onStoreFailure]);
@@ -646,6 +683,8 @@ export class Proxy implements ListenerHost, ProxyHandle {
         if (i < rest.length) await sleep(Math.max(CLOSE_SPREAD_STEP_MS, spreadMs / rest.length));
       }
     }
+    // Mirror connections are secondary: they do not outlive the drain.
+    this.#mirrors.closeAll();
     this.#udp.close();
     this.#access.flush();
   }
@@ -668,6 +707,7 @@ export class Proxy implements ListenerHost, ProxyHandle {
     await Promise.all([...this.#listeners.values(), ...this.#retired.keys()].map((l) => l.stopAccepting()));
     this.#dropHeld();
     for (const c of this.#allConnections()) c.stop('shutdown');
+    this.#mirrors.closeAll();
     this.#udp.close();
     for (const q of this.#backendQueues.values()) q.clear('no_backend');
     for (const [l, timer] of this.#retired) {

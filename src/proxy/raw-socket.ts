@@ -11,9 +11,10 @@
 import type net from 'node:net';
 import { getSystemErrorName } from 'node:util';
 import { nextReadBuffer, takeReadBuffer, giveReadBuffer } from './socket-reader.js';
-import { nodeInternals, onAcceptedHandle, type AddressInfo, type Bindings, type Req as ReqOf, type TcpHandle as HandleOf } from './node-internals.js';
+import { listenerNoDelay, nodeInternals, onAcceptedHandle, type AddressInfo, type Bindings, type Req as ReqOf, type TcpHandle as HandleOf } from './node-internals.js';
 import type { RelayCore, RelaySide } from './relay-side.js';
 import type { DataSocket } from './data-socket.js';
+import { noop } from '../util/noop.js';
 
 type TcpHandle = HandleOf<RawSocket>;
 type Req = ReqOf<RawSocket> & { buffer?: Uint8Array };
@@ -52,6 +53,9 @@ const WAITING = 32;
 
 type Listener = (...args: any[]) => void;
 
+/** Filled by getpeername (see RawSocket#readPeer): the properties Node sets, present from the start. */
+const peerOut: AddressInfo = { address: undefined, family: undefined, port: undefined };
+
 /**
  * A TCP connection on its bare libuv handle.
  *
@@ -65,7 +69,8 @@ type Listener = (...args: any[]) => void;
  *
  * Closing: once its peer's FIN was read and its own writes and FIN were handed to libuv; when
  * end() finds the read side finished and nothing queued, close() sends the FIN itself, saving
- * a shutdown. 'close' (before the relay) and `relay.closed()` come on the next tick.
+ * a shutdown. 'close' (before the relay) and `relay.closed()` come after the call that closed
+ * it: at the end of the read callback, or on the next tick (see #close).
  */
 export class RawSocket implements DataSocket, RelaySide {
   readonly #h: TcpHandle;
@@ -78,8 +83,13 @@ export class RawSocket implements DataSocket, RelaySide {
   /** The last view written from (see #viewOf) and the buffer it looks into. */
   #view: Buffer | undefined = undefined;
   #viewSrc: Buffer | undefined = undefined;
-  #peer: AddressInfo | null | undefined = undefined;
+  /** The peer's address (null: getpeername failed), read on first use; see #readPeer. */
+  #peerAddress: string | null | undefined = undefined;
+  #peerPort = 0;
   #local: AddressInfo | null | undefined = undefined;
+
+  /** The request of a successful connect, until it can serve another (see #recycleConnect). */
+  #connectReq: Req | undefined = undefined;
 
   /** Who hears how the dial of a dialled socket ends (instead of 'connect'/'error' listeners). */
   #watcher: DialWatcher | undefined = undefined;
@@ -135,10 +145,12 @@ export class RawSocket implements DataSocket, RelaySide {
   }
 
   get remoteAddress(): string | undefined {
-    return this.#peerInfo()?.address;
+    if (this.#peerAddress === undefined) this.#readPeer();
+    return this.#peerAddress ?? undefined;
   }
   get remotePort(): number | undefined {
-    return this.#peerInfo()?.port;
+    if (this.#peerAddress === undefined) this.#readPeer();
+    return this.#peerAddress === null ? undefined : this.#peerPort;
   }
   get localAddress(): string | undefined {
     return this.#localInfo()?.address;
@@ -225,6 +237,11 @@ export class RawSocket implements DataSocket, RelaySide {
     return this;
   }
 
+  /** Closes now with a TCP RST (SO_LINGER 0), as net.Socket's resetAndDestroy(). */
+  reset(): void {
+    this.#close(true);
+  }
+
   release(): void {
     if (this.#buffer === undefined) return;
     giveReadBuffer(this.#buffer);
@@ -254,12 +271,20 @@ export class RawSocket implements DataSocket, RelaySide {
     return (this.#flags & bit) !== 0;
   }
 
-  #peerInfo(): AddressInfo | undefined {
-    if (this.#peer === undefined) {
-      const out: AddressInfo = {};
-      this.#peer = this.#is(CLOSED) || this.#h.getpeername(out) !== 0 ? null : out;
+  /**
+   * getpeername into one object shared by all sockets, shaped in advance: Node fills it with
+   * three property stores, which on a fresh `{}` each were map transitions (and an object) per
+   * connection that logs its client.
+   */
+  #readPeer(): void {
+    const out = peerOut;
+    if (this.#is(CLOSED) || this.#h.getpeername(out) !== 0 || out.address === undefined) {
+      this.#peerAddress = null;
+      return;
     }
-    return this.#peer ?? undefined;
+    this.#peerAddress = out.address;
+    this.#peerPort = out.port ?? 0;
+    out.address = out.family = out.port = undefined;
   }
 
   #localInfo(): AddressInfo | undefined {
@@ -285,21 +310,29 @@ export class RawSocket implements DataSocket, RelaySide {
    * dropped; close() itself sends the FIN when nothing is unread). Only the handle's memory
    * is freed later, and no JavaScript needs to run then: no close callback is passed (it
    * would cost a property set and a callback into JavaScript per socket). The relay hears
-   * of the close on the next tick, never from inside its own calls; the sockets closed in one
-   * tick share one nextTick (usually both sides of a connection).
+   * of the close never from inside its own calls: when the read callback that caused it
+   * returns (the usual case: a FIN read ends the connection), otherwise on the next tick; the
+   * sockets closed meanwhile are told together (usually both sides of a connection).
    */
-  #close(): void {
+  #close(reset = false): void {
     if (this.#is(CLOSED)) return;
     this.#flags = (this.#flags | CLOSED | WRITE_ENDED) & ~READING;
     const h = this.#h;
     h.owner = undefined;
-    h.close();
+    // libuv refuses a reset once a FIN is queued (UV_EINVAL): the handle is closed instead.
+    if (!reset || h.reset(noop) !== 0) h.close();
     rawOpen--;
     // A dial that never reached the relay gives its read buffer back here (libuv reads into
     // it no more); a relayed socket's buffer goes back through release().
     if (this.#relay === undefined) this.release();
-    if (RawSocket.#closing.push(this) === 1) process.nextTick(RawSocket.#drainClosing);
+    if (RawSocket.#closing.push(this) === 1 && !RawSocket.#inRead) process.nextTick(RawSocket.#drainClosing);
   }
+
+  /**
+   * A read callback is running: sockets it closes are told at its end rather than through a
+   * nextTick (a tick object and a pass through Node's tick queue per connection).
+   */
+  static #inRead = false;
 
   /** Sockets closed since the last tick, and an empty list to swap in while they are told. */
   static #closing: RawSocket[] = [];
@@ -321,7 +354,18 @@ export class RawSocket implements DataSocket, RelaySide {
 
   // Native callbacks: `this` is the handle or the request, which point back to the socket.
   static #onRead(this: TcpHandle): Buffer | undefined {
-    const s = this.owner!;
+    RawSocket.#inRead = true;
+    try {
+      return RawSocket.#read(this);
+    } finally {
+      RawSocket.#inRead = false;
+      if (RawSocket.#closing.length > 0) RawSocket.#drainClosing();
+    }
+  }
+
+  static #read(h: TcpHandle): Buffer | undefined {
+    const s = h.owner!;
+    if (s.#connectReq !== undefined) RawSocket.#recycleConnect(s);
     const n = b!.state[b!.kReadBytesOrError];
     if (s.#relay === undefined) {
       // Cannot happen: a dialled socket reads from its connect on, but libuv reports no read
@@ -336,7 +380,7 @@ export class RawSocket implements DataSocket, RelaySide {
         // The buffer is being written from: no read until the relay resumes this socket.
         if (s.#is(READING)) {
           s.#flags &= ~READING;
-          this.readStop();
+          h.readStop();
         }
         return undefined;
       }
@@ -351,8 +395,8 @@ export class RawSocket implements DataSocket, RelaySide {
       s.#fail(n, 'read');
       return undefined;
     }
+    // libuv stopped reading itself when it read the FIN (no readStop() call needed).
     s.#flags = (s.#flags | READ_ENDED) & ~READING;
-    this.readStop();
     s.#relay!.ended(s);
     s.#maybeClose();
     return undefined;
@@ -386,6 +430,7 @@ export class RawSocket implements DataSocket, RelaySide {
     // was in flight would otherwise keep the socket's younger objects alive).
     this.owner = undefined;
     const w = s.#takeWatcher();
+    if (s.#is(CLOSED) || status < 0) s.#connectReq = undefined; // not reused: see #recycleConnect
     if (s.#is(CLOSED)) return; // aborted
     if (status < 0) {
       s.#close();
@@ -394,6 +439,27 @@ export class RawSocket implements DataSocket, RelaySide {
     }
     s.#h.setNoDelay(true);
     w.connected();
+  }
+
+  /** A connect request object not in use: one serves connect after connect. */
+  static #spareConnect: Req | undefined = undefined;
+
+  static #newConnect(): Req {
+    const req = new b!.TCPConnectWrap();
+    req.oncomplete = RawSocket.#afterConnect;
+    req.owner = undefined;
+    return req;
+  }
+
+  /**
+   * Offers the connect request of `s` for the next connect. Not from the connect callback itself:
+   * Node releases the native request bound to the object only once that callback has returned,
+   * and a connect made meanwhile (a retry) would bind a second one. The socket's first read is
+   * later for sure.
+   */
+  static #recycleConnect(s: RawSocket): void {
+    RawSocket.#spareConnect ??= s.#connectReq;
+    s.#connectReq = undefined;
   }
 
   static #connectFailed(s: RawSocket, err: NodeJS.ErrnoException): void {
@@ -412,12 +478,14 @@ export class RawSocket implements DataSocket, RelaySide {
     const h = new b!.TCP(b!.SOCKET);
     const s = new RawSocket(h);
     s.#watcher = watcher;
-    const req = new b!.TCPConnectWrap();
-    req.oncomplete = RawSocket.#afterConnect;
+    const req = RawSocket.#spareConnect ?? RawSocket.#newConnect();
+    RawSocket.#spareConnect = undefined;
     req.owner = s;
+    s.#connectReq = req;
     const err = family === 6 ? h.connect6(req, host, port) : h.connect(req, host, port);
     if (err !== 0) {
       // As net.connect does: the error arrives later, once the caller holds the socket.
+      s.#connectReq = undefined;
       s.#close();
       process.nextTick(RawSocket.#connectFailed, s, errnoError(err, 'connect'));
       return s;
@@ -430,9 +498,12 @@ export class RawSocket implements DataSocket, RelaySide {
     return s;
   }
 
-  /** @internal Wraps an accepted handle (with TCP_NODELAY, as l4lb's listeners set it). */
-  static accepted(handle: TcpHandle): RawSocket {
-    handle.setNoDelay(true);
+  /**
+   * @internal Wraps an accepted handle; sets TCP_NODELAY (as l4lb's listeners ask) unless the
+   * socket has it from its listener already (`inherited`, see {@link listenerNoDelay}).
+   */
+  static accepted(handle: TcpHandle, inherited: boolean): RawSocket {
+    if (!inherited) handle.setNoDelay(true);
     return new RawSocket(handle);
   }
 }
@@ -480,5 +551,7 @@ export function isRawSocket(s: DataSocket): s is RawSocket {
  */
 export function installFastAccept(server: net.Server, wantRaw: () => boolean, onSocket: (s: RawSocket) => void): boolean {
   if (internals() === undefined) return false;
-  return onAcceptedHandle<RawSocket>(server, wantRaw, (h) => onSocket(RawSocket.accepted(h)));
+  // One setsockopt on the listener instead of one per accepted socket.
+  const inherited = listenerNoDelay(server);
+  return onAcceptedHandle<RawSocket>(server, wantRaw, (h) => onSocket(RawSocket.accepted(h, inherited)));
 }

@@ -34,6 +34,11 @@ export interface RelaySide {
   end(): void;
   /** Closes now (queued writes are dropped). */
   destroy(): void;
+  /**
+   * Closes now with a TCP RST (fault injection's reset_peer). Optional: a decorator that does
+   * not pass it on is closed with destroy() instead.
+   */
+  reset?(): void;
   /** Closed or closing. */
   readonly destroyed: boolean;
   /** The peer's FIN was read. */

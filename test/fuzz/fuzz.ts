@@ -4,12 +4,13 @@
  * parsing and the CLI arguments, in process; then slices over real sockets through a running
  * l4lb (PROXY-in and SNI listeners, the admin server). See docs/fuzzing.md.
  *
- *   node dist/test/fuzz/fuzz.js [--budget 12m] [--parser NAME] [--seed N] [--no-sockets]
+ *   node dist/test/fuzz/fuzz.js [--budget 12m] [--parser NAME] [--seed N] [--jobs N] [--no-sockets]
  *
  * Every finding (an exception the parser's contract does not allow, a broken invariant, an
  * input that takes more than 100 ms) is saved under test/fuzz/corpus/<parser>/ and replayed by
  * test/fuzz/replay.test.ts. The exit code is 1 when anything was found.
  */
+import { availableParallelism, loadavg } from 'node:os';
 import { parseArgs } from 'node:util';
 import { Worker } from 'node:worker_threads';
 import { fileURLToPath } from 'node:url';
@@ -51,6 +52,16 @@ const SOCKET_SHARE = 0.1;
  * fast ones do not need passes to the config loader, which is the slowest by far.
  */
 const RUN_ORDER: readonly TargetName[] = ['proxy', 'tls', 'admin', 'cli', 'config'];
+/** The parser that needs most of the time, which runs alongside the others (see main). */
+const SLOWEST: TargetName = 'config';
+
+/**
+ * Workers per parser running at once (`--jobs`; default: one per CPU, at most this many). Each
+ * takes its share of the parser's inputs with its own seed. On a machine shared with other
+ * work the scheduler gives each thread its share, so two workers get the config loader twice
+ * the CPU time one would.
+ */
+const MAX_DEFAULT_JOBS = 4;
 
 const WORKER_URL = new URL('./worker.js', import.meta.url);
 const WORKER_STACK_MB = 1.15;
@@ -68,11 +79,11 @@ interface ParserTotals {
 }
 
 function usage(message: string): never {
-  process.stderr.write(`fuzz: ${message}\nusage: node dist/test/fuzz/fuzz.js [--budget 12m] [--parser ${TARGET_NAMES.join('|')}] [--seed N] [--no-sockets]\n`);
+  process.stderr.write(`fuzz: ${message}\nusage: node dist/test/fuzz/fuzz.js [--budget 12m] [--parser ${TARGET_NAMES.join('|')}] [--seed N] [--jobs N] [--no-sockets]\n`);
   process.exit(2);
 }
 
-function parseOptions(): { budgetMs: number; parsers: TargetName[]; seed: number; sockets: boolean } {
+function parseOptions(): { budgetMs: number; parsers: TargetName[]; seed: number; jobs: number; sockets: boolean } {
   let v;
   try {
     v = parseArgs({
@@ -80,6 +91,7 @@ function parseOptions(): { budgetMs: number; parsers: TargetName[]; seed: number
         budget: { type: 'string' },
         parser: { type: 'string' },
         seed: { type: 'string' },
+        jobs: { type: 'string' },
         'no-sockets': { type: 'boolean' },
       },
     }).values;
@@ -90,8 +102,10 @@ function parseOptions(): { budgetMs: number; parsers: TargetName[]; seed: number
   if (budgetMs === undefined || budgetMs <= 0) usage(`--budget: "${v.budget}" is not a duration such as 10m or 90s`);
   if (v.parser !== undefined && !(TARGET_NAMES as readonly string[]).includes(v.parser)) usage(`--parser: "${v.parser}" is not one of ${TARGET_NAMES.join(', ')}`);
   if (v.seed !== undefined && !/^\d{1,10}$/.test(v.seed)) usage(`--seed: "${v.seed}" is not a whole number`);
+  if (v.jobs !== undefined && !/^([1-9]|[1-5][0-9]|6[0-4])$/.test(v.jobs)) usage(`--jobs: "${v.jobs}" is not a number of workers from 1 to 64`);
   const seed = v.seed !== undefined ? Number(v.seed) >>> 0 : (Date.now() ^ (process.pid << 16)) >>> 0;
-  return { budgetMs, parsers: v.parser !== undefined ? [v.parser as TargetName] : [...TARGET_NAMES], seed, sockets: !v['no-sockets'] };
+  const jobs = v.jobs !== undefined ? Number(v.jobs) : Math.min(MAX_DEFAULT_JOBS, availableParallelism());
+  return { budgetMs, parsers: v.parser !== undefined ? [v.parser as TargetName] : [...TARGET_NAMES], seed, jobs, sockets: !v['no-sockets'] };
 }
 
 function log(line: string): void {
@@ -99,33 +113,40 @@ function log(line: string): void {
 }
 
 /**
- * Runs `parser` in a worker for `timeMs` or `maxInputs`, whichever comes first; restarts it
- * (with a new derived seed) after a hang. Findings are saved as they arrive.
+ * Runs `parser` in `jobs` workers at once, each for `timeMs` or its share of `maxInputs`,
+ * whichever comes first; a worker ended by a hang is replaced (with a new derived seed).
+ * Findings are saved as they arrive.
  */
-async function runInProcess(parser: TargetName, timeMs: number, seed: number, round: number, totals: ParserTotals, maxInputs: number): Promise<void> {
+async function runInProcess(parser: TargetName, timeMs: number, seed: number, round: number, totals: ParserTotals, maxInputs: number, jobs: number): Promise<void> {
   const deadline = Date.now() + timeMs;
-  let ran = 0;
-  for (let restart = 0; Date.now() < deadline - 50 && ran < maxInputs; restart++) {
-    const subSeed = deriveSeed(seed, parser, round * 1000 + restart);
-    const shared = new SharedArrayBuffer(SHARED_HEADER_BYTES + SHARED_INPUT_BYTES);
-    const job: WorkerJob = {
-      parser,
-      subSeed,
-      timeMs: deadline - Date.now(),
-      maxInputs: maxInputs - ran,
-      propertyShare: TARGETS[parser].propertyShare,
-      hangMs: HANG_MS,
-      shared,
-    };
-    const stats = await runWorker(job, seed, totals);
-    ran += stats.inputs;
-    totals.inputs += stats.inputs;
-    totals.ms += stats.elapsedMs;
-    if (stats.cpuMs > 0) {
-      totals.cpuMs += stats.cpuMs;
-      totals.cpuInputs += stats.inputs;
+  const share = Math.ceil(maxInputs / jobs);
+  const started = Date.now();
+  const lane = async (k: number): Promise<void> => {
+    let ran = 0;
+    for (let restart = 0; Date.now() < deadline - 50 && ran < share; restart++) {
+      // Lane 0 derives its seeds as a single worker always did, so older seeds still replay.
+      const subSeed = deriveSeed(seed, k === 0 ? parser : `${parser}#${k}`, round * 1000 + restart);
+      const shared = new SharedArrayBuffer(SHARED_HEADER_BYTES + SHARED_INPUT_BYTES);
+      const job: WorkerJob = {
+        parser,
+        subSeed,
+        timeMs: deadline - Date.now(),
+        maxInputs: share - ran,
+        propertyShare: TARGETS[parser].propertyShare,
+        hangMs: HANG_MS,
+        shared,
+      };
+      const stats = await runWorker(job, seed, totals);
+      ran += stats.inputs;
+      totals.inputs += stats.inputs;
+      if (stats.cpuMs > 0) {
+        totals.cpuMs += stats.cpuMs;
+        totals.cpuInputs += stats.inputs;
+      }
     }
-  }
+  };
+  await Promise.all(Array.from({ length: jobs }, (_, k) => lane(k)));
+  totals.ms += Date.now() - started;
 }
 
 function recordFinding(totals: ParserTotals, signature: string, message: string, hits: number, r: Reproducer | undefined): void {
@@ -219,7 +240,7 @@ function pad(s: string, n: number, right = false): string {
   return right ? s.padStart(n) : s.padEnd(n);
 }
 
-function summary(parsers: TargetName[], totals: Map<TargetName, ParserTotals>, seed: number, wallMs: number): string {
+function summary(parsers: TargetName[], totals: Map<TargetName, ParserTotals>, seed: number, wallMs: number, jobs: number, load: string): string {
   const rows = [['parser', 'inputs', 'inputs/s', 'inputs/CPU-s', 'socket inputs', 'findings', 'hits']];
   for (const p of parsers) {
     const t = totals.get(p)!;
@@ -237,13 +258,14 @@ function summary(parsers: TargetName[], totals: Map<TargetName, ParserTotals>, s
   const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
   const lines = rows.map((r) => r.map((cell, c) => pad(cell, widths[c], c > 0)).join('  '));
   lines.splice(1, 0, widths.map((w) => '-'.repeat(w)).join('  '));
-  return `\nfuzz summary (seed ${seed}, ${(wallMs / 1000).toFixed(0)} s)\n${lines.join('\n')}\n`;
+  return `\nfuzz summary (seed ${seed}, ${(wallMs / 1000).toFixed(0)} s, ${jobs} worker(s) per parser, load average ${load})\n${lines.join('\n')}\n`;
 }
 
 async function main(): Promise<void> {
-  const { budgetMs, parsers, seed, sockets } = parseOptions();
+  const { budgetMs, parsers, seed, jobs, sockets } = parseOptions();
   const started = Date.now();
-  log(`fuzz: seed ${seed}, budget ${Math.round(budgetMs / 1000)} s, parsers ${parsers.join(', ')}`);
+  const loadAtStart = loadavg()[0];
+  log(`fuzz: seed ${seed}, budget ${Math.round(budgetMs / 1000)} s, parsers ${parsers.join(', ')}, ${jobs} worker(s) per parser`);
   const totals = new Map<TargetName, ParserTotals>(
     parsers.map((p) => [p, { inputs: 0, ms: 0, cpuMs: 0, cpuInputs: 0, socketInputs: 0, socketMs: 0, findings: new Map() }]),
   );
@@ -251,53 +273,78 @@ async function main(): Promise<void> {
   const socketMs = socketParsers.length > 0 ? budgetMs * SOCKET_SHARE : 0;
   const inProcessEnd = started + budgetMs - socketMs;
 
-  // First pass, fastest first: each gets an equal share of the time left and stops at a million.
+  // The slowest parser (the config loader) runs from the start to the end of the budget, or
+  // to its million, alongside everything else: it needs most of the CPU time, and on a shared
+  // machine its workers get their share of the CPU all along. Beside it, the fast parsers run
+  // one after the other, fastest first, each with an equal share of the in-process time left,
+  // stopping at a million; time left when all have theirs is shared out among them; then the
+  // socket slices run.
   const order = RUN_ORDER.filter((p) => parsers.includes(p));
-  for (const [k, p] of order.entries()) {
-    const t = totals.get(p)!;
-    const ms = Math.max(0, inProcessEnd - Date.now()) / (order.length - k);
-    log(`  ${p}: up to ${(ms / 1000).toFixed(1)} s in process, stopping at ${TARGET_INPUTS} inputs`);
-    await runInProcess(p, ms, seed, 0, t, TARGET_INPUTS);
-    log(`  ${p}: ${t.inputs} inputs, ${t.findings.size} findings`);
-  }
-  // Every parser has its million and time is left: share it.
-  for (const [k, p] of order.entries()) {
-    const ms = Math.max(0, inProcessEnd - Date.now()) / (order.length - k);
-    if (ms < 1000) break;
-    const t = totals.get(p)!;
-    log(`  ${p}: ${(ms / 1000).toFixed(1)} s more in process`);
-    await runInProcess(p, ms, seed, 1, t, Number.POSITIVE_INFINITY);
-    log(`  ${p}: ${t.inputs} inputs, ${t.findings.size} findings`);
-  }
+  const slow = order.length > 1 && order[order.length - 1] === SLOWEST ? SLOWEST : undefined;
+  const fast = order.filter((p) => p !== slow);
+  let slowDone = slow === undefined;
+  const slowLane = async (): Promise<void> => {
+    if (slow === undefined) return;
+    const t = totals.get(slow)!;
+    const ms = Math.max(0, started + budgetMs - Date.now());
+    log(`  ${slow}: up to ${(ms / 1000).toFixed(1)} s in process, alongside the others, stopping at ${TARGET_INPUTS} inputs`);
+    await runInProcess(slow, ms, seed, 0, t, TARGET_INPUTS, jobs);
+    slowDone = true;
+    log(`  ${slow}: ${t.inputs} inputs, ${t.findings.size} findings`);
+  };
+  const socketSlices = async (): Promise<void> => {
+    for (const p of socketParsers) {
+      const ms = Math.max(1000, (started + budgetMs - Date.now()) / (socketParsers.length - socketParsers.indexOf(p)));
+      log(`  ${p}: ${(ms / 1000).toFixed(1)} s over real sockets`);
+      const t = totals.get(p)!;
+      const t0 = Date.now();
+      const result = await runSocketSlice(p, ms, deriveSeed(seed, `${p}-socket`), (f: SliceFinding) => {
+        const r: Reproducer | undefined = f.input
+          ? {
+              parser: p,
+              variant: f.input.variant,
+              kind: 'socket',
+              description: f.message,
+              seed,
+              subSeed: deriveSeed(seed, `${p}-socket`),
+              index: f.index,
+              phase: 'socket',
+              found: new Date().toISOString(),
+              bytes: f.input.bytes.toString('base64'),
+            }
+          : undefined;
+        recordFinding(t, signatureOf('socket', f.message), f.message, 1, r);
+      });
+      t.socketInputs += result.connections;
+      t.socketMs += Date.now() - t0;
+      log(`  ${p}: ${result.connections} connections over sockets (${result.detail})`);
+    }
+  };
+  const fastLane = async (): Promise<void> => {
+    for (const [k, p] of fast.entries()) {
+      const t = totals.get(p)!;
+      const ms = Math.max(0, inProcessEnd - Date.now()) / (fast.length - k);
+      log(`  ${p}: up to ${(ms / 1000).toFixed(1)} s in process, stopping at ${TARGET_INPUTS} inputs`);
+      await runInProcess(p, ms, seed, 0, t, TARGET_INPUTS, jobs);
+      log(`  ${p}: ${t.inputs} inputs, ${t.findings.size} findings`);
+    }
+    // Every parser has its million and time is left: share it (unless the slow one still
+    // needs the CPU for its million).
+    for (const [k, p] of fast.entries()) {
+      const ms = Math.max(0, inProcessEnd - Date.now()) / (fast.length - k);
+      if (ms < 1000 || !slowDone) break;
+      const t = totals.get(p)!;
+      log(`  ${p}: ${(ms / 1000).toFixed(1)} s more in process`);
+      await runInProcess(p, ms, seed, 1, t, Number.POSITIVE_INFINITY, jobs);
+      log(`  ${p}: ${t.inputs} inputs, ${t.findings.size} findings`);
+    }
+    await socketSlices();
+  };
+  await Promise.all([slowLane(), fastLane()]);
 
-  for (const p of socketParsers) {
-    const ms = Math.max(1000, (started + budgetMs - Date.now()) / (socketParsers.length - socketParsers.indexOf(p)));
-    log(`  ${p}: ${(ms / 1000).toFixed(1)} s over real sockets`);
-    const t = totals.get(p)!;
-    const t0 = Date.now();
-    const result = await runSocketSlice(p, ms, deriveSeed(seed, `${p}-socket`), (f: SliceFinding) => {
-      const r: Reproducer | undefined = f.input
-        ? {
-            parser: p,
-            variant: f.input.variant,
-            kind: 'socket',
-            description: f.message,
-            seed,
-            subSeed: deriveSeed(seed, `${p}-socket`),
-            index: f.index,
-            phase: 'socket',
-            found: new Date().toISOString(),
-            bytes: f.input.bytes.toString('base64'),
-          }
-        : undefined;
-      recordFinding(t, signatureOf('socket', f.message), f.message, 1, r);
-    });
-    t.socketInputs += result.connections;
-    t.socketMs += Date.now() - t0;
-    log(`  ${p}: ${result.connections} connections over sockets (${result.detail})`);
-  }
-
-  process.stdout.write(summary(parsers, totals, seed, Date.now() - started));
+  // The 1-minute load average at the start and the 15-minute one at the end: how shared the machine was.
+  const load = `${loadAtStart.toFixed(1)} at the start, ${loadavg()[2].toFixed(1)} over the last 15 min`;
+  process.stdout.write(summary(parsers, totals, seed, Date.now() - started, jobs, load));
   const found = [...totals.values()].reduce((a, t) => a + t.findings.size, 0);
   if (found > 0) {
     process.stdout.write(`\n${found} finding(s):\n`);

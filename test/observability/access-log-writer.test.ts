@@ -12,7 +12,7 @@ import { join } from 'node:path';
 import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { BIN, echoServer, request, waitFor } from '../support/net.js';
-import { formatAccessFields } from '../../src/observability/access-log.js';
+import { formatAccessFields, isoNow } from '../../src/observability/access-log.js';
 import { LineWriter, LOG_QUEUE_LIMIT, LOG_BATCH_BYTES } from '../../src/observability/line-writer.js';
 import type { AccessRecord } from '../../src/proxy/connection.js';
 
@@ -91,6 +91,24 @@ test('formatAccessFields writes what JSON.stringify would, for any string', () =
     const udp = { ...rec, protocol: 'udp', datagramsUp: 3, datagramsDown: 2 };
     assert.equal(`{"time":"x"${formatAccessFields(udp)}`.slice(0, -1), JSON.stringify({ time: 'x', ...udp }));
   }
+});
+
+test('formatAccessFields writes numbers as JSON.stringify does (hundredths without the double conversion)', () => {
+  const values = [0, -0, 0.1, 0.29, 0.5, 1.5, 12345678.91, 9999999.99, 10000000.01, 1e-7, 1e21, 5e-324, 0.21 + Number.EPSILON, Number.NaN, Infinity, -Infinity];
+  for (let i = 0; i < 20000; i++) values.push(i / 100, i / 1000, Math.round(i * 7.77) / 100, -i / 100, i * 0.01, i / 3);
+  for (const connectMs of values) {
+    const rec: AccessRecord = {
+      listener: 'l', client: '::1', clientPort: 1, pool: undefined, backend: undefined, backendAddress: undefined, tries: 1, retries: 0,
+      connectMs, durationMs: 1, bytesUp: 1, bytesDown: 1, closedFirst: 'client', closeKind: 'fin', reason: 'client_closed',
+    };
+    assert.equal(`{"time":"x"${formatAccessFields(rec)}`.slice(0, -1), JSON.stringify({ time: 'x', ...rec }), String(connectMs));
+  }
+});
+
+test('isoNow gives what Date#toISOString gives, across second and millisecond changes', () => {
+  const start = Date.parse('2026-12-31T23:59:58.000Z');
+  for (let t = start; t < start + 4000; t += 3) assert.equal(isoNow(t), new Date(t).toISOString());
+  for (const t of [0, 7, 999, 1000, 1e12 + 1, Date.now()]) assert.equal(isoNow(t), new Date(t).toISOString());
 });
 
 test('--access-log FILE: N connections, then SIGTERM, gives exactly N valid lines', async (t) => {

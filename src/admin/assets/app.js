@@ -201,6 +201,22 @@ function drawChart(svg, values, opts = {}) {
   return max;
 }
 
+// Injected faults (docs/faults.md) must never go unnoticed: one banner names every listener
+// that is down or carries toxics, and what they do.
+function renderFaults(listeners) {
+  const parts = [];
+  for (const l of listeners) {
+    const f = l.faults;
+    if (!f || !f.active) continue;
+    const what = f.toxics.map((t) => `${t.name} (${t.type} ${t.stream}${t.toxicity < 1 ? `, ${Math.round(t.toxicity * 100)}%` : ''})`);
+    if (!f.enabled) what.unshift('DOWN');
+    parts.push(`${l.name}: ${what.join(', ')}`);
+  }
+  const b = $('fault-banner');
+  b.hidden = parts.length === 0;
+  b.textContent = parts.length === 0 ? '' : `Fault injection active — ${parts.join(' · ')}. POST /reset on the fault API removes every fault.`;
+}
+
 function render(s, ready) {
   if (!s) return;
   state.status = s;
@@ -216,6 +232,7 @@ function render(s, ready) {
     v.textContent = store.away === 0 ? 'up' : `away (${store.away} of ${store.processes})`;
     v.title = `${fmtNum(store.errors)} errors, ${fmtNum(store.fallbacks)} fall-backs to local limits`;
   }
+  renderFaults(s.listeners);
   const r = state.history[state.history.length - 1];
   $('total-cps').textContent = r ? fmtNum(r.total.connPerSec) : '–';
   $('total-bps').textContent = r ? `${fmtBytes(r.total.bytesPerSec)}/s` : '–';
@@ -327,7 +344,10 @@ function updatePool(p, now) {
   const box = $('pools');
   const card = keyed(box, p.name, () => {
     const c = el('div', { class: 'pool' });
-    const head = el('div', { class: 'pool-head' }, el('span', { class: 'pool-name' }), el('span', { class: 'muted pool-meta' }));
+    const head = el(
+      'div', { class: 'pool-head' },
+      el('span', { class: 'pool-name' }), el('span', { class: 'muted pool-meta' }), el('span', { class: 'muted pool-mirror' }),
+    );
     const table = el('table', { class: 'backends' });
     const thead = el('thead', {}, el('tr', {}, ...COLUMNS.map(([t, cls]) => el('th', { class: cls.includes('num') ? 'num' : '', text: t }))));
     table.append(thead, el('tbody'));
@@ -338,6 +358,7 @@ function updatePool(p, now) {
   card.querySelector('.pool-name').textContent = p.name;
   const health = p.healthCheck ? `${p.healthCheck} health check` : 'passive health only';
   card.querySelector('.pool-meta').textContent = `${p.balance} · ${health} · ${p.backendsUp}/${p.backends.length} up`;
+  card.querySelector('.pool-mirror').textContent = p.mirror ? mirrorText(p.mirror) : '';
   const tbody = card.querySelector('tbody');
   const keys = new Set();
   const rates = state.history.length ? state.history[state.history.length - 1].backends : {};
@@ -347,6 +368,14 @@ function updatePool(p, now) {
     updateBackendRow(row, b, rates[`${p.name}/${b.name}`], now);
   }
   prune(tbody, keys);
+}
+
+/** One line on a pool's mirror: where to, how much, how many mirrored and dropped (and why). */
+function mirrorText(m) {
+  const entries = Object.entries(m.dropped).filter(([, n]) => n > 0);
+  const dropped = entries.reduce((a, [, n]) => a + n, 0);
+  const why = entries.map(([r, n]) => `${r} ${fmtNum(n)}`).join(', ');
+  return `mirror → ${m.pool} ${m.percent}% · ${fmtNum(m.connections)} mirrored (${fmtNum(m.active)} open) · ${fmtBytes(m.bytes)} copied · ${fmtNum(dropped)} dropped${why ? ` (${why})` : ''}`;
 }
 
 function createBackendRow(pool, name) {
