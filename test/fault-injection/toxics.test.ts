@@ -255,3 +255,39 @@ test('down refuses new connections and closes open ones; reset restores everythi
   assert.deepEqual(st.toxics, [], 'reset removed the toxics');
   assert.equal(st.active, false);
 });
+
+test('slow_close delays the end of the stream, not the data', async (t) => {
+  const backend = await startServer((s) => {
+    s.end('bye');
+  });
+  t.after(() => backend.close());
+  const rig = await startRig(t, backend.port);
+  const proxy = await rig.toxiproxy.get('default');
+  await proxy.addToxic({ name: 'linger', type: 'slow_close', stream: 'downstream', toxicity: 1, attributes: { delay: 400 } });
+  const s = await dial(rig.port);
+  const t0 = performance.now();
+  let dataAt = 0;
+  s.once('data', () => (dataAt = performance.now() - t0));
+  const o = await outcome(s);
+  assert.equal(o.bytes.toString(), 'bye');
+  assert.equal(o.how, 'end');
+  assert.ok(dataAt < 300, `the data came at once (${dataAt.toFixed(0)} ms)`);
+  assert.ok(o.ms >= 380, `the FIN waited the delay (${o.ms.toFixed(0)} ms)`);
+});
+
+test('timeout 0 holds the connection open without data; removing the toxic closes it, as Toxiproxy does', async (t) => {
+  const backend = await echoServer();
+  t.after(() => backend.close());
+  const rig = await startRig(t, backend.port);
+  const proxy = await rig.toxiproxy.get('default');
+  const stall = await proxy.addToxic({ name: 'stall', type: 'timeout', stream: 'upstream', toxicity: 1, attributes: { timeout: 0 } });
+  const s = await dial(rig.port);
+  const o = outcome(s);
+  s.write('lost');
+  const early = await Promise.race([o, new Promise<undefined>((r) => setTimeout(r, 700, undefined))]);
+  assert.equal(early, undefined, 'still open after 700 ms with timeout 0');
+  await stall.remove();
+  const r = await Promise.race([o, new Promise<undefined>((res) => setTimeout(res, 5000, undefined))]);
+  assert.ok(r !== undefined, 'removing the toxic closed the connection');
+  assert.equal(r.bytes.length, 0, 'what the toxic swallowed never arrived');
+});
