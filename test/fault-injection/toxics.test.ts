@@ -291,3 +291,24 @@ test('timeout 0 holds the connection open without data; removing the toxic close
   assert.ok(r !== undefined, 'removing the toxic closed the connection');
   assert.equal(r.bytes.length, 0, 'what the toxic swallowed never arrived');
 });
+
+test("several toxics on one direction form a chain, in the order added (Toxiproxy's chain)", async (t) => {
+  const arrivals: number[] = [];
+  const backend = await startServer((s) => {
+    s.on('data', (c: Buffer) => {
+      arrivals.push(performance.now());
+      s.write(c);
+    });
+    s.on('end', () => s.end());
+  });
+  t.after(() => backend.close());
+  const rig = await startRig(t, backend.port);
+  const proxy = await rig.toxiproxy.get('default');
+  const base = await oneWayDelays(rig.port, arrivals, 5);
+  await proxy.addToxic({ name: 'first', type: 'latency', stream: 'downstream', toxicity: 1, attributes: { latency: 150, jitter: 0 } });
+  await proxy.addToxic({ name: 'second', type: 'latency', stream: 'downstream', toxicity: 1, attributes: { latency: 150, jitter: 0 } });
+  const both = await oneWayDelays(rig.port, arrivals, 5);
+  assert.ok(Math.abs(both.down - base.down - 300) <= 30, `two 150 ms latencies: +${(both.down - base.down).toFixed(1)} ms`);
+  const names = (rig.proxy.status().listeners[0].faults?.toxics ?? []).map((x) => x.name);
+  assert.deepEqual(names, ['first', 'second'], 'listed in chain order');
+});
