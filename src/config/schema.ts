@@ -47,7 +47,7 @@ import { parseToxic, ToxicError, type ToxicSpec } from '../faults/toxics.js';
 export const MAX_DURATION_MS = 2_147_483_647;
 
 /** Upper bound for `workers`; far above any real core count, it catches typos. */
-const MAX_WORKERS = 1024;
+export const MAX_WORKERS = 1024;
 
 /**
  * Cap on `retryOnEmptyResponse.maxBytes`: bytes kept per connection until the backend answers.
