@@ -17,10 +17,9 @@ import net from 'node:net';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { cpuTimes } from './proc-stats.js';
-import { repoRoot } from './tools.js';
+import { startL4lbConfig } from './tools.js';
 import { RedisServer } from '../test/support/redis.js';
 
 /** Defaults: about 30 s in all. */
@@ -158,18 +157,7 @@ pools:
 log: { level: warn, access: "off" }
 `,
   );
-  const child = spawn(process.execPath, [join(repoRoot(), 'bin', 'l4lb.js'), '--config', file], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const ports: number[] = [];
-  let out = '';
-  child.stdout!.on('data', (c: Buffer) => {
-    out += c.toString();
-    for (const m of out.matchAll(/^listening on .*:(\d+)$/gm)) if (!ports.includes(Number(m[1]))) ports.push(Number(m[1]));
-  });
-  const deadline = Date.now() + 10_000;
-  while (ports.length < 2) {
-    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`l4lb did not start:\n${out}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
+  const { child, ports } = await startL4lbConfig(file, 2);
   const [localPort, sharedPort] = ports;
   const results = new Map<string, PhaseResult[]>();
   try {

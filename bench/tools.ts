@@ -4,7 +4,7 @@
  * The bench never installs anything by itself: a missing tool is reported with the Debian
  * package that brings it and a pointer to bench/setup.sh.
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { accessSync, constants, existsSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -14,6 +14,8 @@ import { NGINX_STREAM_MODULE } from './servers.js';
 const EXTRA_DIRS = ['/usr/sbin', '/sbin'];
 /** How long scripts/node-runtime.sh may take (it may download the runtime from the npm registry). */
 const NODE_RUNTIME_TIMEOUT_MS = 180_000;
+/** How long `l4lb --config` may take to print its listening lines. */
+const L4LB_START_TIMEOUT_MS = 10_000;
 
 const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 
@@ -124,4 +126,24 @@ export function l4lbBuilt(): boolean {
 /** The repository root (two levels above dist/bench/). */
 export function repoRoot(): string {
   return REPO_ROOT;
+}
+
+/**
+ * Starts `l4lb --config FILE` (this checkout's bin) and waits for its `listening on` lines:
+ * resolves with the child and the ports of its first `listeners` listeners, in config order.
+ */
+export async function startL4lbConfig(file: string, listeners: number): Promise<{ child: ChildProcess; ports: number[] }> {
+  const child = spawn(process.execPath, [join(repoRoot(), 'bin', 'l4lb.js'), '--config', file], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const ports: number[] = [];
+  let out = '';
+  child.stdout!.on('data', (c: Buffer) => {
+    out += c.toString();
+    for (const m of out.matchAll(/^listening on .*:(\d+)$/gm)) if (!ports.includes(Number(m[1]))) ports.push(Number(m[1]));
+  });
+  const deadline = Date.now() + L4LB_START_TIMEOUT_MS;
+  while (ports.length < listeners) {
+    if (Date.now() > deadline || child.exitCode !== null) throw new Error(`l4lb did not start:\n${out}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+  return { child, ports };
 }

@@ -146,3 +146,15 @@ test('SIGTERM lets an in-flight transfer finish, then exits 0', async (t) => {
   assert.equal(body.split('\n').filter(Boolean).length, 10);
   assert.equal(await exit, 0);
 });
+
+test('the test helper stop() returns at once, however often called, for a process a signal killed', { timeout: 20_000 }, async (t) => {
+  const a = await startServer((s) => s.end('a'));
+  t.after(() => a.close());
+  const l4lb = await spawnL4lb([`127.0.0.1:${a.port}`]);
+  const exited = once(l4lb.child, 'exit');
+  process.kill(l4lb.child.pid!, 'SIGKILL');
+  await exited;
+  assert.equal(l4lb.child.signalCode, 'SIGKILL');
+  assert.deepEqual(await Promise.all([l4lb.stop(), l4lb.stop('SIGKILL')]), [null, null]);
+  assert.equal(await l4lb.stop(), null);
+});

@@ -17,7 +17,7 @@ import { formatHostPort } from '../util/address.js';
 import { applyAction } from './actions.js';
 import { EventRing, DEFAULT_EVENT_CAPACITY } from './events.js';
 import type {
-  ActionResult, AdminAction, ListenerStatus, PoolQueueStatus, PoolStatus, StatusSnapshot, StatusSource,
+  ActionResult, AdminAction, ListenerStatus, MirrorStatus, PoolQueueStatus, PoolStatus, StatusSnapshot, StatusSource,
 } from './status.js';
 import type { BackendQueue } from '../admission/queue.js';
 import type { UdpListener } from '../udp/listener.js';
@@ -266,6 +266,7 @@ function countersStatus(
     active: s.active,
     accepted: s.accepted,
     retries: s.retries,
+    replays: s.replays,
     bytesUp: s.bytesUp,
     bytesDown: s.bytesDown,
     closed: mapToRecord(s.closed),
@@ -279,6 +280,14 @@ export function queueStatus(q: BackendQueue | undefined): PoolQueueStatus | unde
   return q && q.limits.size > 0 ? { waiting: q.length, queued: q.total, overflowed: q.overflowed, timedOut: q.timedOut } : undefined;
 }
 
+/** The counters of a pool's mirror; undefined when it has none configured. */
+export function mirrorStatus(pool: Pool): MirrorStatus | undefined {
+  const mc = pool.config.mirror;
+  if (mc === undefined) return undefined;
+  const s = pool.mirrorStats;
+  return { pool: mc.pool, percent: mc.percent, connections: s.started, active: s.active, bytes: s.bytes, dropped: Object.fromEntries(s.dropped) };
+}
+
 /** A pool's status at `now` (with its wait queue's counters when given one). */
 export function poolStatus(pool: Pool, now = Date.now(), queue?: BackendQueue, counters: CountersOf = ownCounters): PoolStatus {
   const backends = pool.backends.map((b) => b.snapshot(now, counters(pool.name, b)));
@@ -290,6 +299,7 @@ export function poolStatus(pool: Pool, now = Date.now(), queue?: BackendQueue, c
     backendsUp: backends.filter((b) => b.state === 'up').length,
     backends,
     queue: queueStatus(queue),
+    ...(pool.config.mirror !== undefined && { mirror: mirrorStatus(pool) }),
   };
 }
 

@@ -33,6 +33,8 @@ export interface ListenerStatus {
   active: number;
   accepted: number;
   retries: number;
+  /** Times kept client bytes were sent again to another backend (`retryOnEmptyResponse`). */
+  replays: number;
   /** Bytes client → backend, counted when a connection closes. */
   bytesUp: number;
   /** Bytes backend → client, counted when a connection closes. */
@@ -84,6 +86,22 @@ export interface PoolQueueStatus {
   timedOut: number;
 }
 
+/** A pool's mirror (docs/mirroring.md): its settings and counters. */
+export interface MirrorStatus {
+  /** The pool the copies go to. */
+  pool: string;
+  /** Share of connections mirrored, 0-100. */
+  percent: number;
+  /** Mirror connections started (one per mirrored connection). */
+  connections: number;
+  /** Mirror connections open now. */
+  active: number;
+  /** Client bytes written to mirror backends. */
+  bytes: number;
+  /** Mirror connections given up, by reason (no_backend, connect_failed, buffer_full, error, timeout, shutdown). */
+  dropped: Record<string, number>;
+}
+
 export interface PoolStatus {
   name: string;
   balance: BalancerName;
@@ -96,6 +114,8 @@ export interface PoolStatus {
   backends: BackendStatus[];
   /** The wait queue for when every backend is at maxConnections; undefined without one. */
   queue: PoolQueueStatus | undefined;
+  /** Where this pool's connections are mirrored; absent without a mirror. */
+  mirror?: MirrorStatus;
 }
 
 /** Process-wide numbers. */

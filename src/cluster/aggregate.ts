@@ -10,8 +10,8 @@
 import type { Proxy } from '../proxy/proxy.js';
 import type { ListenerStats } from '../observability/stats.js';
 import { formatHostPort } from '../util/address.js';
-import type { HistogramSnapshot, PoolQueueStatus, SourceStoreStatus } from '../admin/status.js';
-import { queueStatus } from '../admin/proxy-source.js';
+import type { HistogramSnapshot, MirrorStatus, PoolQueueStatus, SourceStoreStatus } from '../admin/status.js';
+import { mirrorStatus, queueStatus } from '../admin/proxy-source.js';
 import type { BackendCounters, ListenerCounters, WorkerStats } from './ipc.js';
 
 /** A worker's counters now. */
@@ -51,6 +51,7 @@ export function collectWorkerStats(proxy: Proxy): WorkerStats {
         connectMsAvg: b.connectMsAvg,
       })),
       queue: queueStatus(proxy.backendQueue(p)),
+      mirror: mirrorStatus(p),
     })),
   };
 }
@@ -64,6 +65,7 @@ function listenerCounters(name: string, a: { host: string; port: number } | unde
     active: s.active,
     accepted: s.accepted,
     retries: s.retries,
+    replays: s.replays,
     bytesUp: s.bytesUp,
     bytesDown: s.bytesDown,
     closed: Object.fromEntries(s.closed),
@@ -83,6 +85,8 @@ export interface ClusterTotals {
   sourceStore: SourceStoreStatus | undefined;
   /** Pool wait queues by pool name (pools with a queue only). */
   queues: Map<string, PoolQueueStatus>;
+  /** Pool mirrors by pool name (pools with a mirror only). */
+  mirrors: Map<string, MirrorStatus>;
   /** By listener name. */
   listeners: Map<string, ListenerCounters>;
   /** By `pool\0backend`. */
@@ -118,6 +122,7 @@ function addListener(into: ListenerCounters, from: ListenerCounters, gauges: boo
   if (gauges) into.active += from.active;
   into.accepted += from.accepted;
   into.retries += from.retries;
+  into.replays += from.replays;
   into.bytesUp += from.bytesUp;
   into.bytesDown += from.bytesDown;
   addRecord(into.closed, from.closed);
@@ -138,6 +143,7 @@ function zeroListener(from: ListenerCounters): ListenerCounters {
     active: 0,
     accepted: 0,
     retries: 0,
+    replays: 0,
     bytesUp: 0,
     bytesDown: 0,
     closed: {},
@@ -154,6 +160,18 @@ function addQueue(into: Map<string, PoolQueueStatus>, name: string, q: PoolQueue
   t.queued += q.queued;
   t.overflowed += q.overflowed;
   t.timedOut += q.timedOut;
+}
+
+/** Adds a worker's mirror counters to `into[name]` (the active gauge too when `gauges`); settings from the latest. */
+function addMirror(into: Map<string, MirrorStatus>, name: string, m: MirrorStatus, gauges: boolean): void {
+  let t = into.get(name);
+  if (!t) into.set(name, (t = { pool: m.pool, percent: m.percent, connections: 0, active: 0, bytes: 0, dropped: {} }));
+  t.pool = m.pool;
+  t.percent = m.percent;
+  if (gauges) t.active += m.active;
+  t.connections += m.connections;
+  t.bytes += m.bytes;
+  addRecord(t.dropped, m.dropped);
 }
 
 /** `into` plus a worker's store counters (the process and away gauges too when `gauges`). */
@@ -182,6 +200,7 @@ export class StatsAggregator {
   /** Store counters of workers that exited (their errors and fall-backs; no gauges). */
   #baseStore: SourceStoreStatus | undefined;
   readonly #baseQueues = new Map<string, PoolQueueStatus>();
+  readonly #baseMirrors = new Map<string, MirrorStatus>();
   readonly #baseListeners = new Map<string, ListenerCounters>();
   readonly #baseBackends = new Map<string, BackendCounters>();
 
@@ -205,6 +224,7 @@ export class StatsAggregator {
     this.#baseAccessLogDropped += s.accessLogDropped;
     if (s.sourceStore) this.#baseStore = addStore(this.#baseStore, s.sourceStore, false);
     for (const p of s.pools) if (p.queue) addQueue(this.#baseQueues, p.name, p.queue, false);
+    for (const p of s.pools) if (p.mirror) addMirror(this.#baseMirrors, p.name, p.mirror, false);
     for (const l of s.listeners) {
       let b = this.#baseListeners.get(l.name);
       if (!b) this.#baseListeners.set(l.name, (b = zeroListener(l)));
@@ -241,6 +261,8 @@ export class StatsAggregator {
     let sourceStore = this.#baseStore && { ...this.#baseStore };
     const queues = new Map<string, PoolQueueStatus>();
     for (const [name, q] of this.#baseQueues) queues.set(name, { ...q });
+    const mirrors = new Map<string, MirrorStatus>();
+    for (const [name, m] of this.#baseMirrors) mirrors.set(name, { ...m, dropped: { ...m.dropped } });
     for (const s of this.#live.values()) {
       active += s.activeConnections;
       acceptErrors += s.acceptErrors;
@@ -249,6 +271,7 @@ export class StatsAggregator {
       heldConnections += s.heldConnections;
       if (s.sourceStore) sourceStore = addStore(sourceStore, s.sourceStore, true);
       for (const p of s.pools) if (p.queue) addQueue(queues, p.name, p.queue, true);
+      for (const p of s.pools) if (p.mirror) addMirror(mirrors, p.name, p.mirror, true);
       for (const l of s.listeners) {
         let into = listeners.get(l.name);
         if (!into) listeners.set(l.name, (into = zeroListener(l)));
@@ -278,6 +301,6 @@ export class StatsAggregator {
         }
       }
     }
-    return { activeConnections: active, acceptErrors, fdExhausted, accessLogDropped, heldConnections, sourceStore, queues, listeners, backends };
+    return { activeConnections: active, acceptErrors, fdExhausted, accessLogDropped, heldConnections, sourceStore, queues, mirrors, listeners, backends };
   }
 }

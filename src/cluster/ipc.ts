@@ -11,7 +11,7 @@
 import type { BackendConfig, Config } from '../config/types.js';
 import type { BoundAddress } from '../proxy/proxy.js';
 import type { BackendTotals } from '../proxy/backend.js';
-import type { HistogramSnapshot, PoolQueueStatus, SourceStoreStatus } from '../admin/status.js';
+import type { HistogramSnapshot, MirrorStatus, PoolQueueStatus, SourceStoreStatus } from '../admin/status.js';
 
 /** A backend as the primary sees it: its settings plus the health the primary decided. */
 export interface BackendState extends BackendConfig {
@@ -51,6 +51,7 @@ export interface ListenerCounters {
   active: number;
   accepted: number;
   retries: number;
+  replays: number;
   bytesUp: number;
   bytesDown: number;
   closed: Record<string, number>;
@@ -82,7 +83,7 @@ export interface WorkerStats {
   /** The worker's view of its shared store of source limits; absent without one. */
   sourceStore?: SourceStoreStatus;
   listeners: ListenerCounters[];
-  pools: { name: string; backends: BackendCounters[]; queue: PoolQueueStatus | undefined }[];
+  pools: { name: string; backends: BackendCounters[]; queue: PoolQueueStatus | undefined; mirror?: MirrorStatus }[];
 }
 
 /** A failure in plain form (error objects do not survive JSON). */

@@ -118,7 +118,7 @@ export class StateSync {
 /** What a state is built from: the pools, their backend lists, and the backends' revisions. */
 interface Fingerprint {
   pools: Pool[];
-  lists: Backend[][];
+  lists: (readonly Backend[])[];
   /** Sum of the revisions (each only grows, so the sum changes when any one does). */
   revisions: number;
 }

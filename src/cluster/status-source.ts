@@ -64,6 +64,7 @@ export class ClusterStatusSource implements StatusSource {
         active: c?.active ?? 0,
         accepted: c?.accepted ?? 0,
         retries: c?.retries ?? 0,
+        replays: c?.replays ?? 0,
         bytesUp: c?.bytesUp ?? 0,
         bytesDown: c?.bytesDown ?? 0,
         closed: c?.closed ?? {},
@@ -90,8 +91,12 @@ export class ClusterStatusSource implements StatusSource {
         ...(totals.sourceStore && { sourceLimitStore: totals.sourceStore }),
       },
       listeners,
-      // Queues live in the workers: their sums replace the primary's (idle) ones.
-      pools: s.pools.map((pool) => (pool.queue ? { ...pool, queue: totals.queues.get(pool.name) ?? pool.queue } : pool)),
+      // Queues and mirrors live in the workers: their sums replace the primary's (idle) ones.
+      pools: s.pools.map((pool) => ({
+        ...pool,
+        ...(pool.queue && { queue: totals.queues.get(pool.name) ?? pool.queue }),
+        ...(pool.mirror && { mirror: totals.mirrors.get(pool.name) ?? pool.mirror }),
+      })),
     };
   }
 

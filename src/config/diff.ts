@@ -3,8 +3,10 @@
  *
  * Things are matched by name. A listener whose address changed is reported as removed and
  * added (its socket must be closed and a new one opened); likewise a backend whose address
- * changed. Everything else that differs is "changed", so reload can update it in place and
- * keep the connections, health state and counters of what stayed.
+ * changed. A listener that only changed its name, on the same configured address (not port
+ * 0), is "renamed": reload keeps its socket (proxy/listener-match.ts). Everything else that
+ * differs is "changed", so reload can update it in place and keep the connections, health
+ * state and counters of what stayed.
  */
 import type { BackendConfig, Config, ListenerConfig, PoolConfig } from './types.js';
 
@@ -16,6 +18,16 @@ export interface NamedChanges {
   removed: string[];
   /** In both, with different settings (in the new config's order). */
   changed: string[];
+}
+
+/** Listener changes: names added, removed and changed, and listeners renamed in place. */
+export interface ListenerChanges extends NamedChanges {
+  /**
+   * Listeners whose name changed while their address (host and a port other than 0) stayed:
+   * they keep their socket. Not in `added` or `removed`; also in `changed` (by the new name)
+   * when other settings differ too.
+   */
+  renamed: Array<{ from: string; to: string }>;
 }
 
 /** Pool changes, with the detail reload needs to keep backend state. */
@@ -31,7 +43,7 @@ export type TopLevelSetting = 'workers' | 'maxConnections' | 'shutdown' | 'log' 
 
 /** The result of {@link diffConfig}. */
 export interface ConfigDiff {
-  listeners: NamedChanges;
+  listeners: ListenerChanges;
   pools: PoolChanges;
   /** Top-level settings that differ. */
   settings: TopLevelSetting[];
@@ -43,7 +55,7 @@ const TOP_LEVEL: readonly TopLevelSetting[] = ['workers', 'maxConnections', 'shu
 
 /** Compares two resolved configs (a pure function; `file` is ignored). */
 export function diffConfig(oldCfg: Config, newCfg: Config): ConfigDiff {
-  const listeners = diffNamed(oldCfg.listeners, newCfg.listeners, sameListenerIdentity);
+  const listeners = withRenames(diffNamed(oldCfg.listeners, newCfg.listeners, sameListenerIdentity), oldCfg.listeners, newCfg.listeners);
   const poolsBase = diffNamed(oldCfg.pools, newCfg.pools, () => true);
   const oldPools = new Map(oldCfg.pools.map((p) => [p.name, p]));
   const backends: Record<string, NamedChanges> = {};
@@ -57,12 +69,39 @@ export function diffConfig(oldCfg: Config, newCfg: Config): ConfigDiff {
   const settings = TOP_LEVEL.filter((key) => !deepEqual(oldCfg[key], newCfg[key]));
   const hasChanges =
     settings.length > 0 ||
+    listeners.renamed.length > 0 ||
     [listeners, poolsBase].some((c) => c.added.length + c.removed.length + c.changed.length > 0);
   return { listeners, pools: { ...poolsBase, backends, settingsChanged }, settings, hasChanges };
 }
 
 function sameListenerIdentity(a: ListenerConfig, b: ListenerConfig): boolean {
   return a.host === b.host && a.port === b.port;
+}
+
+/**
+ * Pairs each removed listener with an added one on the same configured address (port 0 aside:
+ * any free port is not an address) and turns the pair into a rename.
+ */
+function withRenames(d: NamedChanges, before: readonly ListenerConfig[], after: readonly ListenerConfig[]): ListenerChanges {
+  const renamed: ListenerChanges['renamed'] = [];
+  const added = new Set(d.added);
+  const removed = new Set(d.removed);
+  const changed = new Set(d.changed);
+  for (const lc of after) {
+    if (!added.has(lc.name) || lc.port === 0 || before.some((o) => o.name === lc.name)) continue;
+    const old = before.find((o) => removed.has(o.name) && !after.some((n) => n.name === o.name) && sameListenerIdentity(o, lc));
+    if (old === undefined) continue;
+    renamed.push({ from: old.name, to: lc.name });
+    added.delete(lc.name);
+    removed.delete(old.name);
+    if (!deepEqual({ ...old, name: lc.name }, lc)) changed.add(lc.name);
+  }
+  return {
+    added: d.added.filter((n) => added.has(n)),
+    removed: d.removed.filter((n) => removed.has(n)),
+    changed: after.map((l) => l.name).filter((n) => changed.has(n)),
+    renamed,
+  };
 }
 
 function sameBackendIdentity(a: BackendConfig, b: BackendConfig): boolean {

@@ -26,16 +26,18 @@ import {
   type ExpectMatcher,
   type FaultsConfig,
   type ListenerConfig,
+  type MirrorConfig,
   type PassiveHealthConfig,
   type PoolConfig,
   type PoolTlsConfig,
+  type RetryOnEmptyResponseConfig,
   type RouteConfig,
   type SourceLimitsConfig,
   type SharedSourceLimitsConfig,
   type TimeoutsConfig,
   type UdpListenerConfig,
 } from './types.js';
-import { parseDuration } from '../util/duration.js';
+import { parseDuration, parseSize } from '../util/duration.js';
 import { formatHostPort, numericHostError, parseHostPort, type HostPort } from '../util/address.js';
 import { normalizeServerName, validateServerNamePattern } from '../protocol/sni-router.js';
 import { parseToxic, ToxicError, type ToxicSpec } from '../faults/toxics.js';
@@ -45,7 +47,17 @@ import { parseToxic, ToxicError, type ToxicSpec } from '../faults/toxics.js';
 export const MAX_DURATION_MS = 2_147_483_647;
 
 /** Upper bound for `workers`; far above any real core count, it catches typos. */
-const MAX_WORKERS = 1024;
+export const MAX_WORKERS = 1024;
+
+/**
+ * Cap on `retryOnEmptyResponse.maxBytes`: bytes kept per connection until the backend answers.
+ * Replay is for requests (a cache read, a query), not uploads; 1 MiB bounds the memory of
+ * 10 000 waiting connections at 10 GiB in the worst case.
+ */
+export const MAX_REPLAY_BYTES = 1024 * 1024;
+
+/** Cap on `mirror.bufferSize`, per mirrored connection: a mirror further behind is dropped anyway. */
+export const MAX_MIRROR_BUFFER_BYTES = 64 * 1024 * 1024;
 
 
 /**
@@ -239,6 +251,22 @@ function duration(opts: { positive?: boolean } = {}) {
       return z.NEVER;
     }
     return r;
+  });
+}
+
+/** A byte size: a number of bytes, or a string with a unit (`16KiB`, `1MiB`, `4096`), within [min, max]. */
+function size(opts: { min: number; max: number }) {
+  return z.unknown().transform((v, ctx): number => {
+    const n = typeof v === 'string' || typeof v === 'number' ? parseSize(v) : undefined;
+    if (n === undefined) {
+      ctx.addIssue({ code: 'custom', message: `expected a size such as "16KiB", "1MiB" or a number of bytes, got ${describeValue(v)}`, input: v });
+      return z.NEVER;
+    }
+    if (n < opts.min || n > opts.max) {
+      ctx.addIssue({ code: 'custom', message: `${JSON.stringify(v)} is out of range: from ${opts.min} to ${opts.max} bytes (${opts.max / 1024 / 1024} MiB)`, input: v });
+      return z.NEVER;
+    }
+    return n;
   });
 }
 
@@ -665,6 +693,18 @@ const dnsSchema = z
     }),
   );
 
+const mirrorSchema = z
+  .strictObject({
+    pool: z.string(),
+    percent: z.number().min(0).max(100),
+    bufferSize: size({ min: 1024, max: MAX_MIRROR_BUFFER_BYTES }).optional(),
+  })
+  .transform((m): MirrorConfig => ({ pool: m.pool, percent: m.percent, bufferSize: m.bufferSize ?? Defaults.mirrorBufferSize }));
+
+const retryOnEmptyResponseSchema = z
+  .strictObject({ maxBytes: size({ min: 1, max: MAX_REPLAY_BYTES }).optional() })
+  .transform((r): RetryOnEmptyResponseConfig => ({ maxBytes: r.maxBytes ?? Defaults.replayMaxBytes }));
+
 const poolSchema = z
   .strictObject({
     name,
@@ -685,6 +725,8 @@ const poolSchema = z
     passive: passiveSchema.optional(),
     backends: z.array(backendSchema).optional(),
     dns: dnsSchema.optional(),
+    mirror: mirrorSchema.optional(),
+    retryOnEmptyResponse: retryOnEmptyResponseSchema.optional(),
   })
   .transform(
     (p): PoolConfig => ({
@@ -699,6 +741,8 @@ const poolSchema = z
       ...(p.proxyProtocol !== undefined && { proxyProtocol: p.proxyProtocol }),
       queue: { size: p.queue?.size ?? Defaults.queueSize, timeoutMs: p.queue?.timeout ?? Defaults.queueTimeoutMs },
       ...(p.tls !== undefined && { tls: p.tls }),
+      ...(p.mirror !== undefined && { mirror: p.mirror }),
+      ...(p.retryOnEmptyResponse !== undefined && { retryOnEmptyResponse: p.retryOnEmptyResponse }),
     }),
   );
 
@@ -957,6 +1001,9 @@ export function checkConfigRules(raw: unknown): SchemaIssue[] {
     if (isRec(pool.dns)) checkDns(pool.dns, [...at, 'dns'], add);
   });
   const knownPools = [...poolNames.keys()];
+  list(raw.pools).forEach((pool, i) => {
+    if (isRec(pool) && isRec(pool.mirror)) checkMirror(pool, ['pools', i, 'mirror'], knownPools, poolNames, add);
+  });
 
   const listenerNames = new Map<string, number>();
   const listens: Array<{ addr: Bound; where: string; text: string }> = [];
@@ -1123,6 +1170,18 @@ function poolRef(v: unknown, path: PathSegment[], known: string[], poolNames: Ma
   add(path, `unknown pool "${ref}"${hint}`);
 }
 
+/** A mirror names another pool: one that exists, and not the pool itself. */
+function checkMirror(pool: Rec, at: PathSegment[], known: string[], poolNames: Map<string, number>, add: Add): void {
+  const m = pool.mirror as Rec;
+  const target = str(m.pool);
+  if (target === undefined) return;
+  if (target === str(pool.name)) {
+    add([...at, 'pool'], `a pool cannot mirror to itself ("${target}"): name another pool (the shadow one)`);
+    return;
+  }
+  poolRef(target, [...at, 'pool'], known, poolNames, add);
+}
+
 function checkListener(l: Rec, at: PathSegment[], known: string[], poolNames: Map<string, number>, add: Add): void {
   poolRef(l.pool, [...at, 'pool'], known, poolNames, add);
   const routes = list(l.routes);
@@ -1184,4 +1243,7 @@ function checkUdpListener(l: Rec, at: PathSegment[], pools: unknown[], poolNames
     add([...at, 'pool'], `pool "${poolName}" sends a PROXY header (pools[${idx}].proxyProtocol), which l4lb does not send over UDP`);
   }
   if (has(pool, 'tls')) add([...at, 'pool'], `pool "${poolName}" originates TLS (pools[${idx}].tls), which UDP cannot carry`);
+  for (const key of ['mirror', 'retryOnEmptyResponse']) {
+    if (has(pool, key)) add([...at, 'pool'], `pool "${poolName}" sets ${key} (pools[${idx}].${key}), which applies to TCP connections only`);
+  }
 }

@@ -126,6 +126,26 @@ export interface PoolConfig {
   /** Queue for backends at maxConnections: max waiting clients (0 = no queue) and timeout. */
   queue: { size: number; timeoutMs: number };
   tls?: PoolTlsConfig;
+  /** Copy the client bytes of a share of connections to a backend of another pool (docs/mirroring.md). */
+  mirror?: MirrorConfig;
+  /** Replay the first client bytes to another backend when one closes before answering (docs/mirroring.md). */
+  retryOnEmptyResponse?: RetryOnEmptyResponseConfig;
+}
+
+/** `mirror` on a pool: where the copy goes, for which share of connections, with how much buffer. */
+export interface MirrorConfig {
+  /** The pool whose backends receive the copy (its own balancer, health and limits). */
+  pool: string;
+  /** Share of connections mirrored, 0-100 (0 = none). */
+  percent: number;
+  /** Client bytes waiting for a slow mirror before it is dropped. Default 1 MiB. */
+  bufferSize: number;
+}
+
+/** `retryOnEmptyResponse` on a pool. */
+export interface RetryOnEmptyResponseConfig {
+  /** Client bytes kept until the backend's first byte; more and nothing is replayed. Default 16 KiB, at most 1 MiB. */
+  maxBytes: number;
 }
 
 export interface TimeoutsConfig {
@@ -316,6 +336,10 @@ export const Defaults = {
   udpIdleTimeoutMs: 30_000,
   udpResponseTimeoutMs: 5_000,
   udpResponses: 0,
+  /** A mirror connection may lag the client by this many bytes before it is dropped. */
+  mirrorBufferSize: 1024 * 1024,
+  /** Client bytes kept for a replay: a request of a few KiB fits, with room to spare. */
+  replayMaxBytes: 16 * 1024,
   // Zero values, enum choices and flags the loader fills in.
   workers: 1,
   maxConnections: 0,

@@ -67,9 +67,7 @@ export class PoolDiscoveries {
       pool.update(pc);
       return;
     }
-    const keep = currentBackendConfigs(pool);
-    pool.config = pc;
-    pool.setBackends(keep);
+    pool.update(pc, currentBackendConfigs(pool));
     if (cur && cur.running && sameDns(cur.config, pc.dns)) return;
     void this.start(pool);
   }

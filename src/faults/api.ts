@@ -95,6 +95,12 @@ interface ProxyInput {
   enabled: boolean;
 }
 
+/**
+ * The fields a proxy body may have. `toxics` is ignored, as Toxiproxy does: the Go client sends
+ * its whole Proxy, toxics included, when it creates or saves one.
+ */
+const PROXY_FIELDS = new Set(['name', 'listen', 'upstream', 'enabled', 'toxics']);
+
 function isRecord(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
@@ -315,7 +321,7 @@ export class FaultsApi {
   #parseProxy(raw: unknown, where = ''): ProxyInput {
     if (!isRecord(raw)) throw badBody(`expected an object with name, listen and upstream${where}`);
     for (const key of Object.keys(raw)) {
-      if (!['name', 'listen', 'upstream', 'enabled'].includes(key)) throw badBody(`unknown field "${key}"${where}`);
+      if (!PROXY_FIELDS.has(key)) throw badBody(`unknown field "${key}"${where}`);
     }
     const { name, listen, upstream, enabled } = raw;
     if (typeof name !== 'string' || name === '') throw new ApiError(400, `missing required field: name${where}`);
@@ -432,7 +438,7 @@ export class FaultsApi {
     const v = this.#viewOrThrow(name);
     if (!isRecord(body)) throw badBody('expected an object with enabled, listen and/or upstream');
     for (const key of Object.keys(body)) {
-      if (!['name', 'listen', 'upstream', 'enabled'].includes(key)) throw badBody(`unknown field "${key}"`);
+      if (!PROXY_FIELDS.has(key)) throw badBody(`unknown field "${key}"`);
     }
     if (body.name !== undefined && body.name !== name) throw badBody('a proxy cannot be renamed: delete it and create a new one');
     const p = this.#parseProxy({

@@ -163,7 +163,8 @@ export function parseToxic(raw: unknown): ToxicSpec {
     const what = type === undefined ? 'missing' : typeof type === 'string' ? JSON.stringify(type) : describe(type);
     throw new ToxicError('type', `invalid toxic type ${what}: one of ${TOXIC_TYPES.join(', ')}`, 'type');
   }
-  const name = raw.name ?? `${type}_${stream}`;
+  // The Go client sends "name": "" for "no name" (Toxiproxy then makes one).
+  const name = raw.name === undefined || raw.name === null || raw.name === '' ? `${type}_${stream}` : raw.name;
   if (typeof name !== 'string') throw new ToxicError('name', `name must be a string, got ${describe(name)}`);
   const problem = toxicNameProblem(name);
   if (problem !== undefined) throw new ToxicError('name', `name ${JSON.stringify(name.slice(0, 60))} ${problem}`);

@@ -174,7 +174,7 @@ function probe(
     let connected = false;
     let settled = false;
     const socket = net.connect({ host, port });
-    const timer = setTimeout(onTimeout, timeoutMs);
+    const timer = setTimeout(() => setImmediate(onTimeout), timeoutMs);
 
     function settle(err?: HealthCheckError): void {
       if (settled) return;
@@ -222,6 +222,12 @@ function probe(
     function onError(err: NodeJS.ErrnoException): void {
       settle(connectFailure(err, connected));
     }
+    /**
+     * Runs one loop phase after the timer (setImmediate): timers run before I/O in each turn
+     * of the event loop, so after a stall longer than the timeout (a busy process or machine)
+     * the timer would fire ahead of an answer that came in time and is waiting to be read.
+     * Past the poll phase, such an answer has settled the check first.
+     */
     function onTimeout(): void {
       if (!connected) {
         settle(new HealthCheckError('timeout', `timeout after ${timeoutMs}ms connecting`));

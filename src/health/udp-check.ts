@@ -32,7 +32,12 @@ export function udpCheck(
     }
     let settled = false;
     const socket = dgram.createSocket(isIP(host) === 6 ? 'udp6' : 'udp4');
-    const timer = setTimeout(() => settle(new HealthCheckError('timeout', `timeout after ${timeoutMs}ms waiting for a reply datagram`)), timeoutMs);
+    // One loop phase later, as in checks.ts: a reply that came in time, but waits behind a
+    // stalled event loop, is read before the timeout is decided.
+    const timer = setTimeout(
+      () => setImmediate(() => settle(new HealthCheckError('timeout', `timeout after ${timeoutMs}ms waiting for a reply datagram`))),
+      timeoutMs,
+    );
 
     function settle(err?: HealthCheckError): void {
       if (settled) return;

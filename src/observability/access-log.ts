@@ -93,6 +93,9 @@ export function formatAccessFields(r: AccessRecord): string {
     `,"closedFirst":${str(r.closedFirst)},"closeKind":${str(r.closeKind)},"reason":${str(r.reason)}`;
   if (r.code !== undefined) s += `,"code":${str(r.code)}`;
   if (r.error !== undefined) s += `,"error":${str(r.error)}`;
+  if (r.mirrorBytes !== undefined) s += `,"mirrorBytes":${num(r.mirrorBytes)}`;
+  if (r.mirrorDropped !== undefined) s += `,"mirrorDropped":${str(r.mirrorDropped)}`;
+  if (r.replays !== undefined) s += `,"replays":${num(r.replays)}`;
   if (r.faults !== undefined) s += `,"faults":${JSON.stringify(r.faults)}`;
   // A UDP session's record adds its own fields after these (protocol, datagram counts).
   if ((r as { protocol?: string }).protocol !== undefined) s += extraFields(r);
@@ -102,7 +105,8 @@ export function formatAccessFields(r: AccessRecord): string {
 /** The fields of a record beyond {@link AccessRecord}'s, in their order, as JSON.stringify writes them. */
 const KNOWN_FIELDS = new Set([
   'listener', 'client', 'clientPort', 'pool', 'backend', 'backendAddress', 'serverName', 'tries', 'retries',
-  'connectMs', 'durationMs', 'bytesUp', 'bytesDown', 'closedFirst', 'closeKind', 'reason', 'code', 'error', 'faults',
+  'connectMs', 'durationMs', 'bytesUp', 'bytesDown', 'closedFirst', 'closeKind', 'reason', 'code', 'error',
+  'mirrorBytes', 'mirrorDropped', 'replays', 'faults',
 ]);
 
 function extraFields(r: AccessRecord): string {

@@ -55,6 +55,16 @@ export const MetricNames = {
   poolQueueOverflows: 'l4lb_pool_queue_overflows_total',
   /** Connections closed after waiting a pool's queue timeout (queue_timeout). Labels: pool. */
   poolQueueTimeouts: 'l4lb_pool_queue_timeouts_total',
+  /** Mirror connections started, one per mirrored connection. Labels: pool (the mirrored one). */
+  mirrorConnections: 'l4lb_mirror_connections_total',
+  /** Mirror connections open now. Labels: pool. */
+  mirrorConnectionsActive: 'l4lb_mirror_connections_active',
+  /** Client bytes written to mirror backends. Labels: pool. */
+  mirrorBytes: 'l4lb_mirror_bytes_total',
+  /** Mirror connections given up while the primary went on, by reason. Labels: pool, reason. */
+  mirrorDropped: 'l4lb_mirror_dropped_total',
+  /** Times kept client bytes were sent again to another backend (retryOnEmptyResponse). Labels: listener. */
+  replays: 'l4lb_replays_total',
   /** Config reloads, by result. Labels: result (success, failure). */
   configReloads: 'l4lb_config_reloads_total',
   /** Errors accepting connections (EMFILE…). No labels. */

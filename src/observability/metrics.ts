@@ -110,6 +110,7 @@ export class MetricsRegistry {
     perListener(n.connectionsAccepted, 'Connections accepted by a listener, admitted or not.', 'counter', (l) => l.accepted);
     perListener(n.connectionsActive, 'Connections open right now.', 'gauge', (l) => l.active);
     perListener(n.connectRetries, 'Connect attempts beyond the first one of a connection.', 'counter', (l) => l.retries);
+    perListener(n.replays, 'Times kept client bytes were sent again to another backend (retryOnEmptyResponse).', 'counter', (l) => l.replays);
     const perReason = (name: string, help: string, map: (l: L) => Record<string, number>) =>
       new Counter({
         name, help, labelNames: ['listener', 'reason'], registers: reg,
@@ -296,6 +297,35 @@ export class MetricsRegistry {
         },
       });
     }
+    // Pools with a mirror only (docs/mirroring.md).
+    new Gauge({
+      name: n.mirrorConnectionsActive, help: "Mirror connections open now, by the mirrored pool.", labelNames: ['pool'], registers: reg,
+      collect() {
+        this.reset();
+        for (const p of snap().pools) if (p.mirror) this.set({ pool: p.name }, p.mirror.active);
+      },
+    });
+    for (const [name, help, field] of [
+      [n.mirrorConnections, 'Mirror connections started (one per mirrored connection), by the mirrored pool.', 'connections'],
+      [n.mirrorBytes, 'Client bytes written to mirror backends, by the mirrored pool.', 'bytes'],
+    ] as const) {
+      new Counter({
+        name, help, labelNames: ['pool'], registers: reg,
+        collect() {
+          this.reset();
+          for (const p of snap().pools) if (p.mirror) this.inc({ pool: p.name }, p.mirror[field]);
+        },
+      });
+    }
+    new Counter({
+      name: n.mirrorDropped, help: 'Mirror connections given up (the primary goes on), by the mirrored pool and reason.', labelNames: ['pool', 'reason'], registers: reg,
+      collect() {
+        this.reset();
+        for (const p of snap().pools) {
+          if (p.mirror) for (const [reason, v] of Object.entries(p.mirror.dropped)) this.inc({ pool: p.name, reason }, v);
+        }
+      },
+    });
 
     // --- process ---
     new Counter({

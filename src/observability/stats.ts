@@ -39,6 +39,8 @@ export class ListenerStats {
   /** Connections refused before reaching a backend, by reason (acl, limit, bad header…). */
   readonly rejected = new Map<string, number>();
   retries = 0;
+  /** Times kept client bytes were sent again to another backend (retryOnEmptyResponse). */
+  replays = 0;
   bytesUp = 0;
   bytesDown = 0;
   readonly connectMs = new Histogram(CONNECT_MS_BUCKETS);
@@ -49,6 +51,25 @@ export class ListenerStats {
 
   countRejected(reason: string): void {
     this.rejected.set(reason, (this.rejected.get(reason) ?? 0) + 1);
+  }
+}
+
+/** Why a mirror connection was given up before it carried everything (docs/mirroring.md). */
+export type MirrorDropReason = 'no_backend' | 'connect_failed' | 'buffer_full' | 'error' | 'timeout' | 'shutdown';
+
+/** Counters of one pool's mirror (kept on the pool, so a reload that changes the mirror keeps them). */
+export class MirrorStats {
+  /** Connections whose client bytes were copied to a mirror backend (one mirror connection each). */
+  started = 0;
+  /** Mirror connections open now. */
+  active = 0;
+  /** Client bytes written to mirror backends. */
+  bytes = 0;
+  /** Mirror connections given up, by reason. */
+  readonly dropped = new Map<MirrorDropReason, number>();
+
+  countDropped(reason: MirrorDropReason): void {
+    this.dropped.set(reason, (this.dropped.get(reason) ?? 0) + 1);
   }
 }
 

@@ -24,6 +24,9 @@ import type { DataSocket } from './data-socket.js';
 import { dial, ENDED_SOCKET, type Dial, type DialOptions, type DialOwner } from './connect.js';
 import { relay, type RelayHandle, type RelayOwner, type RelayResult, type TerminationReason } from './relay.js';
 import { relaySideOf } from './net-side.js';
+import type { RelaySide } from './relay-side.js';
+import type { Mirror, MirrorSource, MirrorTee } from './mirror.js';
+import { ReplaySide, type ReplayOwner } from './replay.js';
 import type { ListenerFaults } from '../faults/table.js';
 import type { FaultLink } from '../faults/fault-side.js';
 import { preread, type PrereadFailure, type PrereadResult } from './preread.js';
@@ -92,6 +95,12 @@ export interface AccessRecord {
   /** Stable error code (docs/errors.md) when the connection ended before relaying. */
   code?: string;
   error?: string;
+  /** Mirrored connections: client bytes written to the mirror backend when this line was written. */
+  mirrorBytes?: number;
+  /** Mirrored connections: why the mirror was dropped, if it was (docs/mirroring.md). */
+  mirrorDropped?: string;
+  /** Pools with `retryOnEmptyResponse`: times the kept client bytes were sent again to another backend. */
+  replays?: number;
   /** The injected faults (toxic names) that affected the connection (docs/faults.md). */
   faults?: string[];
 }
@@ -189,7 +198,7 @@ export function handleConnection(l: ConnectionHost, socket: DataSocket): void {
  * backend dial, a TLS handshake and the relay report to ({@link DialOwner},
  * {@link TlsTerminationOwner}, {@link RelayOwner}); those methods are its only public ones.
  */
-class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner, TlsTerminationOwner, RelayOwner {
+class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner, TlsTerminationOwner, RelayOwner, MirrorSource, ReplayOwner {
   readonly #l: ConnectionHost;
   /** The listener's policy when the connection came: a reload does not change it midway. */
   readonly #policy: ConnectionPolicy;
@@ -235,6 +244,10 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
   #stopped = false;
   #done = false;
   #relay: RelayHandle | undefined = undefined;
+  /** The copy of the client's bytes to a mirror pool, for the sampled share of connections. */
+  #mirror: MirrorTee | undefined = undefined;
+  /** The backend side keeping the first client bytes for a replay (`retryOnEmptyResponse`). */
+  #replay: ReplaySide | undefined = undefined;
   /** The toxics around the relay's sides, when the listener has a fault table. */
   #faults: FaultLink | undefined = undefined;
   #reportedUp = 0;
@@ -495,7 +508,7 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
     this.#tried = tried.length === 0 ? [backend] : [...tried, backend];
     backend.acquire(); // counted from the attempt so least-connections sees dials in flight
     this.#dialStart = performance.now();
-    this.#dialing = dial(backend, l.config.timeouts.connectMs, this.#dialOptions(this.#pool!), this);
+    this.#dialing = dial(backend, l.config.timeouts.connectMs, this.dialOptions(this.#pool!), this);
   }
 
   /** DialOwner: the attempt on the last backend tried is over. */
@@ -505,6 +518,7 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
     const p = this.#pool!;
     this.#dialing = undefined;
     this.#connectMs = performance.now() - this.#dialStart;
+    if (this.#replay !== undefined) return this.#redialed(backend, err, sock);
     if (err && isFdExhausted(err)) {
       // l4lb's own shortage, not the backend's: no health penalty, and another backend
       // would fail the same way. Counted and logged (rate-limited) by the host.
@@ -530,7 +544,8 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
     if (this.#pool) this.#l.backendReleased(this.#pool);
   }
 
-  #dialOptions(p: Pool): DialOptions | undefined {
+  /** How to dial a backend of `p` (a mirror dials with it too). */
+  dialOptions(p: Pool): DialOptions | undefined {
     const pp = p.config.proxyProtocol;
     const ptls = p.config.tls;
     if (!pp && !ptls?.enabled) return undefined;
@@ -570,10 +585,70 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
     if (client !== socket) socket.on('error', noop); // errors surface on the TLS socket
     backend.countRelayed();
     this.#backend = backend;
+    const pool = this.#pool!;
     let clientSide = relaySideOf(client);
     let backendSide = relaySideOf(sock);
+    if (pool.mirror) clientSide = this.#teeToMirror(pool.mirror, clientSide);
+    if (pool.config.retryOnEmptyResponse) backendSide = this.#replay = new ReplaySide(backendSide, pool.config.retryOnEmptyResponse.maxBytes, this);
     if (this.#policy.faults) ({ client: clientSide, backend: backendSide } = this.#faults = this.#policy.faults.link(clientSide, backendSide));
     this.#relay = relay(clientSide, backendSide, this.#l.config.timeouts, this, this.#head);
+  }
+
+  // --- replay (replay.ts): the backend closed before answering ---
+  /** ReplayOwner: counts the failure as a failed connect and dials the next backend, within `retries`. */
+  replay(): boolean {
+    const p = this.#pool!;
+    p.recordConnectResult(this.#backend!, false, this.#connectMs);
+    const next = this.#pickBackend({ full: false });
+    if (next === undefined) return false;
+    // The failed backend keeps its slot until the next one is connected (or the connection ends).
+    this.#connectTo(next);
+    return true;
+  }
+
+  /** ReplayOwner: the relay closed the backend side while the next backend was dialled. */
+  cancelReplay(): void {
+    const d = this.#dialing;
+    if (d === undefined) return;
+    this.#dialing = undefined;
+    d.abort();
+    this.#releaseBackend(d.backend);
+  }
+
+  /** A replay's dial is over: the next backend takes over, or the one after it is tried. */
+  #redialed(backend: Backend, err: ConnectError | null, sock: DataSocket | null): void {
+    const l = this.#l;
+    const p = this.#pool!;
+    const side = this.#replay!;
+    if (err) {
+      this.#releaseBackend(backend);
+      this.#lastError = err;
+      if (isFdExhausted(err)) {
+        l.fdExhausted(err);
+        return side.giveUp();
+      }
+      p.recordConnectResult(backend, false, this.#connectMs);
+      l.logBackendError(backend, p, err);
+      const next = this.#pickBackend({ full: false });
+      if (next === undefined) return side.giveUp();
+      return this.#connectTo(next);
+    }
+    p.recordConnectResult(backend, true, this.#connectMs);
+    l.stats.connectMs.observe(this.#connectMs);
+    // What was relayed so far went to the backend that failed.
+    const r = this.#relay!;
+    this.#countBytes(r.bytesUp, r.bytesDown);
+    this.#releaseBackend(this.#backend!);
+    backend.countRelayed();
+    this.#backend = backend;
+    l.stats.replays++;
+    side.attach(relaySideOf(sock!));
+  }
+
+  /** The client side, copying to a mirror connection when this connection is in the mirrored share. */
+  #teeToMirror(mirror: Mirror, clientSide: RelaySide): RelaySide {
+    this.#mirror = mirror.tee(clientSide, this, this.#l.config.timeouts, this.#head);
+    return this.#mirror ?? clientSide;
   }
 
   // --- LiveConnection ---
@@ -669,7 +744,7 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
       if (backend !== undefined && this.#pool) l.backendReleased(this.#pool);
       l.released();
     }
-    this.#relay = undefined;
+    this.#relay = this.#mirror = this.#replay = undefined;
     this.#faults = undefined;
     this.#socket = this.#client = ENDED_SOCKET;
   }
@@ -696,6 +771,8 @@ class Connection implements LiveConnection, PickContext, QueueWaiter, DialOwner,
         closedFirst: res.closedFirst,
         closeKind: res.closeKind,
         reason,
+        ...(this.#mirror !== undefined && { mirrorBytes: this.#mirror.bytes, mirrorDropped: this.#mirror.dropped }),
+        ...(this.#replay !== undefined && { replays: this.#replay.replays }),
         faults: this.#faults?.names(),
       };
     }

@@ -9,14 +9,20 @@ import type { PoolConfig, BackendConfig } from '../config/types.js';
 import type { Balancer, PickContext } from '../balancers/types.js';
 import { createBalancer } from '../balancers/index.js';
 import { Backend } from './backend.js';
+import { MirrorStats } from '../observability/stats.js';
+import type { Mirror } from './mirror.js';
 
 export class Pool {
   readonly name: string;
-  config: PoolConfig;
-  backends: Backend[] = [];
+  #config: PoolConfig;
+  #backends: Backend[] = [];
   #primary!: Balancer<Backend>;
   #backup!: Balancer<Backend>;
   #hasBackup = false;
+  /** Where this pool's connections are mirrored; undefined without a mirror or at percent 0 (set by proxy.ts). */
+  mirror: Mirror | undefined = undefined;
+  /** The mirror's counters, kept over reloads that change or remove the mirror. */
+  readonly mirrorStats = new MirrorStats();
   /** Called when a backend's availability changes (for logs and metrics). */
   onStateChange: ((backend: Backend, reason: string) => void) | undefined;
   /** Called with backends new to the pool after a change (reload, API, discovery). */
@@ -24,29 +30,42 @@ export class Pool {
 
   constructor(config: PoolConfig) {
     this.name = config.name;
-    this.config = config;
+    this.#config = config;
     this.setBackends(config.backends);
   }
 
-  /** Applies a new config for this pool (same name): backends matched by name. */
-  update(config: PoolConfig): void {
-    this.config = config;
-    this.setBackends(config.backends);
+  /** The pool's config in force (its `backends` are those of the file; see {@link backends}). */
+  get config(): PoolConfig {
+    return this.#config;
+  }
+
+  /** The backends in force, in order (the config's, or discovery's and the API's). */
+  get backends(): readonly Backend[] {
+    return this.#backends;
+  }
+
+  /**
+   * Applies a new config for this pool (same name); the backend set becomes `backends`
+   * (default: the config's; a discovered pool keeps what discovery found), matched by name.
+   */
+  update(config: PoolConfig, backends: BackendConfig[] = config.backends): void {
+    this.#config = config;
+    this.setBackends(backends);
   }
 
   /** Replaces the backend set, keeping existing Backend objects whose name matches. */
   setBackends(list: BackendConfig[]): void {
-    const byName = new Map(this.backends.map((b) => [b.name, b]));
+    const byName = new Map(this.#backends.map((b) => [b.name, b]));
     const now = Date.now();
     const added: Backend[] = [];
-    this.backends = list.map((cfg) => {
+    this.#backends = list.map((cfg) => {
       const existing = byName.get(cfg.name);
       if (existing && existing.host === cfg.host && existing.port === cfg.port) {
-        existing.configure(cfg, this.config.slowStartMs);
+        existing.configure(cfg, this.#config.slowStartMs);
         return existing;
       }
       const b = new Backend(cfg, now);
-      b.configure(cfg, this.config.slowStartMs);
+      b.configure(cfg, this.#config.slowStartMs);
       added.push(b);
       return b;
     });
@@ -56,11 +75,11 @@ export class Pool {
 
   /** Rebuilds the balancers (after the backend list or a weight changed). */
   rebuild(): void {
-    const opts = { hashPort: this.config.hashKey === 'source-ip-port' };
-    const primary = this.backends.filter((b) => !b.backup);
-    const backup = this.backends.filter((b) => b.backup);
-    this.#primary = createBalancer(this.config.balance, primary, opts);
-    this.#backup = createBalancer(this.config.balance, backup, opts);
+    const opts = { hashPort: this.#config.hashKey === 'source-ip-port' };
+    const primary = this.#backends.filter((b) => !b.backup);
+    const backup = this.#backends.filter((b) => b.backup);
+    this.#primary = createBalancer(this.#config.balance, primary, opts);
+    this.#backup = createBalancer(this.#config.balance, backup, opts);
     this.#hasBackup = backup.length > 0;
   }
 
@@ -87,12 +106,12 @@ export class Pool {
   }
 
   find(name: string): Backend | undefined {
-    return this.backends.find((b) => b.name === name);
+    return this.#backends.find((b) => b.name === name);
   }
 
   /** Passive health: the backend applies the pool's policy; an ejection is reported. */
   recordConnectResult(backend: Backend, ok: boolean, connectMs: number): void {
-    const ejected = backend.recordConnect(ok, connectMs, this.config.passive);
+    const ejected = backend.recordConnect(ok, connectMs, this.#config.passive);
     if (ejected) this.onStateChange?.(backend, ejected);
   }
 }

@@ -28,6 +28,7 @@ import { SourceStore } from '../admission/source-store.js';
 import type { SourceStoreStatus } from '../admin/status.js';
 import { AcceptQueue, FdPressure, isFdExhausted } from './limits.js';
 import { Pool } from './pool.js';
+import { Mirror, MirrorConnections, type MirrorHost } from './mirror.js';
 import { matchListeners } from './listener-match.js';
 import { RateLimitedLog } from '../admission/source-limits.js';
 import type { DataSocket } from './data-socket.js';
@@ -101,7 +102,7 @@ const FD_BASE_MARGIN = 64;
  * The running proxy. Library users hold it through the narrower {@link ProxyHandle}
  * (src/index.ts); the getters below are for l4lb's own modules (admin, cluster) and tests.
  */
-export class Proxy implements ListenerHost, ProxyHandle {
+export class Proxy implements ListenerHost, ProxyHandle, MirrorHost {
   #config: Config;
   readonly #logger: Logger;
   readonly #listenOptions: ListenOptions | undefined;
@@ -136,6 +137,8 @@ export class Proxy implements ListenerHost, ProxyHandle {
   #closed = false;
   /** Connections to shared stores of source limits, by store. */
   readonly #stores = new Map<string, SourceStore>();
+  /** Live mirror connections (secondary: not counted as active, closed at the end of a drain). */
+  readonly #mirrors = new MirrorConnections();
   /** Fault tables by listener, and the listeners the fault API made (faults/registry.ts). */
   readonly #faults: FaultRegistry;
 
@@ -181,6 +184,10 @@ export class Proxy implements ListenerHost, ProxyHandle {
   get stats(): ProcessStats {
     return this.#stats;
   }
+  /** Live mirror connections (proxy/mirror.ts). */
+  get mirrors(): MirrorConnections {
+    return this.#mirrors;
+  }
   /** Fault tables and the listeners the fault API made. */
   get faults(): FaultRegistry {
     return this.#faults;
@@ -199,6 +206,7 @@ export class Proxy implements ListenerHost, ProxyHandle {
   /** Creates pools and binds every listener; on a bind error, closes what it opened. */
   async start(): Promise<void> {
     for (const pc of this.#config.pools) this.#addPool(pc);
+    this.#applyMirrors();
     // Listen with the first DNS answers in place when they come quickly; never wait long.
     await this.#discovery.settled(DISCOVERY_START_WAIT_MS);
     try {
@@ -248,6 +256,19 @@ export class Proxy implements ListenerHost, ProxyHandle {
       }
     }
     return pool;
+  }
+
+  /**
+   * Gives each pool the mirror its config names (after pools were added or updated: a mirror
+   * points at another pool). No mirror, or percent 0, leaves `pool.mirror` undefined, so the
+   * connection path pays one property check.
+   */
+  #applyMirrors(): void {
+    for (const pool of this.#pools.values()) {
+      const mc = pool.config.mirror;
+      const target = mc && mc.percent > 0 ? this.#pools.get(mc.pool) : undefined;
+      pool.mirror = mc && target ? new Mirror(mc, target, pool.mirrorStats, this) : undefined;
+    }
   }
 
   #removePool(name: string): void {
@@ -355,6 +376,7 @@ export class Proxy implements ListenerHost, ProxyHandle {
         }
       }
     }
+    this.#applyMirrors();
     const byName = new Map<string, ListenerRuntime>();
     const retire: ListenerRuntime[] = [];
     for (const l of running) {
@@ -661,6 +683,8 @@ export class Proxy implements ListenerHost, ProxyHandle {
         if (i < rest.length) await sleep(Math.max(CLOSE_SPREAD_STEP_MS, spreadMs / rest.length));
       }
     }
+    // Mirror connections are secondary: they do not outlive the drain.
+    this.#mirrors.closeAll();
     this.#udp.close();
     this.#access.flush();
   }
@@ -683,6 +707,7 @@ export class Proxy implements ListenerHost, ProxyHandle {
     await Promise.all([...this.#listeners.values(), ...this.#retired.keys()].map((l) => l.stopAccepting()));
     this.#dropHeld();
     for (const c of this.#allConnections()) c.stop('shutdown');
+    this.#mirrors.closeAll();
     this.#udp.close();
     for (const q of this.#backendQueues.values()) q.clear('no_backend');
     for (const [l, timer] of this.#retired) {

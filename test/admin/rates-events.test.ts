@@ -14,7 +14,7 @@ function snap(at: number, accepted: number, bytes: number, backendTotal: number,
     at,
     process: { pid: 1, version: 'x', startedAt: 0, uptimeMs: at, workers: 1, activeConnections: 2, reloads: 0, reloadFailures: 0, acceptErrors: 0, fdExhausted: 0, accessLogDropped: 0, heldConnections: 0 },
     listeners: [{
-      name: 'l', address: '127.0.0.1:1', listening: true, pool: 'p', routePools: [], active: 2, accepted, retries: 0,
+      name: 'l', address: '127.0.0.1:1', listening: true, pool: 'p', routePools: [], active: 2, accepted, retries: 0, replays: 0,
       bytesUp: bytes, bytesDown: bytes, closed: {}, rejected: {}, connectMs: hist,
     }],
     pools: [{

@@ -175,8 +175,11 @@ test('draining and disabled backends set in the config get no new connections', 
 });
 
 test('a flapping backend does not make the pool thrash (rise/fall hysteresis)', async (t) => {
-  // The backend alternates every 110 ms, so at most two checks (100 ms apart) see the same
-  // result in a row. With rise 4 / fall 4 its state never changes.
+  // The backend goes down right after each check that found it up and comes back right after
+  // each check that found it down, so the checks alternate pass/fail. With rise 4 / fall 4 its
+  // state never changes. (Flapping on a timer instead raced the checks on a loaded machine: the
+  // backend and the checker share this event loop, and when it lagged, a stop could reset a
+  // check whose connect had succeeded but was not yet read — four failures in a row.)
   const a = await new NamedBackend('a').start();
   const b = await new NamedBackend('b').start();
   const { proxy } = await proxyFromYaml(
@@ -190,19 +193,26 @@ test('a flapping backend does not make the pool thrash (rise/fall hysteresis)', 
     changes.push(`${bk.name}: ${why}`);
     prev?.(bk, why);
   };
-  let up = true;
+  // Polled every 5 ms: due before the next check (100 ms after a result), so the backend has
+  // moved before it, however late the event loop runs.
+  const results: boolean[] = [];
+  let seen = backendA.lastCheckAt;
   const flap = setInterval(() => {
-    up = !up;
-    void (up ? a.start() : a.stop());
-  }, 110);
+    if (backendA.lastCheckAt === seen) return;
+    seen = backendA.lastCheckAt;
+    const ok = backendA.lastCheckOk === true;
+    results.push(ok);
+    void (ok ? a.stop() : a.start());
+  }, 5);
   t.after(async () => {
     clearInterval(flap);
     await proxy.close();
     await a.stop().catch(() => {});
     await b.stop();
   });
-  await new Promise((r) => setTimeout(r, 1500));
+  await waitFor(() => results.length >= 14, 10_000, '14 checks of the flapping backend');
   clearInterval(flap);
+  for (let i = 1; i < results.length; i++) assert.notEqual(results[i], results[i - 1], `checks alternate: ${results.join(' ')}`);
   assert.deepEqual(changes, [], 'no state change while flapping');
   assert.equal(backendA.state(), 'up');
 });

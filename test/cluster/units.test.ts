@@ -118,7 +118,7 @@ test('the worker config has no health check or DNS, the runtime backends and res
 
 function listenerCounters(accepted: number, active: number): ListenerCounters {
   return {
-    name: 'main', address: '127.0.0.1:1', listening: true, active, accepted, retries: 1, bytesUp: 10, bytesDown: 20,
+    name: 'main', address: '127.0.0.1:1', listening: true, active, accepted, retries: 1, replays: 0, bytesUp: 10, bytesDown: 20,
     closed: { client_closed: accepted }, rejected: {},
     connectMs: { bounds: [...CONNECT_MS_BUCKETS], counts: [accepted, ...new Array(CONNECT_MS_BUCKETS.length).fill(0)], sum: accepted, count: accepted },
   };
@@ -132,6 +132,7 @@ function stats(accepted: number, active: number, total: number, avg: number): Wo
       name: 'web',
       backends: [{ name: 'a', active, total, failures: 1, bytesIn: 5, bytesOut: 6, datagramsIn: 0, datagramsOut: 0, connectMsAvg: avg }],
       queue: { waiting: active, queued: accepted, overflowed: 1, timedOut: 2 },
+      mirror: { pool: 'shadow', percent: 50, connections: accepted, active, bytes: 100, dropped: { buffer_full: 1 } },
     }],
   };
 }
@@ -167,6 +168,11 @@ test('counters are summed over workers and kept when a worker exits', () => {
   assert.equal(t.accessLogDropped, 9, 'an exited worker keeps its dropped access-log lines');
   assert.equal(t.heldConnections, 3, 'gauges count live workers only');
   assert.deepEqual(t.queues.get('web'), { waiting: 3, queued: 41, overflowed: 3, timedOut: 6 });
+  assert.deepEqual(
+    t.mirrors.get('web'),
+    { pool: 'shadow', percent: 50, connections: 41, active: 3, bytes: 300, dropped: { buffer_full: 3 } },
+    'mirror counters are summed and kept, the active gauge counts live workers',
+  );
 });
 
 test('UDP listener counters (datagrams each way) are summed over the workers and kept when one exits', () => {

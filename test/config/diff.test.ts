@@ -43,10 +43,11 @@ function edited(...edits: Array<[string, string]>): Config {
 }
 
 const NONE = { added: [], removed: [], changed: [] };
+const NO_LISTENER_CHANGES = { ...NONE, renamed: [] };
 
 test('two loads of the same file have no changes, Buffers and all', () => {
   const d = diffConfig(load(BASE), load(BASE));
-  assert.deepEqual(d, { listeners: NONE, pools: { ...NONE, backends: {}, settingsChanged: [] }, settings: [], hasChanges: false });
+  assert.deepEqual(d, { listeners: NO_LISTENER_CHANGES, pools: { ...NONE, backends: {}, settingsChanged: [] }, settings: [], hasChanges: false });
 });
 
 test('the file a config came from is not a change', () => {
@@ -58,18 +59,40 @@ test('a new listener is added and a missing one removed', () => {
     load(BASE),
     edited(['  - name: db\n    listen: 127.0.0.1:5432', '  - name: cache\n    listen: 127.0.0.1:6379']),
   );
-  assert.deepEqual(d.listeners, { added: ['cache'], removed: ['db'], changed: [] });
+  assert.deepEqual(d.listeners, { added: ['cache'], removed: ['db'], changed: [], renamed: [] });
   assert.equal(d.hasChanges, true);
 });
 
 test('a listener whose address changed is removed and added again', () => {
   const d = diffConfig(load(BASE), edited(['127.0.0.1:8080', '127.0.0.1:8081']));
-  assert.deepEqual(d.listeners, { added: ['web'], removed: ['web'], changed: [] });
+  assert.deepEqual(d.listeners, { added: ['web'], removed: ['web'], changed: [], renamed: [] });
+});
+
+test('a listener renamed on the same address is renamed, not removed and added (reload keeps its socket)', () => {
+  const d = diffConfig(load(BASE), edited(['  - name: db\n    listen: 127.0.0.1:5432', '  - name: postgres\n    listen: 127.0.0.1:5432']));
+  assert.deepEqual(d.listeners, { added: [], removed: [], changed: [], renamed: [{ from: 'db', to: 'postgres' }] });
+  assert.equal(d.hasChanges, true);
+});
+
+test('a listener renamed with other settings changed too is renamed and changed', () => {
+  const d = diffConfig(
+    load(BASE),
+    edited(['  - name: db\n    listen: 127.0.0.1:5432\n    pool: db', '  - name: postgres\n    listen: 127.0.0.1:5432\n    pool: web']),
+  );
+  assert.deepEqual(d.listeners, { added: [], removed: [], changed: ['postgres'], renamed: [{ from: 'db', to: 'postgres' }] });
+});
+
+test('a new name on another address, or on port 0, is a removal and an addition', () => {
+  const moved = diffConfig(load(BASE), edited(['  - name: db\n    listen: 127.0.0.1:5432', '  - name: postgres\n    listen: 127.0.0.1:5433']));
+  assert.deepEqual(moved.listeners, { added: ['postgres'], removed: ['db'], changed: [], renamed: [] });
+  const anyPort = (name: string) => BASE.replace('  - name: db\n    listen: 127.0.0.1:5432', `  - name: ${name}\n    listen: 127.0.0.1:0`);
+  const zero = diffConfig(load(anyPort('db')), load(anyPort('postgres')));
+  assert.deepEqual(zero.listeners, { added: ['postgres'], removed: ['db'], changed: [], renamed: [] });
 });
 
 test('a listener whose settings changed on the same address is changed in place', () => {
   const d = diffConfig(load(BASE), edited(['    pool: web\n  - name: db', '    pool: web\n    timeouts: { idle: 1m }\n  - name: db']));
-  assert.deepEqual(d.listeners, { added: [], removed: [], changed: ['web'] });
+  assert.deepEqual(d.listeners, { added: [], removed: [], changed: ['web'], renamed: [] });
   assert.deepEqual(d.pools, { ...NONE, backends: {}, settingsChanged: [] });
 });
 
@@ -92,7 +115,7 @@ test('a backend weight change marks the pool and that backend changed, not the p
   assert.deepEqual(d.pools.changed, ['web']);
   assert.deepEqual(d.pools.backends, { web: { added: [], removed: [], changed: ['b'] } });
   assert.deepEqual(d.pools.settingsChanged, []);
-  assert.deepEqual(d.listeners, NONE);
+  assert.deepEqual(d.listeners, NO_LISTENER_CHANGES);
 });
 
 test('a backend whose address changed is removed and added; new and gone backends are listed', () => {
@@ -117,7 +140,7 @@ test('top-level settings that differ are listed', () => {
     edited(['workers: 1', 'workers: 2\nadmin: { listen: 127.0.0.1:9000 }\nshutdown: { drainTimeout: 1s }'], ['level: info', 'level: debug']),
   );
   assert.deepEqual(d.settings, ['workers', 'shutdown', 'log', 'admin']);
-  assert.deepEqual(d.listeners, NONE);
+  assert.deepEqual(d.listeners, NO_LISTENER_CHANGES);
   assert.equal(d.hasChanges, true);
 });
 

@@ -47,6 +47,24 @@ for (const [what, file, text] of HOSTILE) {
   });
 }
 
+test('a syntax error on a 200 KB line of brackets is reported within a second (the flow hint reads the line once)', () => {
+  // Found by the fuzzer (test/fuzz/corpus/config/hang-61ea88351039.json, 16 KiB: 110 ms): the
+  // hint check was a regular expression that backtracked from every bracket; this line took 22 s.
+  const text = `listeners: []\na${'{['.repeat(100_000)}: x\n`;
+  const t0 = performance.now();
+  let err: unknown;
+  try {
+    parseConfigText(text, 'long-line.yaml');
+  } catch (e) {
+    err = e;
+  }
+  const ms = performance.now() - t0;
+  assert.ok(err instanceof ConfigError, `a ConfigError, got ${String(err)}`);
+  assert.equal(err.code, ErrorCodes.CONFIG_PARSE);
+  assert.match(err.issues[0].message, /^YAML syntax error at column 1: /);
+  assert.ok(ms < 1000, `reported in ${ms.toFixed(0)} ms`);
+});
+
 test('a config nested as deep as real ones is still accepted', () => {
   const text = [
     'listeners:',

@@ -71,7 +71,16 @@ test("every endpoint answers with Toxiproxy's fields and status codes", async (t
   const madePort = Number(made.listen.split(':')[1]);
   assert.equal(await request(madePort, 'through the made proxy'), 'through the made proxy');
   isError(await call(base, 'POST', '/proxies', { name: 'made', listen: '127.0.0.1:0', upstream }), 409, /proxy already exists/);
+  // The Go client posts its whole Proxy struct, `toxics` included (ignored, as by Toxiproxy).
+  const goStyle = await call(base, 'POST', '/proxies', { name: 'go', listen: '127.0.0.1:0', upstream, enabled: true, toxics: null });
+  assert.equal(goStyle.status, 201, JSON.stringify(goStyle.body));
+  const saved = await call(base, 'POST', '/proxies/go', { ...(goStyle.body as object), enabled: false });
+  assert.equal(saved.status, 200, JSON.stringify(saved.body));
+  assert.equal((saved.body as { enabled: boolean }).enabled, false);
+  assert.equal((await call(base, 'DELETE', '/proxies/go')).status, 204);
   isError(await call(base, 'POST', '/proxies', { name: 'x', listen: '127.0.0.1:0' }), 400, /missing required field: upstream/);
+  isError(await call(base, 'POST', '/proxies', { name: 'x', listen: `127.0.0.1:${backend.port}`, upstream }), 409, /address already in use/);
+  isError(await call(base, 'GET', '/proxies/x'), 404, /proxy not found/);
   isError(await call(base, 'POST', '/proxies', '{"name": "x", '), 400, /bad request body/);
   isError(await call(base, 'GET', '/proxies/nope'), 404, /proxy not found/);
   isError(await call(base, 'GET', '/proxies/nope/toxics'), 404, /proxy not found/);
@@ -82,6 +91,8 @@ test("every endpoint answers with Toxiproxy's fields and status codes", async (t
   assert.deepEqual(Object.keys(tox.body as object), TOXIC_FIELDS);
   assert.deepEqual(tox.body, { attributes: { latency: 10, jitter: 0 }, name: 'latency_downstream', type: 'latency', stream: 'downstream', toxicity: 1 });
   isError(await call(base, 'POST', '/proxies/made/toxics', { type: 'latency', attributes: { latency: 10 } }), 409, /toxic already exists/);
+  // The Go client's AddToxic without a name sends "name": "": the default name, as Toxiproxy.
+  isError(await call(base, 'POST', '/proxies/made/toxics', { name: '', type: 'latency', attributes: { latency: 10 } }), 409, /toxic already exists/);
   const list = await call(base, 'GET', '/proxies/made/toxics');
   assert.equal(list.status, 200);
   assert.deepEqual(list.body, [tox.body]);
@@ -239,4 +250,30 @@ test('bad faults in the config are refused with the path and the reason; faults 
   assert.match(issues(base({ workers: 2 }, [{ type: 'latency' }])).join('\n'), /listeners\[0\]\.faults: faults run with one process/);
   assert.match(issues(base({ faults: { api: '0.0.0.0:8474' } })).join('\n'), /faults\.token: required when faults\.api is not a loopback address/);
   assert.deepEqual(issues(base({ faults: { api: '127.0.0.1:8474' } }, [{ type: 'bandwidth', attributes: { rate: 10 } }])), []);
+});
+
+test('faults in the config act without the fault API; a listener without faults gets no fault table', async (t) => {
+  const backend = await echoServer();
+  t.after(() => backend.close());
+  const cfg = normalizeConfig(
+    {
+      listeners: [
+        { name: 'cut', listen: '127.0.0.1:0', pool: 'p', faults: [{ type: 'limit_data', attributes: { bytes: 2 } }] },
+        { name: 'plain', listen: '127.0.0.1:0', pool: 'p' },
+      ],
+      pools: [{ name: 'p', backends: [`127.0.0.1:${backend.port}`] }],
+      log: { access: 'off' },
+    },
+    'test.yaml',
+  );
+  const proxy = await startProxy(cfg, { logger: silentLogger() });
+  t.after(() => proxy.close());
+  const [cut, plain] = proxy.addresses();
+  assert.equal(await request(cut.port, 'hello'), 'he');
+  assert.equal(await request(plain.port, 'hello'), 'hello');
+  assert.notEqual(proxy.listeners.get('cut')!.policy.faults, undefined);
+  assert.equal(proxy.listeners.get('plain')!.policy.faults, undefined, 'no table: the relay gets the plain sides');
+  const st = proxy.status().listeners;
+  assert.equal(st[0].faults?.active, true);
+  assert.equal(st[1].faults, undefined);
 });

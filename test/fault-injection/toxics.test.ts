@@ -255,3 +255,60 @@ test('down refuses new connections and closes open ones; reset restores everythi
   assert.deepEqual(st.toxics, [], 'reset removed the toxics');
   assert.equal(st.active, false);
 });
+
+test('slow_close delays the end of the stream, not the data', async (t) => {
+  const backend = await startServer((s) => {
+    s.end('bye');
+  });
+  t.after(() => backend.close());
+  const rig = await startRig(t, backend.port);
+  const proxy = await rig.toxiproxy.get('default');
+  await proxy.addToxic({ name: 'linger', type: 'slow_close', stream: 'downstream', toxicity: 1, attributes: { delay: 400 } });
+  const s = await dial(rig.port);
+  const t0 = performance.now();
+  let dataAt = 0;
+  s.once('data', () => (dataAt = performance.now() - t0));
+  const o = await outcome(s);
+  assert.equal(o.bytes.toString(), 'bye');
+  assert.equal(o.how, 'end');
+  assert.ok(dataAt < 300, `the data came at once (${dataAt.toFixed(0)} ms)`);
+  assert.ok(o.ms >= 380, `the FIN waited the delay (${o.ms.toFixed(0)} ms)`);
+});
+
+test('timeout 0 holds the connection open without data; removing the toxic closes it, as Toxiproxy does', async (t) => {
+  const backend = await echoServer();
+  t.after(() => backend.close());
+  const rig = await startRig(t, backend.port);
+  const proxy = await rig.toxiproxy.get('default');
+  const stall = await proxy.addToxic({ name: 'stall', type: 'timeout', stream: 'upstream', toxicity: 1, attributes: { timeout: 0 } });
+  const s = await dial(rig.port);
+  const o = outcome(s);
+  s.write('lost');
+  const early = await Promise.race([o, new Promise<undefined>((r) => setTimeout(r, 700, undefined))]);
+  assert.equal(early, undefined, 'still open after 700 ms with timeout 0');
+  await stall.remove();
+  const r = await Promise.race([o, new Promise<undefined>((res) => setTimeout(res, 5000, undefined))]);
+  assert.ok(r !== undefined, 'removing the toxic closed the connection');
+  assert.equal(r.bytes.length, 0, 'what the toxic swallowed never arrived');
+});
+
+test("several toxics on one direction form a chain, in the order added (Toxiproxy's chain)", async (t) => {
+  const arrivals: number[] = [];
+  const backend = await startServer((s) => {
+    s.on('data', (c: Buffer) => {
+      arrivals.push(performance.now());
+      s.write(c);
+    });
+    s.on('end', () => s.end());
+  });
+  t.after(() => backend.close());
+  const rig = await startRig(t, backend.port);
+  const proxy = await rig.toxiproxy.get('default');
+  const base = await oneWayDelays(rig.port, arrivals, 5);
+  await proxy.addToxic({ name: 'first', type: 'latency', stream: 'downstream', toxicity: 1, attributes: { latency: 150, jitter: 0 } });
+  await proxy.addToxic({ name: 'second', type: 'latency', stream: 'downstream', toxicity: 1, attributes: { latency: 150, jitter: 0 } });
+  const both = await oneWayDelays(rig.port, arrivals, 5);
+  assert.ok(Math.abs(both.down - base.down - 300) <= 30, `two 150 ms latencies: +${(both.down - base.down).toFixed(1)} ms`);
+  const names = (rig.proxy.status().listeners[0].faults?.toxics ?? []).map((x) => x.name);
+  assert.deepEqual(names, ['first', 'second'], 'listed in chain order');
+});

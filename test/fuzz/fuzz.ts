@@ -283,6 +283,8 @@ async function main(): Promise<void> {
   const slow = order.length > 1 && order[order.length - 1] === SLOWEST ? SLOWEST : undefined;
   const fast = order.filter((p) => p !== slow);
   let slowDone = slow === undefined;
+  let onSlowDone: () => void = () => {};
+  const slowFinished = new Promise<void>((resolve) => (onSlowDone = resolve));
   const slowLane = async (): Promise<void> => {
     if (slow === undefined) return;
     const t = totals.get(slow)!;
@@ -290,6 +292,7 @@ async function main(): Promise<void> {
     log(`  ${slow}: up to ${(ms / 1000).toFixed(1)} s in process, alongside the others, stopping at ${TARGET_INPUTS} inputs`);
     await runInProcess(slow, ms, seed, 0, t, TARGET_INPUTS, jobs);
     slowDone = true;
+    onSlowDone();
     log(`  ${slow}: ${t.inputs} inputs, ${t.findings.size} findings`);
   };
   const socketSlices = async (): Promise<void> => {
@@ -327,6 +330,13 @@ async function main(): Promise<void> {
       log(`  ${p}: up to ${(ms / 1000).toFixed(1)} s in process, stopping at ${TARGET_INPUTS} inputs`);
       await runInProcess(p, ms, seed, 0, t, TARGET_INPUTS, jobs);
       log(`  ${p}: ${t.inputs} inputs, ${t.findings.size} findings`);
+    }
+    // The fast ones are done early: the CPU is the slow one's until the socket slices' time
+    // (or until it has its million).
+    if (!slowDone) {
+      let timer: NodeJS.Timeout | undefined;
+      await Promise.race([slowFinished, new Promise<void>((resolve) => (timer = setTimeout(resolve, Math.max(0, inProcessEnd - Date.now()))))]);
+      clearTimeout(timer);
     }
     // Every parser has its million and time is left: share it (unless the slow one still
     // needs the CPU for its million).

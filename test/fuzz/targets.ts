@@ -26,7 +26,7 @@ import {
 } from '../../src/protocol/proxy-protocol.js';
 import { CLIENT_HELLO_MAX, parseClientHello } from '../../src/protocol/tls-client-hello.js';
 import { parseConfigText } from '../../src/config/load.js';
-import { MAX_DURATION_MS } from '../../src/config/schema.js';
+import { MAX_DURATION_MS, MAX_WORKERS } from '../../src/config/schema.js';
 import type { Config } from '../../src/config/types.js';
 import { parseCli } from '../../src/cli/args.js';
 import { AdminError } from '../../src/admin/errors.js';
@@ -636,7 +636,7 @@ function checkCliConfig(c: Config): void {
     }
   }
   for (const b of c.pools[0].backends) if (!isPort(b.port, 1) || b.host === '') throw invariant(`backend "${b.host}" port ${b.port}`);
-  if (!(Number.isInteger(c.workers) && c.workers >= 1 && c.workers <= 256)) throw invariant(`workers ${c.workers}`);
+  if (!(Number.isInteger(c.workers) && c.workers >= 1 && c.workers <= MAX_WORKERS)) throw invariant(`workers ${c.workers}`);
 }
 
 const cliFlag = fc.constantFrom(

@@ -36,6 +36,28 @@ test('tcp check succeeds against a listening backend and closes its socket', asy
   await waitFor(() => closed === 1, 'the backend to see the check connection close');
 });
 
+test('a check whose connect completed in time is not a timeout because the event loop ran late', async (t) => {
+  const b = await TestBackend.start();
+  t.after(() => b.close());
+  for (let i = 0; i < 3; i++) {
+    // Started from the check phase (setImmediate): the connect is issued (next tick), the kernel
+    // completes the loopback handshake at once, and this thread stays busy past the timeout.
+    // The next loop turn runs its timers before it polls for I/O, so the timer is seen first:
+    // the check must still see the connect before it decides on a timeout.
+    const { check } = await new Promise<{ check: Promise<void> }>((resolve) =>
+      setImmediate(() => {
+        const c = tcpCheck(HOST, b.port, 50);
+        process.nextTick(() => {
+          const until = performance.now() + 150;
+          while (performance.now() < until);
+        });
+        resolve({ check: c });
+      }),
+    );
+    await check;
+  }
+});
+
 test('tcp check fails with "connect refused" when nothing listens', async () => {
   const port = await freePort();
   await rejectsWith(tcpCheck(HOST, port, 1000), 'refused', /^connect refused$/);

@@ -19,3 +19,4 @@ await import('./data-path.test.js');
 await import('./backpressure.test.js');
 await import('./fast-path.test.js');
 await import('../lifecycle/timeouts.test.js');
+await import('./mirror-bytes.test.js');

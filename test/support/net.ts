@@ -242,9 +242,11 @@ export async function spawnL4lb(
     stdout,
     stderr: () => err,
     async stop(signal: NodeJS.Signals = 'SIGTERM') {
-      if (child.exitCode !== null) return child.exitCode;
+      // Gone already (an exit code, or killed by a signal): 'exit' has fired and will not again.
+      if (child.exitCode !== null || child.signalCode !== null) return child.exitCode;
+      const exited = once(child, 'exit');
       child.kill(signal);
-      const [code] = (await once(child, 'exit')) as [number | null];
+      const [code] = (await exited) as [number | null];
       return code;
     },
   };

@@ -344,7 +344,10 @@ function updatePool(p, now) {
   const box = $('pools');
   const card = keyed(box, p.name, () => {
     const c = el('div', { class: 'pool' });
-    const head = el('div', { class: 'pool-head' }, el('span', { class: 'pool-name' }), el('span', { class: 'muted pool-meta' }));
+    const head = el(
+      'div', { class: 'pool-head' },
+      el('span', { class: 'pool-name' }), el('span', { class: 'muted pool-meta' }), el('span', { class: 'muted pool-mirror' }),
+    );
     const table = el('table', { class: 'backends' });
     const thead = el('thead', {}, el('tr', {}, ...COLUMNS.map(([t, cls]) => el('th', { class: cls.includes('num') ? 'num' : '', text: t }))));
     table.append(thead, el('tbody'));
@@ -355,6 +358,7 @@ function updatePool(p, now) {
   card.querySelector('.pool-name').textContent = p.name;
   const health = p.healthCheck ? `${p.healthCheck} health check` : 'passive health only';
   card.querySelector('.pool-meta').textContent = `${p.balance} · ${health} · ${p.backendsUp}/${p.backends.length} up`;
+  card.querySelector('.pool-mirror').textContent = p.mirror ? mirrorText(p.mirror) : '';
   const tbody = card.querySelector('tbody');
   const keys = new Set();
   const rates = state.history.length ? state.history[state.history.length - 1].backends : {};
@@ -364,6 +368,14 @@ function updatePool(p, now) {
     updateBackendRow(row, b, rates[`${p.name}/${b.name}`], now);
   }
   prune(tbody, keys);
+}
+
+/** One line on a pool's mirror: where to, how much, how many mirrored and dropped (and why). */
+function mirrorText(m) {
+  const entries = Object.entries(m.dropped).filter(([, n]) => n > 0);
+  const dropped = entries.reduce((a, [, n]) => a + n, 0);
+  const why = entries.map(([r, n]) => `${r} ${fmtNum(n)}`).join(', ');
+  return `mirror → ${m.pool} ${m.percent}% · ${fmtNum(m.connections)} mirrored (${fmtNum(m.active)} open) · ${fmtBytes(m.bytes)} copied · ${fmtNum(dropped)} dropped${why ? ` (${why})` : ''}`;
 }
 
 function createBackendRow(pool, name) {
