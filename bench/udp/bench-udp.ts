@@ -4,6 +4,7 @@
  *
  *   npm run bench:udp                      (quick: 3 s per measurement, one round)
  *   npm run bench:udp -- --full            (10 s per measurement, three rounds, the median reported)
+ *   npm run bench:udp -- --rounds 3 --seconds 3   (any other mix)
  *   npm run bench:udp -- --node 26         (l4lb also on Node 26, from scripts/node-runtime.sh)
  *   npm run bench:udp -- --proxy-cpu 0     (proxies on CPU 0, load and dnsmasq on CPU 1)
  *   npm run bench:udp -- --before DIR      (also the l4lb built in DIR, e.g. a worktree of main,
@@ -39,8 +40,8 @@ if (before !== undefined) {
 }
 
 const result = await runUdpPhase({
-  seconds: full ? 10 : 3,
-  rounds: full ? 3 : 1,
+  seconds: Number(arg('--seconds') ?? (full ? 10 : 3)),
+  rounds: Number(arg('--rounds') ?? (full ? 3 : 1)),
   l4lb,
   proxyCpus: proxyCpu,
   clientCpus: proxyCpu === undefined ? undefined : String(1 - Number(proxyCpu)),

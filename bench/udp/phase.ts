@@ -31,6 +31,11 @@ const LOAD = join(ROOT, 'dist', 'bench', 'udp', 'load.js');
 const SOCKETS = 32;
 /** Open-loop rates below this are not worth halving further. */
 const MIN_RATE = 500;
+/** How long dnsmasq gets to answer its first query (a loaded machine starts it slowly). */
+const DNS_READY_MS = 15_000;
+/** A query for svc.test (the load generator's, bench/udp/load.ts). */
+const PROBE_QUERY = Buffer.from('0000010000010000000000000373766304746573740000010001', 'hex');
+
 /** The issue's targets for l4lb against nginx (docs/performance.md, UDP). */
 export const UDP_TARGETS = { cpuRatio: 1.2, rateRatio: 0.9, lost: 0 } as const;
 
@@ -122,7 +127,13 @@ function startDnsmasq(port: number, ip: string, cpus: string | undefined): Child
     '--keep-in-foreground', '--conf-file=/dev/null', `--port=${port}`, '--listen-address=127.0.0.1', '--bind-interfaces',
     '--no-resolv', '--no-hosts', `--address=/svc.test/${ip}`, '--pid-file=', '--cache-size=0', '--dns-forward-max=10000',
   ]);
-  return spawn(cmd, args, { stdio: 'ignore' });
+  const p = spawn(cmd, args, { stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  p.stderr!.on('data', (c: Buffer) => (err += c.toString()));
+  p.once('exit', (code, signal) => {
+    if (signal !== 'SIGKILL') process.stderr.write(`dnsmasq on port ${port} exited (${signal ?? code}): ${err.trim()}\n`);
+  });
+  return p;
 }
 
 async function startNginx(dir: string, port: number, backends: number[], mode: UdpMode, cpus: string | undefined): Promise<ChildProcess> {
@@ -263,13 +274,37 @@ async function measureMode(mode: UdpMode, dir: string, backends: number[], o: Ud
   }
 }
 
+/**
+ * Waits until the DNS server on `port` answers: a proxy started before would see ICMP
+ * port-unreachable and eject it for the whole run.
+ */
+async function dnsReady(port: number): Promise<void> {
+  const s = dgram.createSocket('udp4');
+  let answered = false;
+  s.on('message', () => (answered = true));
+  // ICMP port-unreachable while dnsmasq is not bound yet: try again.
+  s.on('error', () => {});
+  const deadline = Date.now() + DNS_READY_MS;
+  try {
+    s.bind(0, '127.0.0.1');
+    await once(s, 'listening');
+    while (!answered) {
+      if (Date.now() > deadline) throw new Error(`dnsmasq on port ${port} did not answer within ${DNS_READY_MS} ms`);
+      s.send(PROBE_QUERY, port, '127.0.0.1');
+      await sleep(100);
+    }
+  } finally {
+    s.close();
+  }
+}
+
 /** Runs both modes; starts and stops its own dnsmasq servers and proxies. */
 export async function runUdpPhase(o: UdpPhaseOptions): Promise<UdpPhaseResult> {
   const dir = mkdtempSync(join(tmpdir(), 'l4lb-bench-udp-'));
   const backendPorts = [await freeUdpPort(), await freeUdpPort()];
   const dns = [startDnsmasq(backendPorts[0], '10.0.0.1', o.clientCpus), startDnsmasq(backendPorts[1], '10.0.0.2', o.clientCpus)];
-  await sleep(500);
   try {
+    await Promise.all(backendPorts.map(dnsReady));
     const modes: UdpModeResult[] = [];
     for (const mode of MODES) modes.push(await measureMode(mode, dir, backendPorts, o));
     return { seconds: o.seconds, rounds: o.rounds, sockets: SOCKETS, modes };

@@ -18,6 +18,11 @@
  *   ({@link attachReader}: an accepted net.Socket that preread or TLS needed reads into a
  *   buffer of its own, as `new net.Socket({ onread })` would).
  *
+ * - For UDP (udp/): `process.binding('udp_wrap')` (UDP, SendWrap), the handle methods `bind`,
+ *   `bind6`, `connect`, `connect6`, `send`, `send6`, `recvStart`, `close`, the
+ *   `onmessage(nread, handle, buf, rinfo)` callback, `send` returning the bytes sent plus one
+ *   when it sent at once (0: queued, the request is kept until done; < 0: an error), and a
+ *   dgram.Socket keeping its handle in a symbol-keyed state object ({@link udpInternals}).
  * - `net._createServerHandle(address, port, family)`: the function node:cluster's primary binds
  *   a shared listening socket with; it returns a bound TCP handle that does not listen (or a
  *   negative errno). cluster/ports.ts holds a port with it ({@link bindWithoutListening}). It
@@ -32,6 +37,7 @@
  * supported Node versions, so a Node release that moves these internals fails the tests rather
  * than silently slowing l4lb down.
  */
+import dgram from 'node:dgram';
 import net from 'node:net';
 import type { SocketReader } from './socket-reader.js';
 import type { Logger } from '../observability/log.js';
@@ -231,6 +237,88 @@ export function attachReader(socket: net.Socket, make: () => SocketReader): Sock
   s[k.kBuffer] = first;
   handle.useUserBuffer(first);
   return reader;
+}
+
+// --- UDP: the handle under dgram.Socket (udp/raw-udp.ts drives it) ---
+
+/** The sender of a datagram, as udp_wrap reports it. */
+export interface UdpRemote {
+  address: string;
+  port: number;
+}
+
+/** A libuv UDP handle; `owner` (set by its user, type `O`) leads its callbacks back to it. */
+export interface UdpHandle<O> {
+  onmessage: ((this: UdpHandle<O>, nread: number, handle: UdpHandle<O>, buf?: Buffer, rinfo?: UdpRemote) => void) | null;
+  owner: O | undefined;
+  bind(address: string, port: number, flags: number): number;
+  bind6(address: string, port: number, flags: number): number;
+  connect(address: string, port: number): number;
+  connect6(address: string, port: number): number;
+  /** Unconnected: to `address:port`. */
+  send(req: object, list: Uint8Array[], count: number, port: number, address: string, hasCallback: boolean): number;
+  /** Connected: to the peer. */
+  send(req: object, list: Uint8Array[], count: number, hasCallback: boolean): number;
+  send6(req: object, list: Uint8Array[], count: number, port: number, address: string, hasCallback: boolean): number;
+  send6(req: object, list: Uint8Array[], count: number, hasCallback: boolean): number;
+  recvStart(): number;
+  close(cb?: () => void): void;
+}
+
+/** The UDP internals, typed for a user whose handles point back to an `O`. */
+export interface UdpBindings<O> {
+  UDP: new () => UdpHandle<O>;
+  SendWrap: new () => object;
+  /** Where a dgram.Socket keeps its state (`{ handle, bindState, … }`). */
+  kState: symbol;
+}
+
+function probeUdp(): UdpBindings<unknown> | string {
+  try {
+    const binding = (process as unknown as { binding(name: string): Record<string, unknown> }).binding;
+    const udp = binding('udp_wrap') as { UDP?: unknown; SendWrap?: unknown };
+    if (typeof udp.UDP !== 'function' || typeof udp.SendWrap !== 'function') return 'udp_wrap bindings are missing';
+    const proto = (udp.UDP as { prototype: Record<string, unknown> }).prototype;
+    for (const m of ['bind', 'bind6', 'connect', 'connect6', 'send', 'send6', 'recvStart', 'close']) {
+      if (typeof proto[m] !== 'function') return `UDP handles have no ${m}()`;
+    }
+    // dgram.Socket's state, found by shape on a probe socket (never bound, closed at once).
+    const probe = dgram.createSocket('udp4');
+    const slots = probe as unknown as Slots;
+    const keys = Object.getOwnPropertySymbols(probe).filter((k) => {
+      const v = slots[k] as { handle?: unknown } | null;
+      return typeof v === 'object' && v !== null && v.handle instanceof (udp.UDP as new () => object);
+    });
+    probe.close();
+    if (keys.length !== 1) return 'dgram.Socket keeps its handle elsewhere';
+    return { UDP: udp.UDP as UdpBindings<unknown>['UDP'], SendWrap: udp.SendWrap as UdpBindings<unknown>['SendWrap'], kState: keys[0] };
+  } catch (err) {
+    return `udp probe failed: ${(err as Error).message}`;
+  }
+}
+
+let u: UdpBindings<unknown> | undefined;
+let udpUnavailable: string | undefined;
+
+/**
+ * The UDP internals, or undefined when the fast path is off (`L4LB_FAST_PATH=0`, or Node lacks
+ * them: then UDP goes through dgram.Socket alone). Read once, on first use.
+ */
+export function udpInternals<O>(): UdpBindings<O> | undefined {
+  if (u === undefined && udpUnavailable === undefined) {
+    const r = process.env[FAST_PATH_ENV] === '0' ? `${FAST_PATH_ENV}=0` : probeUdp();
+    if (typeof r === 'string') udpUnavailable = r;
+    else u = r;
+  }
+  return u as UdpBindings<O> | undefined;
+}
+
+/** The handle of a bound dgram.Socket, or undefined (fast path off, not bound, closed). */
+export function dgramHandle<O>(socket: dgram.Socket): UdpHandle<O> | undefined {
+  const k = udpInternals<O>();
+  if (k === undefined) return undefined;
+  const state = (socket as unknown as Slots)[k.kState] as { handle?: UdpHandle<O> | null } | undefined;
+  return state?.handle ?? undefined;
 }
 
 /** A TCP handle bound to a port but not listening: it takes no connection. */

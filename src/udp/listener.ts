@@ -18,6 +18,9 @@
  *
  * Per-datagram mode (`udp.perDatagram`) keeps no session: each datagram is balanced on its own
  * and sent through one connected socket per backend; replies are not expected and are dropped.
+ *
+ * The listening socket is a dgram.Socket (bind, errors, close) whose datagrams and replies go
+ * through its handle directly where Node's internals allow (udp/raw-udp.ts).
  */
 import dgram from 'node:dgram';
 import { isIP } from 'node:net';
@@ -30,7 +33,8 @@ import type { Pool } from '../proxy/pool.js';
 import type { ListenerHost } from '../proxy/listener.js';
 import { Acl } from '../admission/acl.js';
 import { SourceLimiter, RateLimitedLog } from '../admission/source-limits.js';
-import { MAX_PENDING_DATAGRAMS, UdpSession, ipLookup, type SessionOwner, type UdpEndReason } from './session.js';
+import { MAX_PENDING_DATAGRAMS, UdpSession, type SessionOwner, type UdpEndReason } from './session.js';
+import { ListenerSocket, ipLookup } from './raw-udp.js';
 
 /** What a UDP listener needs from the process around it (the proxy is one). */
 export type UdpListenerHost = Pick<ListenerHost, 'logger' | 'pool' | 'accessLog' | 'logsAccess' | 'admitGlobal' | 'listenOptions'>;
@@ -84,6 +88,55 @@ function compileUdpPolicy(c: ListenerConfig, previous?: { config: ListenerConfig
   };
 }
 
+/**
+ * Live sessions by client port, then address: a number key and a short chain (clients seldom
+ * share a port) instead of a string built and hashed for every datagram.
+ */
+class SessionTable {
+  readonly #byPort = new Map<number, UdpSession>();
+  #size = 0;
+
+  get size(): number {
+    return this.#size;
+  }
+
+  get(address: string, port: number): UdpSession | undefined {
+    let s = this.#byPort.get(port);
+    while (s !== undefined && s.clientAddress !== address) s = s.samePort;
+    return s;
+  }
+
+  add(s: UdpSession): void {
+    s.samePort = this.#byPort.get(s.clientPort);
+    this.#byPort.set(s.clientPort, s);
+    this.#size++;
+  }
+
+  /** Removes `s`; false when it was not in the table. */
+  delete(s: UdpSession): boolean {
+    const head = this.#byPort.get(s.clientPort);
+    if (head === s) {
+      if (s.samePort === undefined) this.#byPort.delete(s.clientPort);
+      else this.#byPort.set(s.clientPort, s.samePort);
+    } else {
+      let prev = head;
+      while (prev !== undefined && prev.samePort !== s) prev = prev.samePort;
+      if (prev === undefined) return false;
+      prev.samePort = s.samePort;
+    }
+    // s.samePort stays: an iteration standing on s goes on from there.
+    this.#size--;
+    return true;
+  }
+
+  /** Every session; ending sessions while iterating is fine. */
+  *values(): IterableIterator<UdpSession> {
+    for (const head of this.#byPort.values()) {
+      for (let s: UdpSession | undefined = head; s !== undefined; s = s.samePort) yield s;
+    }
+  }
+}
+
 /** Per-datagram mode: one connected socket per backend. */
 interface BackendSocket {
   socket: dgram.Socket;
@@ -97,9 +150,10 @@ export class UdpListener implements SessionOwner {
   #policy: UdpPolicy;
   readonly #host: UdpListenerHost;
   readonly stats = new UdpListenerStats();
-  /** Live sessions by `address|port`. */
-  readonly sessions = new Map<string, UdpSession>();
+  readonly sessions = new SessionTable();
   readonly socket: dgram.Socket;
+  /** Reads and replies through {@link socket} (set once bound). */
+  #io: ListenerSocket | undefined;
   readonly #dropLog = new RateLimitedLog();
   readonly #perDatagram = new Map<Backend, BackendSocket>();
   #address: { host: string; port: number } | undefined;
@@ -124,7 +178,6 @@ export class UdpListener implements SessionOwner {
       recvBufferSize: LISTENER_BUFFER_BYTES,
       sendBufferSize: LISTENER_BUFFER_BYTES,
     } as dgram.SocketOptions);
-    this.socket.on('message', (msg, rinfo) => this.#onDatagram(msg, rinfo.address, rinfo.port));
     // Errors after binding (a send to a client failed: ENOBUFS, EAGAIN, an ICMP error for a
     // client that went away) cost that datagram only.
     this.socket.on('error', (err: NodeJS.ErrnoException) => {
@@ -164,6 +217,7 @@ export class UdpListener implements SessionOwner {
       this.socket.bind({ address: host || undefined, port, exclusive: this.#host.listenOptions?.exclusive ?? true }, () => {
         this.socket.removeListener('error', onError);
         this.#bound = true;
+        this.#io = new ListenerSocket(this.socket, (msg, address, port) => this.#onDatagram(msg, address, port));
         const a = this.socket.address();
         this.#address = { host: a.address, port: a.port };
         resolve(this.#address);
@@ -173,6 +227,11 @@ export class UdpListener implements SessionOwner {
 
   get address(): { host: string; port: number } | undefined {
     return this.#address;
+  }
+
+  /** Whether datagrams bypass dgram.Socket (udp/raw-udp.ts; false until bound). */
+  get raw(): boolean {
+    return this.#io?.raw ?? false;
   }
 
   /** True while new sessions are taken. */
@@ -189,18 +248,17 @@ export class UdpListener implements SessionOwner {
       return this.#dropped('datagram_rate', { client: address });
     }
     if (this.#config.udp!.perDatagram) return this.#forwardOne(msg, address, port);
-    const key = `${address}|${port}`;
-    const s = this.sessions.get(key);
+    const s = this.sessions.get(address, port);
     if (s !== undefined) {
       s.forward(msg);
       return;
     }
-    const session = this.#open(key, address, port);
+    const session = this.#open(address, port);
     session?.forward(msg);
   }
 
   /** Admits a new client and opens its session; undefined (and counted) when refused. */
-  #open(key: string, address: string, port: number): UdpSession | undefined {
+  #open(address: string, port: number): UdpSession | undefined {
     if (this.#draining) return this.#refused('shutdown', address);
     const policy = this.#policy;
     if (policy.acl && !policy.acl.allows(address)) return this.#refused('acl', address);
@@ -220,12 +278,13 @@ export class UdpListener implements SessionOwner {
       release?.();
       return this.#refused('no_backend', address);
     }
-    const s = new UdpSession(this, key, address, port, pool, backend, this.#config.udp!.responses);
+    const s = new UdpSession(this, address, port, pool, backend, this.#config.udp!.responses);
     s.releaseSource = release;
-    this.sessions.set(key, s);
+    this.sessions.add(s);
     this.stats.accepted++;
     this.stats.active++;
     this.#armSweep();
+    s.connect();
     return s;
   }
 
@@ -291,7 +350,7 @@ export class UdpListener implements SessionOwner {
 
   reply(msg: Buffer, port: number, address: string): void {
     this.stats.datagramsDown++;
-    this.socket.send(msg, port, address);
+    if (!this.#io!.sendTo(msg, port, address)) this.#dropped('send_failed', { client: address });
   }
 
   drop(reason: string): void {
@@ -303,7 +362,7 @@ export class UdpListener implements SessionOwner {
   }
 
   ended(s: UdpSession, reason: UdpEndReason, error?: string): void {
-    if (this.sessions.get(s.key) === s) this.sessions.delete(s.key);
+    this.sessions.delete(s);
     const st = this.stats;
     st.active--;
     st.countClosed(reason);

@@ -10,35 +10,23 @@
  * listener's own socket, so the client sees them come from the address it sent to.
  *
  * A datagram is forwarded as one datagram, never merged or split (Node hands over whole
- * datagrams, and `send` sends one). Until the connect completes, datagrams wait in a small
- * bounded list ({@link MAX_PENDING_DATAGRAMS}); beyond it they are dropped and counted.
+ * datagrams, and `send` sends one). The socket (udp/raw-udp.ts) is a bare libuv handle, bound
+ * and connected at once, when Node's internals are there and the backend is an IP; otherwise a
+ * dgram.Socket, connected asynchronously: until then datagrams wait in a small bounded list
+ * ({@link MAX_PENDING_DATAGRAMS}); beyond it they are dropped and counted (`pending_full`).
  *
  * Every end goes through {@link UdpSession.end}: it closes the socket, gives back the
  * admission slots and counts the session once, with one access-log line.
  */
-import dgram from 'node:dgram';
-import { lookup as dnsLookup } from 'node:dns';
-import { isIP } from 'node:net';
 import type { Backend } from '../proxy/backend.js';
 import type { Pool } from '../proxy/pool.js';
 import type { PickContext } from '../balancers/types.js';
 import type { AccessRecord } from '../proxy/connection.js';
 import { ErrorCodes } from '../errors.js';
+import { connectBackend, type BackendPeer, type BackendSocket } from './raw-udp.js';
 
 /** Datagrams held while the session socket connects; more are dropped (`pending_full`). */
 export const MAX_PENDING_DATAGRAMS = 16;
-
-/**
- * dgram's `lookup` for addresses that are IP literals: answers at once. Node's default goes
- * through `dns.lookup`, which for an IP answers on the next tick — a closure and a tick for
- * every reply sent to a client and two for every session socket (bind, connect). Names still
- * go to `dns.lookup`.
- */
-export function ipLookup(address: string, family: number, callback: (err: Error | null, address: string, family: number) => void): void {
-  const f = isIP(address);
-  if (f !== 0) callback(null, address, f);
-  else dnsLookup(address, family, callback);
-}
 
 /** Why a session ended, in access-log and metric words. */
 export type UdpEndReason =
@@ -87,17 +75,18 @@ const END_CODES: Partial<Record<UdpEndReason, string>> = {
 };
 
 /** One client's session. Also the {@link PickContext} balancers read. */
-export class UdpSession implements PickContext {
+export class UdpSession implements PickContext, BackendPeer {
   readonly clientAddress: string;
   readonly clientPort: number;
-  /** The listener's session-table key. */
-  readonly key: string;
+  /** The next session of the listener's table with the same client port (udp/listener.ts). */
+  samePort: UdpSession | undefined = undefined;
   readonly pool: Pool;
   readonly backend: Backend;
   readonly #owner: SessionOwner;
-  readonly #socket: dgram.Socket;
+  /** Set by {@link connect}. */
+  #socket: BackendSocket | undefined = undefined;
   /** Datagrams waiting for the connect; undefined once connected. */
-  #pending: Buffer[] | undefined = [];
+  #pending: Buffer[] | undefined = undefined;
   /** Replies expected per client datagram (nginx `proxy_responses`); 0 = the session ends by idle timeout. */
   readonly #responses: number;
   /** Replies still owed for the datagrams forwarded so far. */
@@ -119,34 +108,36 @@ export class UdpSession implements PickContext {
   releaseSource: (() => void) | undefined = undefined;
   ended = false;
 
-  constructor(
-    owner: SessionOwner,
-    key: string,
-    address: string,
-    port: number,
-    pool: Pool,
-    backend: Backend,
-    responses: number,
-  ) {
+  constructor(owner: SessionOwner, address: string, port: number, pool: Pool, backend: Backend, responses: number) {
     this.#owner = owner;
-    this.key = key;
     this.clientAddress = address;
     this.clientPort = port;
     this.pool = pool;
     this.backend = backend;
     this.#responses = responses;
     this.lastActive = owner.clock;
-    const socket = dgram.createSocket({ type: backend.ipFamily === 6 ? 'udp6' : 'udp4', lookup: ipLookup } as dgram.SocketOptions);
+  }
+
+  /**
+   * Takes the backend slot and opens the socket; called once the listener counts the session
+   * (a socket that fails at once ends it from in here).
+   */
+  connect(): void {
+    const b = this.backend;
+    b.acquire();
+    b.countRelayed();
+    const socket = connectBackend(b.ipFamily, b.host, b.port, this);
+    if (this.ended) {
+      socket.close();
+      return;
+    }
     this.#socket = socket;
-    socket.on('message', (msg) => this.#onReply(msg));
-    socket.on('error', (err: NodeJS.ErrnoException) => this.#onError(err));
-    socket.connect(backend.port, backend.host, () => this.#onConnect());
-    backend.acquire();
-    backend.countRelayed();
+    if (!socket.ready) this.#pending = [];
   }
 
   /** Forwards one client datagram to the backend. */
   forward(msg: Buffer): void {
+    if (this.ended) return;
     this.lastActive = this.#owner.clock;
     if (this.#responses > 0) {
       if (this.#owed === 0) this.awaitingSince = this.lastActive;
@@ -169,17 +160,19 @@ export class UdpSession implements PickContext {
     this.bytesUp += msg.length;
     this.backend.countDatagram('in');
     this.#owner.countUp();
-    this.#socket.send(msg);
+    this.#socket!.send(msg);
   }
 
-  #onConnect(): void {
+  // --- BackendPeer: what the socket reports ---
+
+  connected(): void {
     const pending = this.#pending;
     this.#pending = undefined;
     if (this.ended || pending === undefined) return;
     for (const msg of pending) this.#send(msg);
   }
 
-  #onReply(msg: Buffer): void {
+  received(msg: Buffer): void {
     if (this.ended) return;
     const owner = this.#owner;
     this.lastActive = owner.clock;
@@ -199,14 +192,14 @@ export class UdpSession implements PickContext {
     }
   }
 
-  #onError(err: NodeJS.ErrnoException): void {
+  failed(code: string, message: string): void {
     if (this.ended) return;
-    if (err.code === 'ECONNREFUSED') {
+    if (code === 'ECONNREFUSED') {
       // ICMP port unreachable: nothing listens there, as a refused TCP connect.
       this.pool.recordConnectResult(this.backend, false, 0);
       this.end('backend_unreachable', 'backend port unreachable (ICMP)');
     } else {
-      this.end('backend_error', `${err.code ?? 'error'}: ${err.message}`);
+      this.end('backend_error', `${code}: ${message}`);
     }
   }
 
@@ -221,11 +214,8 @@ export class UdpSession implements PickContext {
     if (this.ended) return;
     this.ended = true;
     this.#pending = undefined;
-    try {
-      this.#socket.close();
-    } catch {
-      // Already closed by a failed connect.
-    }
+    this.#socket?.close();
+    this.#socket = undefined;
     this.backend.release();
     this.releaseSource?.();
     this.releaseSource = undefined;

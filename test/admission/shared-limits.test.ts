@@ -8,7 +8,7 @@
  * so each address is a source of its own. The backend greets every connection with `ok\n`:
  * a connection that reads it was admitted; one closed without it was refused.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -113,29 +113,46 @@ function portsOf(c: CliProcess): number[] {
   return c.addresses.map((a) => Number(a.slice(a.lastIndexOf(':') + 1)));
 }
 
-test('two instances (one with workers: 2) sharing a Redis hold a source to its rate and its maxConnections across all their processes', TIMEOUT, async (t) => {
+/**
+ * Two instances on one Redis: the backend, the Redis, a directory for `b`'s config file, and
+ * `a` (in process) and `b` (an `l4lb` process) once the test starts them. All go after it.
+ */
+interface TwoInstances {
+  backend: TestServer;
+  redis: RedisServer;
+  dir: string;
+  sockets: net.Socket[];
+  a?: Proxy;
+  b?: CliProcess;
+}
+
+async function twoInstances(t: TestContext, stopB: NodeJS.Signals): Promise<TwoInstances> {
   const backend = await greeter();
   const redis = await RedisServer.start();
   const dir = await mkdtemp(join(tmpdir(), 'l4lb-shared-'));
-  let a: Proxy | undefined;
-  let b: CliProcess | undefined;
-  const sockets: net.Socket[] = [];
+  const f: TwoInstances = { backend, redis, dir, sockets: [] };
   t.after(async () => {
-    for (const s of sockets) s.destroy();
-    await a?.close();
-    await b?.stop();
+    for (const s of f.sockets) s.destroy();
+    await f.a?.close();
+    await f.b?.stop(stopB);
     await backend.close();
     await redis.close();
     await rm(dir, { recursive: true, force: true });
   });
+  return f;
+}
+
+test('two instances (one with workers: 2) sharing a Redis hold a source to its rate and its maxConnections across all their processes', TIMEOUT, async (t) => {
+  const f = await twoInstances(t, 'SIGTERM');
+  const { backend, redis, dir, sockets } = f;
   const text = (workers: number) => yaml({ port: backend.port, redis: redis.url, workers });
   const { logger, lines } = captureLogger('info');
-  a = await startProxy(configFrom(text(1)), { logger });
-  b = await cli(dir, 'b', text(2), 2);
+  const a = (f.a = await startProxy(configFrom(text(1)), { logger }));
+  const b = (f.b = await cli(dir, 'b', text(2), 2));
   const [aConc, aRate] = a.addresses().map((x) => x.port);
   const [bConc, bRate] = portsOf(b);
-  await waitFor(() => a!.sourceStores[0]?.state === 'up', 5000, 'the in-process instance to reach Redis');
-  await waitFor(() => sharingPids(b!.stderr()).size >= 2, 20_000, 'both workers of the other instance to reach Redis');
+  await waitFor(() => a.sourceStores[0]?.state === 'up', 5000, 'the in-process instance to reach Redis');
+  await waitFor(() => sharingPids(b.stderr()).size >= 2, 20_000, 'both workers of the other instance to reach Redis');
   assert.ok(lines.some((l) => /limits are shared/.test(String(l.msg))), 'the store connection is logged');
   // One connection per process: this process, and each of the two workers.
   assert.equal(await redis.clients(), 3, 'one Redis connection per process');
@@ -284,28 +301,16 @@ test('Redis paused (SIGSTOP): a new connection waits at most the store timeout, 
 });
 
 test('an instance killed with SIGKILL: its connections stop counting within the lease TTL', TIMEOUT, async (t) => {
-  const backend = await greeter();
-  const redis = await RedisServer.start();
-  const dir = await mkdtemp(join(tmpdir(), 'l4lb-shared-'));
-  let a: Proxy | undefined;
-  let b: CliProcess | undefined;
-  const sockets: net.Socket[] = [];
-  t.after(async () => {
-    for (const s of sockets) s.destroy();
-    await a?.close();
-    await b?.stop('SIGKILL');
-    await backend.close();
-    await redis.close();
-    await rm(dir, { recursive: true, force: true });
-  });
+  const f = await twoInstances(t, 'SIGKILL');
+  const { backend, redis, dir, sockets } = f;
   const leaseTtlMs = 3000;
   const text = yaml({ port: backend.port, redis: redis.url, leaseTtl: `${leaseTtlMs}ms`, rateListener: false });
-  a = await startProxy(configFrom(text), { logger: silentLogger() });
-  b = await cli(dir, 'b', text, 1);
+  const a = (f.a = await startProxy(configFrom(text), { logger: silentLogger() }));
+  const b = (f.b = await cli(dir, 'b', text, 1));
   const pa = a.addresses()[0].port;
   const [pb] = portsOf(b);
-  await waitFor(() => a!.sourceStores[0].state === 'up', 5000, 'the store to be up');
-  await waitFor(() => sharingPids(b!.stderr()).size >= 1, 20_000, 'the other instance to reach Redis');
+  await waitFor(() => a.sourceStores[0].state === 'up', 5000, 'the store to be up');
+  await waitFor(() => sharingPids(b.stderr()).size >= 1, 20_000, 'the other instance to reach Redis');
 
   for (let i = 0; i < 10; i++) {
     const s = await open(pb, '127.0.0.51');
@@ -315,7 +320,6 @@ test('an instance killed with SIGKILL: its connections stop counting within the 
   assert.equal(await attempt(pa, '127.0.0.51'), false, 'the source is at its maximum');
   // The process dies without giving anything back; its clients' sockets go with it.
   await b.stop('SIGKILL');
-  b = undefined; // stopped: the cleanup must not wait for a second exit
   const killedAt = performance.now();
   assert.equal(await attempt(pa, '127.0.0.51'), false, 'a dead holder still counts until its lease expires');
   await waitFor(async () => (await attempt(pa, '127.0.0.51')) === true, leaseTtlMs + 5000, 'the dead holder to stop counting');

@@ -2,7 +2,6 @@
  * @module test/discovery/support — a real DNS server (dnsmasq) on a loopback port, plus
  * small helpers the discovery tests share. Every helper returns something with close().
  */
-import { spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { once } from 'node:events';
@@ -16,7 +15,7 @@ import type { Logger } from '../../src/observability/log.js';
 import { parseConfigText } from '../../src/config/load.js';
 import type { Config } from '../../src/config/types.js';
 // dnsmasq runs under the watchdog, so it cannot outlive a test process killed before its cleanup.
-import { WATCHDOG, stopWatched, type Watched } from '../support/watchdog.js';
+import { spawnWatched, stopWatched, type Watched } from '../support/watchdog.js';
 
 /** Where Debian installs dnsmasq. The tests need it: they fail, never skip, without it. */
 export const DNSMASQ = '/usr/sbin/dnsmasq';
@@ -196,18 +195,9 @@ export class Dnsmasq {
       '--pid-file=',
       '--log-facility=-',
     ];
-    const shell = spawn('/bin/sh', ['-c', WATCHDOG, 'sh', DNSMASQ, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-    const run: Running = { shell, pid: 0, exited: false };
     let log = '';
-    let out = '';
-    shell.once('exit', () => (run.exited = true));
-    shell.stdout!.on('data', (c: Buffer) => {
-      out += c.toString();
-      const m = /^(\d+)\n/.exec(out);
-      if (m) run.pid = Number(m[1]);
-    });
-    shell.stderr!.on('data', (c: Buffer) => {
-      log += c.toString();
+    const run: Running = spawnWatched(DNSMASQ, args, undefined, (chunk) => {
+      log += chunk;
       if (this.#run === run) this.#log = log;
     });
     // The hosts file is read after the sockets are bound: from then on queries are answered.

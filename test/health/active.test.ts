@@ -118,7 +118,10 @@ test('a backend whose checks alternate pass/fail never changes state with rise 2
   t.after(() => later.close());
   const pool = makePool(
     [backendConfig('present', present.port)],
-    healthConfig({ type: 'send-expect', send: Buffer.from('HI\n'), expect: { kind: 'substring', value: 'OK' }, intervalMs: 60, timeoutMs: 60, rise: 2, fall: 3 }),
+    // The backends answer from this process's event loop: a good check fails as a timeout
+    // whenever the loop stalls longer than the timeout before the answer is read (60 ms failed
+    // under load); a quarter second leaves room, and the alternation is what is tested.
+    healthConfig({ type: 'send-expect', send: Buffer.from('HI\n'), expect: { kind: 'substring', value: 'OK' }, intervalMs: 250, timeoutMs: 250, rise: 2, fall: 3 }),
   );
   const { rec } = startChecker(t, pool);
   pool.setBackends([backendConfig('present', present.port), backendConfig('later', later.port)]);

@@ -108,3 +108,37 @@ test('the mirror receives, byte for byte, what the primary receives, for many co
   const shadow = proxy.status().pools[1].backends[0];
   assert.equal(shadow.total, CONNECTIONS);
 });
+
+test('behind a PROXY-accepting listener the mirror gets the client bytes read with the header (preread), not the header', async (t) => {
+  const primary = await hashingServer('primary');
+  const mirror = await hashingServer('mirror');
+  t.after(() => primary.server.close());
+  t.after(() => mirror.server.close());
+  const cfg = normalizeConfig(
+    {
+      log: { level: 'silent', access: 'off' },
+      listeners: [{ name: 'web', listen: '127.0.0.1:0', pool: 'main', acceptProxy: { trusted: ['127.0.0.1/32'] } }],
+      pools: [
+        { name: 'main', backends: [`127.0.0.1:${primary.server.port}`], mirror: { pool: 'shadow', percent: 100 } },
+        { name: 'shadow', backends: [`127.0.0.1:${mirror.server.port}`] },
+      ],
+    },
+    'test',
+  );
+  const proxy = await startProxy(cfg, { logger: silentLogger() });
+  t.after(() => proxy.close());
+  const payload = randomBytes(3000);
+  const digest = createHash('sha256').update(payload).digest('hex');
+  const s = await connect(proxy.addresses()[0].port);
+  let reply = '';
+  s.setEncoding('utf8');
+  s.on('data', (c: string) => (reply += c));
+  const ended = new Promise((r) => s.on('end', r));
+  // Header and payload in one write: the payload's start arrives with the header, in preread.
+  s.end(Buffer.concat([Buffer.from('PROXY TCP4 192.0.2.7 127.0.0.1 4000 80\r\n'), payload]));
+  await ended;
+  s.destroy();
+  assert.equal(reply, `${digest}\n`);
+  await waitFor(() => mirror.digests.length === 1, 5000, 'the mirror connection ended');
+  assert.equal(mirror.digests[0], digest);
+});

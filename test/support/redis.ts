@@ -4,10 +4,9 @@
  * on the same port, paused (SIGSTOP) and resumed (SIGCONT). No persistence (`--save ''
  * --appendonly no`): a restarted server starts empty, as a lost Redis does.
  */
-import { spawn } from 'node:child_process';
 import { accessSync, constants } from 'node:fs';
 import net from 'node:net';
-import { WATCHDOG, stopWatched, type Watched } from './watchdog.js';
+import { spawnWatched, stopWatched, type Watched } from './watchdog.js';
 
 /** Where Debian installs redis-server. The tests need it: they fail, never skip, without it. */
 export const REDIS_SERVER = '/usr/bin/redis-server';
@@ -143,18 +142,13 @@ export class RedisServer {
 
   async #spawn(): Promise<void> {
     const args = ['--port', String(this.port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--protected-mode', 'no'];
-    const shell = spawn('/bin/sh', ['-c', WATCHDOG, 'sh', REDIS_SERVER, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
-    const run: Running = { shell, pid: 0, exited: false };
+    const run: Running = spawnWatched(
+      REDIS_SERVER,
+      args,
+      (out) => (this.#log = out),
+      (chunk) => (this.#log += chunk),
+    );
     this.#run = run;
-    let out = '';
-    shell.once('exit', () => (run.exited = true));
-    shell.stdout!.on('data', (c: Buffer) => {
-      out += c.toString();
-      const m = /^(\d+)\n/.exec(out);
-      if (m) run.pid = Number(m[1]);
-      this.#log = out;
-    });
-    shell.stderr!.on('data', (c: Buffer) => (this.#log += c.toString()));
     const deadline = Date.now() + 5000;
     for (;;) {
       if (run.exited) throw new Error(`redis-server exited on port ${this.port}:\n${this.#log}`);
