@@ -201,6 +201,12 @@ export class MirrorTee implements RelaySide, RelayCore, DialOwner {
   destroy(): void {
     this.#inner.destroy();
   }
+  /** Passes a reset on (fault injection's reset_peer), so the client sees a RST, not a FIN. */
+  reset(): void {
+    const inner = this.#inner;
+    if (inner.reset !== undefined) inner.reset();
+    else inner.destroy();
+  }
   get destroyed(): boolean {
     return this.#inner.destroyed;
   }

@@ -125,6 +125,12 @@ export class ReplaySide implements RelaySide, RelayCore {
     this.#wantEnd = true;
     if (!this.#redialing) this.#inner.end();
   }
+  /** Passes a reset on (fault injection's reset_peer); while redialling there is no socket to reset. */
+  reset(): void {
+    if (this.#destroyed || this.#redialing || this.#inner.reset === undefined) return this.destroy();
+    this.#destroyed = true;
+    this.#inner.reset();
+  }
   destroy(): void {
     if (this.#destroyed) return;
     this.#destroyed = true;
