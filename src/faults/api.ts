@@ -49,9 +49,12 @@ const DEFAULT_PROXY_LISTEN = '127.0.0.1:0';
 /** A request that fails with Toxiproxy's error shape. */
 class ApiError extends Error {
   readonly status: number;
-  constructor(status: number, message: string) {
+  /** Close the connection after the answer (a client may still be sending an oversized body). */
+  readonly close: boolean;
+  constructor(status: number, message: string, close = false) {
     super(message);
     this.status = status;
+    this.close = close;
   }
 }
 
@@ -83,7 +86,7 @@ export function toxicJson(t: ToxicSpec): ToxicJson {
 /** Options of {@link FaultsApi}. */
 export interface FaultsApiOptions {
   logger?: Logger;
-  /** Request body cap, bytes (413 beyond). Default 64 KiB. */
+  /** Request body cap, bytes (400 beyond, as for any bad body). Default 64 KiB. */
   maxBodyBytes?: number;
 }
 
@@ -232,12 +235,12 @@ export class FaultsApi {
     return noContent(res);
   }
 
-  /** The request body as JSON: 413 past the cap, 400 when it is not JSON. */
+  /** The request body as JSON: 400 with the reason past the cap or when it is not JSON. */
   async #body(req: IncomingMessage): Promise<unknown> {
     try {
       return await readJsonBody(req, this.#maxBody);
     } catch (err) {
-      if (err instanceof AdminError && err.reason === 'body_too_large') throw new ApiError(413, `request body too large: at most ${this.#maxBody} bytes`);
+      if (err instanceof AdminError && err.reason === 'body_too_large') throw new ApiError(400, `request body too large: at most ${this.#maxBody} bytes`, true);
       if (err instanceof AdminError) throw badBody(err.message);
       throw err;
     }
@@ -257,11 +260,12 @@ export class FaultsApi {
     }
     let status = 500;
     let message = 'internal error; see the l4lb log';
-    if (err instanceof ApiError) ({ status, message } = err);
+    let close = false;
+    if (err instanceof ApiError) ({ status, message, close } = err);
     else if (err instanceof AdminError && err.status >= 400) ({ status, message } = err);
     else this.#log.error({ err: (err as Error)?.message }, 'fault API request failed');
     // A client still sending an oversized body is answered, then the connection closes.
-    sendJson(res, status, { error: message, status }, status === 413 ? { connection: 'close' } : {});
+    sendJson(res, status, { error: message, status }, close ? { connection: 'close' } : {});
   }
 
   // --- the view ---
