@@ -22,6 +22,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import dgram from 'node:dgram';
+import net from 'node:net';
 import { cpuTimes } from '../proc-stats.js';
 import { NGINX_STREAM_MODULE } from '../servers.js';
 
@@ -34,6 +35,8 @@ const MIN_RATE = 500;
 /** How long dnsmasq gets to answer its first query (a loaded machine starts it slowly). */
 const DNS_READY_MS = 15_000;
 /** A query for svc.test (the load generator's, bench/udp/load.ts). */
+/** dnsmasq starts tried before the phase gives up (each on a fresh port). */
+const DNS_START_ATTEMPTS = 5;
 const PROBE_QUERY = Buffer.from('0000010000010000000000000373766304746573740000010001', 'hex');
 
 /** The issue's targets for l4lb against nginx (docs/performance.md, UDP). */
@@ -278,7 +281,7 @@ async function measureMode(mode: UdpMode, dir: string, backends: number[], o: Ud
  * Waits until the DNS server on `port` answers: a proxy started before would see ICMP
  * port-unreachable and eject it for the whole run.
  */
-async function dnsReady(port: number): Promise<void> {
+async function dnsReady(port: number, proc: ChildProcess): Promise<void> {
   const s = dgram.createSocket('udp4');
   let answered = false;
   s.on('message', () => (answered = true));
@@ -289,6 +292,7 @@ async function dnsReady(port: number): Promise<void> {
     s.bind(0, '127.0.0.1');
     await once(s, 'listening');
     while (!answered) {
+      if (proc.exitCode !== null || proc.signalCode !== null) throw new Error(`dnsmasq on port ${port} exited before it answered`);
       if (Date.now() > deadline) throw new Error(`dnsmasq on port ${port} did not answer within ${DNS_READY_MS} ms`);
       s.send(PROBE_QUERY, port, '127.0.0.1');
       await sleep(100);
@@ -298,13 +302,57 @@ async function dnsReady(port: number): Promise<void> {
   }
 }
 
+/**
+ * A loopback port free for TCP and UDP alike: dnsmasq listens on both, and after the TCP phases
+ * a port free for UDP is often still held by a TCP connection.
+ */
+async function freeDnsPort(): Promise<number> {
+  for (;;) {
+    const server = net.createServer();
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(0, '127.0.0.1', () => resolve());
+    });
+    const port = (server.address() as net.AddressInfo).port;
+    const udp = dgram.createSocket('udp4');
+    const free = await new Promise<boolean>((resolve) => {
+      udp.once('error', () => resolve(false));
+      udp.bind(port, '127.0.0.1', () => resolve(true));
+    });
+    if (free) await new Promise<void>((r) => udp.close(() => r()));
+    await new Promise<void>((r) => server.close(() => r()));
+    if (free) return port;
+  }
+}
+
+/** Starts dnsmasq answering `ip` and waits until it does; a port taken in between is tried again with another. */
+async function startDns(ip: string, cpus: string | undefined): Promise<{ proc: ChildProcess; port: number }> {
+  let lastError: unknown;
+  for (let attempt = 0; attempt < DNS_START_ATTEMPTS; attempt++) {
+    const port = await freeDnsPort();
+    const proc = startDnsmasq(port, ip, cpus);
+    try {
+      await dnsReady(port, proc);
+      return { proc, port };
+    } catch (err) {
+      lastError = err;
+      proc.kill('SIGKILL');
+    }
+  }
+  throw lastError;
+}
+
 /** Runs both modes; starts and stops its own dnsmasq servers and proxies. */
 export async function runUdpPhase(o: UdpPhaseOptions): Promise<UdpPhaseResult> {
   const dir = mkdtempSync(join(tmpdir(), 'l4lb-bench-udp-'));
-  const backendPorts = [await freeUdpPort(), await freeUdpPort()];
-  const dns = [startDnsmasq(backendPorts[0], '10.0.0.1', o.clientCpus), startDnsmasq(backendPorts[1], '10.0.0.2', o.clientCpus)];
+  const dns: ChildProcess[] = [];
   try {
-    await Promise.all(backendPorts.map(dnsReady));
+    const backendPorts: number[] = [];
+    for (const ip of ['10.0.0.1', '10.0.0.2']) {
+      const { proc, port } = await startDns(ip, o.clientCpus);
+      dns.push(proc);
+      backendPorts.push(port);
+    }
     const modes: UdpModeResult[] = [];
     for (const mode of MODES) modes.push(await measureMode(mode, dir, backendPorts, o));
     return { seconds: o.seconds, rounds: o.rounds, sockets: SOCKETS, modes };
