@@ -4,12 +4,10 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chromium, type Browser } from 'playwright-core';
+import { newPage } from '../support/browser.js';
 import { refusedPort, request } from '../support/net.js';
 import { startStack, TIMEOUT } from './helpers.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const LAUNCH_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'];
 
 test('the dashboard shows a pool’s mirror: target, percent, connections mirrored and drops by reason', TIMEOUT, async (t) => {
   const dead = await refusedPort();
@@ -24,13 +22,7 @@ test('the dashboard shows a pool’s mirror: target, percent, connections mirror
   t.after(() => st.close());
   for (let i = 0; i < 3; i++) assert.equal(await request(st.port, `req ${i}`), `req ${i}`);
 
-  let browser: Browser | undefined;
-  t.after(async () => {
-    await browser?.close();
-  });
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: LAUNCH_ARGS });
-  const page = await browser.newPage();
-  page.setDefaultTimeout(10_000);
+  const page = await newPage(t);
   const problems: string[] = [];
   page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
   await page.goto(st.url);

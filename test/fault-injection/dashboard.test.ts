@@ -5,12 +5,10 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chromium, type Browser } from 'playwright-core';
+import { newPage } from '../support/browser.js';
 import { startStack, TIMEOUT } from '../admin/helpers.js';
 import { parseToxic } from '../../src/faults/toxics.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const LAUNCH_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'];
 
 test('the dashboard shows a banner naming every injected fault, and hides it once they are removed', TIMEOUT, async (t) => {
   const st = await startStack({
@@ -21,13 +19,7 @@ test('the dashboard shows a banner naming every injected fault, and hides it onc
     },
   });
   t.after(() => st.close());
-  let browser: Browser | undefined;
-  t.after(async () => {
-    await browser?.close();
-  });
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: LAUNCH_ARGS });
-  const page = await browser.newPage();
-  page.setDefaultTimeout(10_000);
+  const page = await newPage(t);
   await page.goto(st.url);
   const banner = page.locator('#fault-banner');
   await banner.waitFor({ state: 'visible' });

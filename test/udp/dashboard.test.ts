@@ -4,12 +4,10 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { chromium, type Browser } from 'playwright-core';
+import { newPage } from '../support/browser.js';
 import { startProxyAdmin } from '../../src/admin/server.js';
 import { UdpClient, proxyFrom, udpConfig, udpEcho } from './support.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const LAUNCH_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'];
 
 test('the dashboard shows a UDP listener with its sessions, drops and datagrams', { timeout: 60_000 }, async (t) => {
   const echo = await udpEcho();
@@ -24,13 +22,7 @@ test('the dashboard shows a UDP listener with its sessions, drops and datagrams'
   await Promise.all(clients.map((c) => c.waitReplies(1)));
   await clients[0].send(p.port, Buffer.alloc(0)); // one drop
 
-  let browser: Browser | undefined;
-  t.after(async () => {
-    await browser?.close();
-  });
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: LAUNCH_ARGS });
-  const page = await browser.newPage();
-  page.setDefaultTimeout(10_000);
+  const page = await newPage(t);
   const problems: string[] = [];
   page.on('pageerror', (err) => problems.push(err.message));
   await page.goto(admin.url);
