@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { blackHole, connect, echoServer, refusedPort, startServer, waitFor } from '../support/net.js';
+import { blackHole, connect, echoServer, holdPort, refusedPort, startServer, waitFor } from '../support/net.js';
 import { assertNoLeaks, config, listener, pool, startL4lb } from './harness.js';
 import { dyingBackend, echoOn, echoOnce, flappingBackend, inBatches, isPatternPrefix, pattern, readToEnd, type Transfer } from './traffic.js';
 import { FAULT_WORKERS } from './workers.js';
@@ -158,12 +158,16 @@ for (const workers of FAULT_WORKERS) {
     await echoOnce(l4lb.port);
     const base = await l4lb.probe();
     await Promise.all([a.close(), b.close()]);
+    // Down, their ports stay held: a test file running alongside must not get one for a server.
+    const [heldA, heldB] = [holdPort(ports[0]), holdPort(ports[1])];
+    t.after(() => heldB.release());
     for (const r of await inBatches(10, 5, () => echoOnce(l4lb.port))) {
       closedEmpty(r, 'all backends down');
       assert.ok(r.ms < 3000, `closed after ${r.ms}ms`);
     }
     // Every failed connect to it happened before this (l4lb closed those clients after them),
     // so every ejection of it ends by now + maxEjection, in every process.
+    heldA.release();
     back = await echoOn(ports[0]);
     const ejectionsOver = Date.now() + MAX_EJECTION_MS;
     await waitFor(async () => (await echoOnce(l4lb.port)).intact, 10_000, 'served again once a backend is back');
