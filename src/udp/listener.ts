@@ -265,6 +265,11 @@ export class UdpListener implements SessionOwner {
     return this.#io?.raw ?? false;
   }
 
+  /** Per-datagram mode: the open backend sockets, by backend address, and whether each is a bare handle. */
+  perDatagramSockets(): Map<string, { raw: boolean }> {
+    return new Map([...this.#perDatagram].map(([b, bs]) => [b.address, { raw: bs.socket.raw }]));
+  }
+
   /** True while new sessions are taken. */
   get listening(): boolean {
     return this.#bound && !this.#draining && !this.#closed;

@@ -46,6 +46,8 @@ export interface BackendPeer {
 export interface BackendSocket {
   /** True once `send` sends (raw sockets: from the start). */
   readonly ready: boolean;
+  /** A bare libuv handle (true) or a dgram.Socket (false). */
+  readonly raw: boolean;
   send(msg: Buffer): void;
   close(): void;
 }
@@ -112,6 +114,7 @@ function onBackendMessage(this: UdpHandle<BackendPeer>, nread: number, _h: unkno
 
 class RawBackendSocket implements BackendSocket {
   readonly ready = true;
+  readonly raw = true;
   readonly #h: UdpHandle<BackendPeer>;
   readonly #six: boolean;
   readonly #sender: HandleSender;
@@ -138,6 +141,7 @@ class RawBackendSocket implements BackendSocket {
 
 class DgramBackendSocket implements BackendSocket {
   ready = false;
+  readonly raw = false;
   readonly #socket: dgram.Socket;
 
   constructor(six: boolean, host: string, port: number, peer: BackendPeer) {
