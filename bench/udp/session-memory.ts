@@ -10,8 +10,9 @@
  * and lets them stay, then collects garbage in l4lb and reads `process.memoryUsage()`, opens N
  * more sessions (each from its own client port, one datagram each way), checks through the
  * admin API that all of them are still open, collects garbage and reads it again. Per session:
- * the growth of RSS, of V8's heap (used and reserved), of `external` (memory V8 objects hold
- * outside the heap) and the rest of RSS ("native": libuv handles, Node's C++ wrappers, malloc).
+ * the growth of RSS, of V8's heap (used, and reserved), of `external` (memory V8 objects hold
+ * outside the heap) and the rest of RSS ("native": RSS less the heap's resident pages and
+ * `external`: libuv handles, Node's C++ wrappers, malloc's overhead).
  * Printed: median and range over the rounds. Everything runs on loopback: a UDP echo backend
  * and the clients live in this process.
  *
@@ -41,6 +42,7 @@ interface Memory {
   rss: number;
   heapTotal: number;
   heapUsed: number;
+  heapPhysical: number;
   external: number;
 }
 
@@ -166,7 +168,7 @@ async function round(rt: NodeRuntime, fastPath: boolean, sessions: number, clien
       heapUsed: per('heapUsed'),
       heapTotal: per('heapTotal'),
       external: per('external'),
-      native: per('rss') - per('heapTotal') - per('external'),
+      native: per('rss') - per('heapPhysical') - per('external'),
     };
   } finally {
     await l4lb.stop();

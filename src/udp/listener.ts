@@ -17,7 +17,8 @@
  * clock sessions stamp their activity with, so no datagram reads the time.
  *
  * Per-datagram mode (`udp.perDatagram`) keeps no session: each datagram is balanced on its own
- * and sent through one connected socket per backend; replies are not expected and are dropped.
+ * and sent through one connected socket per backend (a bare handle on the fast path, as a
+ * session's); replies are not expected and are dropped.
  *
  * The listening socket is a dgram.Socket (bind, errors, close) whose datagrams and replies go
  * through its handle directly where Node's internals allow (udp/raw-udp.ts).
