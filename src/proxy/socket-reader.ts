@@ -72,6 +72,11 @@ export class BufferPool {
     return this.#allocated - this.#free.length;
   }
 
+  /** Buffers carved from slabs so far (slabs are never freed). */
+  get allocated(): number {
+    return this.#allocated;
+  }
+
   /** A buffer, or undefined when the pool is at its maximum. */
   take(): Buffer | undefined {
     const b = this.#free.pop();
@@ -97,6 +102,16 @@ const largePool = new BufferPool(LARGE_BUFFER_SIZE, LARGE_PER_SLAB, MAX_LARGE_BU
 /** How many pooled read buffers are in use (for tests and diagnostics). */
 export function readBuffersInUse(): { tiny: number; small: number; large: number } {
   return { tiny: tinyPool.inUse, small: smallPool.inUse, large: largePool.inUse };
+}
+
+/** Each pool's buffer size, buffers in use and buffers allocated (for the bench's memory probe). */
+export function readBufferPools(): Array<{ size: number; inUse: number; allocated: number }> {
+  return [tinyPool, smallPool, largePool].map((p) => ({ size: p.size, inUse: p.inUse, allocated: p.allocated }));
+}
+
+/** A small buffer (raw-socket.ts copies a read out of the shared buffer into one). */
+export function takeSmallReadBuffer(): Buffer {
+  return smallPool.take()!;
 }
 
 /** The buffer a socket starts reading into. */
