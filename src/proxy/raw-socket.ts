@@ -54,10 +54,16 @@ const WAITING = 32;
 type Listener = (...args: any[]) => void;
 
 /**
- * Views kept for reuse (see RawSocket.#viewOf): enough for the prefixes of the shared read
- * buffer and of the buffers it is copied into, requests and answers of a few sizes.
+ * Views kept for reuse (see RawSocket.#viewOf): enough for the few buffers reads are copied
+ * into that a busy process keeps reusing, with requests and answers of a few sizes each.
  */
 const VIEW_CACHE_SIZE = 8;
+/**
+ * Reads shorter than this are copied out of the shared buffer through a view of its first `n`
+ * bytes kept per size (at most this many views, ≈ 100 bytes each); longer ones make a view
+ * each time (a copy of that size costs more than the view).
+ */
+const SHARED_VIEWS = 1024;
 
 /** Filled by getpeername (see RawSocket#readPeer): the properties Node sets, present from the start. */
 const peerOut: AddressInfo = { address: undefined, family: undefined, port: undefined };
@@ -205,9 +211,10 @@ export class RawSocket implements DataSocket, RelaySide {
     if (err !== 0) this.#fail(err, 'read');
   }
 
-  send(buf: Buffer, n: number, _owned: boolean): boolean {
+  send(buf: Buffer, n: number, owned: boolean): boolean {
     if (this.#is(WRITE_ENDED)) return true;
-    const data = n === buf.length ? buf : RawSocket.#viewOf(buf, n);
+    // An owned buffer is not written from again: no view of it worth keeping.
+    const data = n === buf.length ? buf : owned ? buf.subarray(0, n) : RawSocket.#viewOf(buf, n);
     // A write that completes at once leaves its request object untouched (Node binds it to a
     // native write request only when the write goes async), so one serves every such write.
     const req = RawSocket.#spareWrite ?? RawSocket.#newWrite();
@@ -276,6 +283,14 @@ export class RawSocket implements DataSocket, RelaySide {
    * handle can point at it. Only its pages are touched by the reads of idle connections.
    */
   static readonly #shared: Buffer = Buffer.allocUnsafeSlow(SMALL_BUFFER_SIZE);
+  /** Views of the shared buffer's first `n` bytes, by `n` (see {@link SHARED_VIEWS}). */
+  static readonly #sharedViews: Array<Buffer | undefined> = new Array<Buffer | undefined>(SHARED_VIEWS).fill(undefined);
+
+  /** The first `n` bytes of the shared buffer. */
+  static #sharedView(n: number): Buffer {
+    if (n >= SHARED_VIEWS) return n === SMALL_BUFFER_SIZE ? RawSocket.#shared : RawSocket.#shared.subarray(0, n);
+    return (RawSocket.#sharedViews[n] ??= RawSocket.#shared.subarray(0, n));
+  }
 
   /** Views recently made by #viewOf, with the buffers they look into (parallel, round-robin). */
   static readonly #views: Buffer[] = [];
@@ -453,7 +468,7 @@ export class RawSocket implements DataSocket, RelaySide {
    */
   static #readShared(s: RawSocket, h: TcpHandle, n: number): Buffer | undefined {
     const copy = takeSmallReadBuffer();
-    copy.set(n === SMALL_BUFFER_SIZE ? RawSocket.#shared : RawSocket.#viewOf(RawSocket.#shared, n));
+    copy.set(RawSocket.#sharedView(n));
     if (!s.#relay!.read(s, n, copy, false)) {
       RawSocket.#stopReading(s, h);
       s.#buffer = copy;
