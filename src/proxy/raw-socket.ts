@@ -374,9 +374,6 @@ export class RawSocket implements DataSocket, RelaySide {
     // libuv refuses a reset once a FIN is queued (UV_EINVAL): the handle is closed instead.
     if (!reset || h.reset(noop) !== 0) h.close();
     rawOpen--;
-    // A dial that never reached the relay gives its read buffer back here (libuv reads into
-    // it no more); a relayed socket's buffer goes back through release().
-    if (this.#relay === undefined) this.release();
     if (RawSocket.#closing.push(this) === 1 && !RawSocket.#inRead) process.nextTick(RawSocket.#drainClosing);
   }
 
