@@ -23,6 +23,7 @@ import type { BackendQueue } from '../admission/queue.js';
 import type { UdpListener } from '../udp/listener.js';
 import type { ListenerConfig } from '../config/types.js';
 import type { ListenerStats } from '../observability/stats.js';
+import type { ListenerCounters } from '../cluster/ipc.js';
 import type { ListenerFaults } from '../faults/table.js';
 
 /** Options of {@link ProxyStatusSource}. */
@@ -256,13 +257,17 @@ function countersStatus(
   s: ListenerStats,
   routePools: string[],
 ): ListenerStatus {
+  const { name, address, ...counters } = listenerCounters(c.name, a, listening, s);
+  return { name, address, pool: c.pool, routePools, ...counters };
+}
+
+/** One listener's counters as they are now (a cluster worker sends these to its primary). */
+export function listenerCounters(name: string, a: { host: string; port: number } | undefined, listening: boolean, s: ListenerStats): ListenerCounters {
   const h = s.connectMs;
   return {
-    name: c.name,
+    name,
     address: a ? formatHostPort(a.host, a.port) : undefined,
     listening,
-    pool: c.pool,
-    routePools,
     active: s.active,
     accepted: s.accepted,
     retries: s.retries,

@@ -8,10 +8,8 @@
  * worker counted after its last report before dying (at most one report interval) is lost.
  */
 import type { Proxy } from '../proxy/proxy.js';
-import type { ListenerStats } from '../observability/stats.js';
-import { formatHostPort } from '../util/address.js';
 import type { HistogramSnapshot, MirrorStatus, PoolQueueStatus, SourceStoreStatus } from '../admin/status.js';
-import { mirrorStatus, queueStatus } from '../admin/proxy-source.js';
+import { listenerCounters, mirrorStatus, queueStatus } from '../admin/proxy-source.js';
 import type { BackendCounters, ListenerCounters, WorkerStats } from './ipc.js';
 
 /** A worker's counters now. */
@@ -53,24 +51,6 @@ export function collectWorkerStats(proxy: Proxy): WorkerStats {
       queue: queueStatus(proxy.backendQueue(p)),
       mirror: mirrorStatus(p),
     })),
-  };
-}
-
-function listenerCounters(name: string, a: { host: string; port: number } | undefined, listening: boolean, s: ListenerStats): ListenerCounters {
-  const h = s.connectMs;
-  return {
-    name,
-    address: a ? formatHostPort(a.host, a.port) : undefined,
-    listening,
-    active: s.active,
-    accepted: s.accepted,
-    retries: s.retries,
-    replays: s.replays,
-    bytesUp: s.bytesUp,
-    bytesDown: s.bytesDown,
-    closed: Object.fromEntries(s.closed),
-    rejected: Object.fromEntries(s.rejected),
-    connectMs: { bounds: [...h.bounds], counts: [...h.counts], sum: h.sum, count: h.count },
   };
 }
 
@@ -186,6 +166,17 @@ function addStore(into: SourceStoreStatus | undefined, from: SourceStoreStatus, 
   return t;
 }
 
+/** Adds a worker's backend counters to `into` (the active gauge too when `gauges`). */
+function addBackend(into: BackendCounters, from: BackendCounters, gauges: boolean): void {
+  if (gauges) into.active += from.active;
+  into.total += from.total;
+  into.failures += from.failures;
+  into.bytesIn += from.bytesIn;
+  into.bytesOut += from.bytesOut;
+  into.datagramsIn += from.datagramsIn;
+  into.datagramsOut += from.datagramsOut;
+}
+
 function zeroBackend(name: string): BackendCounters {
   return { name, active: 0, total: 0, failures: 0, bytesIn: 0, bytesOut: 0, datagramsIn: 0, datagramsOut: 0, connectMsAvg: 0 };
 }
@@ -235,12 +226,7 @@ export class StatsAggregator {
         const key = backendKey(p.name, bc.name);
         let b = this.#baseBackends.get(key);
         if (!b) this.#baseBackends.set(key, (b = zeroBackend(bc.name)));
-        b.total += bc.total;
-        b.failures += bc.failures;
-        b.bytesIn += bc.bytesIn;
-        b.bytesOut += bc.bytesOut;
-        b.datagramsIn += bc.datagramsIn;
-        b.datagramsOut += bc.datagramsOut;
+        addBackend(b, bc, false);
       }
     }
   }
@@ -284,13 +270,7 @@ export class StatsAggregator {
           const key = backendKey(p.name, bc.name);
           let into = backends.get(key);
           if (!into) backends.set(key, (into = zeroBackend(bc.name)));
-          into.active += bc.active;
-          into.total += bc.total;
-          into.failures += bc.failures;
-          into.bytesIn += bc.bytesIn;
-          into.bytesOut += bc.bytesOut;
-          into.datagramsIn += bc.datagramsIn;
-          into.datagramsOut += bc.datagramsOut;
+          addBackend(into, bc, true);
           // The average of the workers' averages, weighted by their connection counts.
           const w = Math.max(bc.total, bc.connectMsAvg > 0 ? 1 : 0);
           const before = avgWeight.get(key) ?? 0;

@@ -23,7 +23,7 @@
  * hold one, and the tiny size keeps that near HAProxy's rule: eight sockets' tiny buffers share
  * a page (docs/performance.md, "Fifth pass"). Raw sockets (raw-socket.ts), the common case,
  * follow the rule itself: they read into one buffer shared by all and copy each read out of it
- * into a small buffer from here, held only until it is written ("Seventh pass").
+ * into a small buffer from here, held only until it is written ("Seventh pass: keep-alive memory").
  *
  * Public API only: backends get this through `net.connect({ onread })`; accepted sockets through
  * node-internals.ts, which is where the one dependency on Node internals lives.

@@ -17,7 +17,8 @@
  * clock sessions stamp their activity with, so no datagram reads the time.
  *
  * Per-datagram mode (`udp.perDatagram`) keeps no session: each datagram is balanced on its own
- * and sent through one connected socket per backend; replies are not expected and are dropped.
+ * and sent through one connected socket per backend (a bare handle on the fast path, as a
+ * session's); replies are not expected and are dropped.
  *
  * The listening socket is a dgram.Socket (bind, errors, close) whose datagrams and replies go
  * through its handle directly where Node's internals allow (udp/raw-udp.ts).
@@ -34,7 +35,7 @@ import type { ListenerHost } from '../proxy/listener.js';
 import { Acl } from '../admission/acl.js';
 import { SourceLimiter, RateLimitedLog } from '../admission/source-limits.js';
 import { MAX_PENDING_DATAGRAMS, UdpSession, type SessionOwner, type UdpEndReason } from './session.js';
-import { ListenerSocket, ipLookup } from './raw-udp.js';
+import { ListenerSocket, connectBackend, ipLookup, type BackendPeer, type BackendSocket } from './raw-udp.js';
 
 /** What a UDP listener needs from the process around it (the proxy is one). */
 export type UdpListenerHost = Pick<ListenerHost, 'logger' | 'pool' | 'accessLog' | 'logsAccess' | 'admitGlobal' | 'listenOptions'>;
@@ -137,12 +138,43 @@ class SessionTable {
   }
 }
 
-/** Per-datagram mode: one connected socket per backend. */
-interface BackendSocket {
-  socket: dgram.Socket;
+/**
+ * Per-datagram mode: one connected socket per backend (udp/raw-udp.ts: a bare handle, or a
+ * dgram.Socket that connects asynchronously). Its replies are not expected: they are read (so
+ * the receive buffer stays empty) and dropped.
+ */
+class PerDatagramSocket implements BackendPeer {
+  readonly socket: BackendSocket;
   /** Datagrams waiting for the connect; undefined once connected. */
-  pending: Buffer[] | undefined;
+  pending: Buffer[] | undefined = undefined;
   lastUsed: number;
+  readonly #listener: UdpListener;
+  readonly #pool: Pool;
+  readonly #backend: Backend;
+
+  constructor(listener: UdpListener, pool: Pool, backend: Backend) {
+    this.#listener = listener;
+    this.#pool = pool;
+    this.#backend = backend;
+    this.lastUsed = listener.clock;
+    this.socket = connectBackend(backend.ipFamily, backend.host, backend.port, this);
+    if (!this.socket.ready) this.pending = [];
+  }
+
+  connected(): void {
+    const pending = this.pending;
+    this.pending = undefined;
+    for (const m of pending ?? []) this.socket.send(m);
+  }
+
+  received(): void {
+    this.#listener.drop('unexpected_reply', { backend: this.#backend.address });
+  }
+
+  failed(code: string, message: string): void {
+    if (code === 'ECONNREFUSED') this.#pool.recordConnectResult(this.#backend, false, 0);
+    else this.#listener.drop('send_failed', { backend: this.#backend.address, err: code || message });
+  }
 }
 
 export class UdpListener implements SessionOwner {
@@ -155,7 +187,7 @@ export class UdpListener implements SessionOwner {
   /** Reads and replies through {@link socket} (set once bound). */
   #io: ListenerSocket | undefined;
   readonly #dropLog = new RateLimitedLog();
-  readonly #perDatagram = new Map<Backend, BackendSocket>();
+  readonly #perDatagram = new Map<Backend, PerDatagramSocket>();
   #address: { host: string; port: number } | undefined;
   #bound = false;
   /** Set by drain: no new session; live ones run to their end. */
@@ -234,6 +266,11 @@ export class UdpListener implements SessionOwner {
     return this.#io?.raw ?? false;
   }
 
+  /** Per-datagram mode: the open backend sockets, by backend address, and whether each is a bare handle. */
+  perDatagramSockets(): Map<string, { raw: boolean }> {
+    return new Map([...this.#perDatagram].map(([b, bs]) => [b.address, { raw: bs.socket.raw }]));
+  }
+
   /** True while new sessions are taken. */
   get listening(): boolean {
     return this.#bound && !this.#draining && !this.#closed;
@@ -303,7 +340,7 @@ export class UdpListener implements SessionOwner {
     if (pool === undefined || backend === undefined) return this.#dropped('no_backend', { client: address });
     let bs = this.#perDatagram.get(backend);
     if (bs === undefined) {
-      bs = this.#backendSocket(pool, backend);
+      bs = new PerDatagramSocket(this, pool, backend);
       this.#perDatagram.set(backend, bs);
       this.#armSweep();
     }
@@ -318,23 +355,6 @@ export class UdpListener implements SessionOwner {
     this.stats.bytesUp += msg.length;
     backend.countDatagram('in');
     backend.addBytes(msg.length, 0);
-  }
-
-  #backendSocket(pool: Pool, backend: Backend): BackendSocket {
-    const socket = dgram.createSocket({ type: backend.ipFamily === 6 ? 'udp6' : 'udp4', lookup: ipLookup } as dgram.SocketOptions);
-    const bs: BackendSocket = { socket, pending: [], lastUsed: this.clock };
-    // Replies are not expected in this mode; reading them keeps the receive buffer empty.
-    socket.on('message', () => this.#dropped('unexpected_reply', { backend: backend.address }));
-    socket.on('error', (err: NodeJS.ErrnoException) => {
-      if (err.code === 'ECONNREFUSED') pool.recordConnectResult(backend, false, 0);
-      else this.#dropped('send_failed', { backend: backend.address, err: err.code ?? err.message });
-    });
-    socket.connect(backend.port, backend.host, () => {
-      const pending = bs.pending;
-      bs.pending = undefined;
-      for (const m of pending ?? []) socket.send(m);
-    });
-    return bs;
   }
 
   /** Counts a dropped datagram and logs it (rate-limited per reason). */
@@ -353,8 +373,8 @@ export class UdpListener implements SessionOwner {
     if (!this.#io!.sendTo(msg, port, address)) this.#dropped('send_failed', { client: address });
   }
 
-  drop(reason: string): void {
-    this.#dropped(reason, {});
+  drop(reason: string, fields: Record<string, unknown> = {}): void {
+    this.#dropped(reason, fields);
   }
 
   countUp(): void {

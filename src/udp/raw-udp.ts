@@ -7,8 +7,9 @@
  * and a request object. Here a listener's datagrams go from the handle's `onmessage` straight
  * to the listener, and sends call the handle with one reused request (`send` reports a
  * datagram sent at once by returning its size plus one; only a send the kernel queued keeps its
- * request, which is then replaced). A session's backend socket is a bare handle, bound and
- * connected synchronously, so it is ready at once: no `connect` event, no held datagrams.
+ * request, which is then replaced). A session's backend socket (and per-datagram mode's one
+ * per backend) is a bare handle, bound and connected synchronously, so it is ready at once: no
+ * `connect` event, no held datagrams.
  *
  * The fallback (no internals, `L4LB_FAST_PATH=0`, or a backend named by host name, which
  * needs a lookup) is dgram.Socket, connected asynchronously: datagrams sent before it is
@@ -46,6 +47,8 @@ export interface BackendPeer {
 export interface BackendSocket {
   /** True once `send` sends (raw sockets: from the start). */
   readonly ready: boolean;
+  /** A bare libuv handle (true) or a dgram.Socket (false). */
+  readonly raw: boolean;
   send(msg: Buffer): void;
   close(): void;
 }
@@ -112,6 +115,7 @@ function onBackendMessage(this: UdpHandle<BackendPeer>, nread: number, _h: unkno
 
 class RawBackendSocket implements BackendSocket {
   readonly ready = true;
+  readonly raw = true;
   readonly #h: UdpHandle<BackendPeer>;
   readonly #six: boolean;
   readonly #sender: HandleSender;
@@ -138,6 +142,7 @@ class RawBackendSocket implements BackendSocket {
 
 class DgramBackendSocket implements BackendSocket {
   ready = false;
+  readonly raw = false;
   readonly #socket: dgram.Socket;
 
   constructor(six: boolean, host: string, port: number, peer: BackendPeer) {

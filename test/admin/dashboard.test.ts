@@ -8,12 +8,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { chromium, type Browser } from 'playwright-core';
 import { request, ROOT } from '../support/net.js';
+import { newPage } from '../support/browser.js';
 import { call, holdConnections, startStack, TIMEOUT } from './helpers.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-const LAUNCH_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--no-first-run'];
 const ARTIFACTS = join(ROOT, 'test-artifacts');
 const TOKEN = 'dashboard-token';
 
@@ -33,14 +31,7 @@ test('the dashboard shows every backend, live connection counts, and drains a ba
   t.after(() => st.close());
   await mkdir(ARTIFACTS, { recursive: true });
 
-  let browser: Browser | undefined;
-  t.after(async () => {
-    await browser?.close();
-  });
-  browser = await chromium.launch({ executablePath: CHROMIUM, args: LAUNCH_ARGS });
-  const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-  const page = await context.newPage();
-  page.setDefaultTimeout(10_000);
+  const page = await newPage(t, { viewport: { width: 1280, height: 800 } });
   const problems: string[] = [];
   page.on('pageerror', (err) => problems.push(`page error: ${err.message}`));
   page.on('console', (msg) => {

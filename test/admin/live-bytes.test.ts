@@ -13,7 +13,12 @@ import { ProxyStatusSource } from '../../src/admin/proxy-source.js';
 import { connect, startServer, waitFor } from '../support/net.js';
 
 test('bytes of an open connection are counted while it runs, and exactly once in total', async (t) => {
-  const backend = await startServer((s) => s.resume());
+  // A sink that closes after the client's FIN: otherwise the connection stays half-open until
+  // the clientFin timeout (30 s) before it ends.
+  const backend = await startServer((s) => {
+    s.resume();
+    s.on('end', () => s.end());
+  });
   const proxy = await startProxy(configFromBackends([`127.0.0.1:${backend.port}`], { accessLog: 'off' }), { logger: silentLogger() });
   const source = new ProxyStatusSource(proxy);
   t.after(async () => {

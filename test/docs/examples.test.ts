@@ -27,7 +27,7 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { parseConfigText } from '../../src/config/load.js';
-import { ROOT, echoServer, request, runL4lb, spawnL4lb, type TestServer } from '../support/net.js';
+import { ROOT, echoServer, request, runL4lb, spawnL4lb, waitFor, type TestServer } from '../support/net.js';
 import { tempDir } from '../protocols/support.js';
 
 interface Block {
@@ -195,6 +195,12 @@ for (const ex of SHELL_EXAMPLES) {
     const address = l4lb.addresses[0].replace(/ udp$/, '');
     if (udp) assert.equal(await udpRequest(address, 'ping'), 'ping');
     else assert.equal(await request(l4lb.port, 'ping'), 'ping');
+    if (udp) {
+      // The ping's session lives until its idle timeout (30 s), and a drain waits for it: once
+      // the drain has begun, the second SIGTERM ends it now (docs/operations.md), exit 0 too.
+      l4lb.child.kill('SIGTERM');
+      await waitFor(() => /"msg":"draining"/.test(l4lb.stderr()), 10_000, 'the draining line');
+    }
     assert.equal(await l4lb.stop('SIGTERM'), 0);
   });
 }

@@ -5,7 +5,7 @@
  * sends back never reaches the client. Also run with the fast path off
  * (data-path-fallback.test.ts), where client bytes come as 'data' chunks the tee shares.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes, randomInt } from 'node:crypto';
 import { startProxy } from '../../src/proxy/proxy.js';
@@ -48,7 +48,11 @@ async function hashingServer(role: 'primary' | 'mirror'): Promise<{ server: Test
   return { server, digests, bytes: () => bytes };
 }
 
-test('the mirror receives, byte for byte, what the primary receives, for many concurrent half-closing connections', async (t) => {
+/**
+ * l4lb in this process: listener `web` (with `listener` settings) → pool `main`, a hashing
+ * primary, mirrored at 100% (with `mirror` settings) to pool `shadow`, a hashing mirror.
+ */
+async function mirroredProxy(t: TestContext, o: { listener?: Record<string, unknown>; mirror?: Record<string, unknown> } = {}) {
   const primary = await hashingServer('primary');
   const mirror = await hashingServer('mirror');
   t.after(() => primary.server.close());
@@ -56,9 +60,9 @@ test('the mirror receives, byte for byte, what the primary receives, for many co
   const cfg = normalizeConfig(
     {
       log: { level: 'silent', access: 'off' },
-      listeners: [{ name: 'web', listen: '127.0.0.1:0', pool: 'main' }],
+      listeners: [{ name: 'web', listen: '127.0.0.1:0', pool: 'main', ...o.listener }],
       pools: [
-        { name: 'main', backends: [`127.0.0.1:${primary.server.port}`], mirror: { pool: 'shadow', percent: 100, bufferSize: '16MiB' } },
+        { name: 'main', backends: [`127.0.0.1:${primary.server.port}`], mirror: { pool: 'shadow', percent: 100, ...o.mirror } },
         { name: 'shadow', backends: [`127.0.0.1:${mirror.server.port}`] },
       ],
     },
@@ -67,7 +71,25 @@ test('the mirror receives, byte for byte, what the primary receives, for many co
   const records: AccessRecord[] = [];
   const proxy = await startProxy(cfg, { logger: silentLogger(), onAccess: (r) => records.push(r) });
   t.after(() => proxy.close());
-  const port = proxy.addresses()[0].port;
+  return { primary, mirror, proxy, records, port: proxy.addresses()[0].port };
+}
+
+/** Sends `data` in writes of at most `writeSize` bytes, then FIN; resolves with what came back. */
+async function exchange(port: number, data: Buffer, writeSize = data.length): Promise<string> {
+  const s = await connect(port);
+  let reply = '';
+  s.setEncoding('utf8');
+  s.on('data', (c: string) => (reply += c));
+  const ended = new Promise((r) => s.on('end', r));
+  for (let off = 0; off < data.length; off += writeSize) s.write(data.subarray(off, off + writeSize));
+  s.end();
+  await ended;
+  s.destroy();
+  return reply;
+}
+
+test('the mirror receives, byte for byte, what the primary receives, for many concurrent half-closing connections', async (t) => {
+  const { primary, mirror, proxy, records, port } = await mirroredProxy(t, { mirror: { bufferSize: '16MiB' } });
 
   const sent: string[] = [];
   let total = 0;
@@ -79,15 +101,7 @@ test('the mirror receives, byte for byte, what the primary receives, for many co
       total += size;
       const digest = createHash('sha256').update(payload).digest('hex');
       sent.push(digest);
-      const s = await connect(port);
-      let reply = '';
-      s.setEncoding('utf8');
-      s.on('data', (c: string) => (reply += c));
-      const ended = new Promise((r) => s.on('end', r));
-      for (let off = 0; off < size; off += 65_536) s.write(payload.subarray(off, off + 65_536));
-      s.end();
-      await ended;
-      s.destroy();
+      const reply = await exchange(port, payload, 65_536);
       assert.equal(reply, `${digest}\n`, 'the client gets the primary’s answer, nothing of the mirror’s');
     }),
   );
@@ -110,34 +124,11 @@ test('the mirror receives, byte for byte, what the primary receives, for many co
 });
 
 test('behind a PROXY-accepting listener the mirror gets the client bytes read with the header (preread), not the header', async (t) => {
-  const primary = await hashingServer('primary');
-  const mirror = await hashingServer('mirror');
-  t.after(() => primary.server.close());
-  t.after(() => mirror.server.close());
-  const cfg = normalizeConfig(
-    {
-      log: { level: 'silent', access: 'off' },
-      listeners: [{ name: 'web', listen: '127.0.0.1:0', pool: 'main', acceptProxy: { trusted: ['127.0.0.1/32'] } }],
-      pools: [
-        { name: 'main', backends: [`127.0.0.1:${primary.server.port}`], mirror: { pool: 'shadow', percent: 100 } },
-        { name: 'shadow', backends: [`127.0.0.1:${mirror.server.port}`] },
-      ],
-    },
-    'test',
-  );
-  const proxy = await startProxy(cfg, { logger: silentLogger() });
-  t.after(() => proxy.close());
+  const { mirror, port } = await mirroredProxy(t, { listener: { acceptProxy: { trusted: ['127.0.0.1/32'] } } });
   const payload = randomBytes(3000);
   const digest = createHash('sha256').update(payload).digest('hex');
-  const s = await connect(proxy.addresses()[0].port);
-  let reply = '';
-  s.setEncoding('utf8');
-  s.on('data', (c: string) => (reply += c));
-  const ended = new Promise((r) => s.on('end', r));
   // Header and payload in one write: the payload's start arrives with the header, in preread.
-  s.end(Buffer.concat([Buffer.from('PROXY TCP4 192.0.2.7 127.0.0.1 4000 80\r\n'), payload]));
-  await ended;
-  s.destroy();
+  const reply = await exchange(port, Buffer.concat([Buffer.from('PROXY TCP4 192.0.2.7 127.0.0.1 4000 80\r\n'), payload]));
   assert.equal(reply, `${digest}\n`);
   await waitFor(() => mirror.digests.length === 1, 5000, 'the mirror connection ended');
   assert.equal(mirror.digests[0], digest);

@@ -8,6 +8,8 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { dirname, join } from 'node:path';
+import { getSystemErrorName } from 'node:util';
+import { bindWithoutListening } from '../../src/proxy/node-internals.js';
 
 /** Repository root (tests run from dist/test/...). */
 export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
@@ -64,14 +66,24 @@ export function echoServer(): Promise<TestServer> {
   });
 }
 
-/** A port that refuses connections (bound then closed). */
+/**
+ * Keeps 127.0.0.1:`port` (0: a free one) bound without listening until `release()`. Connections
+ * to it are refused, as to a closed port, but unlike a closed port no other process's
+ * listen(0) or outgoing connection is given it meanwhile: the suite runs two test files at a
+ * time, and a "dead" backend whose port another file's server took is no longer dead.
+ */
+export function holdPort(port = 0): { port: number; release(): void } {
+  const h = bindWithoutListening('127.0.0.1', port, 4);
+  if (h === undefined) throw new Error('this Node cannot bind a TCP port without listening (net._createServerHandle)');
+  if (typeof h === 'number') throw new Error(`cannot hold 127.0.0.1:${port}: ${getSystemErrorName(h)}`);
+  const out: { port?: number } = {};
+  h.getsockname(out as net.AddressInfo);
+  return { port: out.port!, release: () => h.close() };
+}
+
+/** A port that refuses connections: held ({@link holdPort}) until the test process exits. */
 export async function refusedPort(): Promise<number> {
-  const s = net.createServer();
-  s.listen(0, '127.0.0.1');
-  await once(s, 'listening');
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise((r) => s.close(r));
-  return port;
+  return holdPort().port;
 }
 
 /**

@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash, randomBytes } from 'node:crypto';
 import { parseConfigText } from '../../src/config/load.js';
+import { udpInternals } from '../../src/proxy/node-internals.js';
 import { UdpClient, proxyFrom, udpConfig, udpEcho, until } from './support.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
@@ -117,6 +118,9 @@ test('per-datagram mode picks a backend for every datagram, keeps no session and
   assert.equal(c.replies.length, 0, 'replies are not sent back in per-datagram mode');
   assert.equal(l.stats.datagramsUp, 10);
   assert.equal(l.stats.accepted, 0);
+  // One socket per backend: a bare handle on the fast path, a dgram.Socket without it (fallback.test.ts).
+  const raw = udpInternals() !== undefined;
+  assert.deepEqual(new Map([...l.perDatagramSockets()].map(([k, v]) => [k, v.raw])), new Map([[`127.0.0.1:${a.port}`, raw], [`127.0.0.1:${b.port}`, raw]]));
 });
 
 test('reload keeps a live session on its backend; new sessions follow the new pool', async (t) => {
