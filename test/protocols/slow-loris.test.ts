@@ -62,9 +62,10 @@ pools:
   for (const [index, name] of ['proxy', 'passthrough', 'terminate'].entries()) {
     await t.test(`a silent client on the ${name} listener is closed at the preread timeout`, async () => {
       const accepted = backend.accepted;
+      const since = l4.records.length;
       const r = await timeToClose(l4.port(index));
       assert.ok(r.ms >= TIMEOUT_MS - 50 && r.ms < 5000, `closed after ${r.ms}ms`);
-      const rec = await recordWhere(l4, (x) => x.clientPort === r.localPort);
+      const rec = await recordWhere(l4, (x) => x.clientPort === r.localPort, 5000, since);
       assert.equal(rec.reason, 'preread_timeout');
       assert.equal(backend.accepted, accepted, 'no backend connection');
       assert.equal(l4.listener(index).stats.rejected.get('preread_timeout'), 1);
@@ -74,6 +75,7 @@ pools:
 
   await t.test('a PROXY header trickled a byte every 50 ms is cut at the deadline, not kept alive', async () => {
     const header = Buffer.from('PROXY TCP4 127.0.0.9 127.0.0.1 4000 80\r\n'); // 40 bytes: 2 s at this pace
+    const since = l4.records.length;
     const r = await timeToClose(l4.port(0), async (c) => {
       for (const byte of header) {
         if (c.destroyed) return;
@@ -82,7 +84,7 @@ pools:
       }
     });
     assert.ok(r.ms >= TIMEOUT_MS - 50 && r.ms < 1500, `closed after ${r.ms}ms`);
-    assert.equal((await recordWhere(l4, (x) => x.clientPort === r.localPort)).reason, 'preread_timeout');
+    assert.equal((await recordWhere(l4, (x) => x.clientPort === r.localPort, 5000, since)).reason, 'preread_timeout');
   });
 
   await t.test('a PROXY header then no handshake spends one preread deadline, not two', async () => {
@@ -98,9 +100,10 @@ pools:
   });
 
   await t.test('a silent client on a plain listener is closed at the idle timeout', async () => {
+    const since = l4.records.length;
     const r = await timeToClose(l4.port(3));
     assert.ok(r.ms >= TIMEOUT_MS - 50 && r.ms < 5000, `closed after ${r.ms}ms`);
-    assert.equal((await recordWhere(l4, (x) => x.clientPort === r.localPort)).reason, 'idle_timeout');
+    assert.equal((await recordWhere(l4, (x) => x.clientPort === r.localPort, 5000, since)).reason, 'idle_timeout');
   });
 });
 

@@ -256,10 +256,15 @@ export function assertCountsBalance(l: ListenerRuntime): void {
   );
 }
 
-/** Waits for an access record matching `pred` (the connection fully closed) and returns it. */
-export async function recordWhere(l: TestL4lb, pred: (r: AccessRecord) => boolean, ms = 5000): Promise<AccessRecord> {
-  await waitFor(() => l.records.some(pred), ms, 'a matching access record');
-  return l.records.find(pred)!;
+/**
+ * Waits for an access record matching `pred` (the connection fully closed) and returns it;
+ * records before index `since` are not looked at (an earlier connection of the same test may
+ * have had the same client port: the kernel reuses them).
+ */
+export async function recordWhere(l: TestL4lb, pred: (r: AccessRecord) => boolean, ms = 5000, since = 0): Promise<AccessRecord> {
+  const match = () => l.records.find((r, i) => i >= since && pred(r));
+  await waitFor(() => match() !== undefined, ms, 'a matching access record');
+  return match()!;
 }
 
 // --- certificates ---------------------------------------------------------------------------
