@@ -132,8 +132,22 @@ export interface IdleMemorySample {
   errors: number;
 }
 
+/** Readings taken besides RSS (bench/ka-memory.ts --detail), next to the RSS readings. */
+export interface MemoryHooks {
+  /** Right before the baseline RSS is read. */
+  afterWarmup(): Promise<void>;
+  /** Right after RSS is read with the connections held. */
+  whileHeld(): Promise<void>;
+}
+
 /** Opens `count` idle connections through the instance to the idle backend and reads RSS growth. */
-export async function measureIdleMemory(inst: ProxyInstance, backend: IdleBackend, count: number, request?: Buffer): Promise<IdleMemorySample> {
+export async function measureIdleMemory(
+  inst: ProxyInstance,
+  backend: IdleBackend,
+  count: number,
+  request?: Buffer,
+  hooks?: MemoryHooks,
+): Promise<IdleMemorySample> {
   assertAlive(inst);
   const pid = inst.proc!.pid;
   const warm = new ConnectionHolder(inst.address, backend);
@@ -144,12 +158,14 @@ export async function measureIdleMemory(inst: ProxyInstance, backend: IdleBacken
 
   const holder = new ConnectionHolder(inst.address, backend);
   await holder.init();
+  await hooks?.afterWarmup();
   const rssBeforeKiB = rssKiB(pid);
   try {
     const r = await holder.open(count, request);
     await sleep(MEMORY_SETTLE_MS);
     assertAlive(inst);
     const rssAfterKiB = rssKiB(pid);
+    await hooks?.whileHeld();
     return {
       conns: count,
       held: r.held,

@@ -10,7 +10,7 @@
  */
 import type net from 'node:net';
 import { getSystemErrorName } from 'node:util';
-import { nextReadBuffer, takeReadBuffer, giveReadBuffer } from './socket-reader.js';
+import { nextReadBuffer, giveReadBuffer, SMALL_BUFFER_SIZE, takeSmallReadBuffer } from './socket-reader.js';
 import { listenerNoDelay, nodeInternals, onAcceptedHandle, type AddressInfo, type Bindings, type Req as ReqOf, type TcpHandle as HandleOf } from './node-internals.js';
 import type { RelayCore, RelaySide } from './relay-side.js';
 import type { DataSocket } from './data-socket.js';
@@ -53,6 +53,18 @@ const WAITING = 32;
 
 type Listener = (...args: any[]) => void;
 
+/**
+ * Views kept for reuse (see RawSocket.#viewOf): enough for the few buffers reads are copied
+ * into that a busy process keeps reusing, with requests and answers of a few sizes each.
+ */
+const VIEW_CACHE_SIZE = 8;
+/**
+ * Reads shorter than this are copied out of the shared buffer through a view of its first `n`
+ * bytes kept per size (at most this many views, ≈ 100 bytes each); longer ones make a view
+ * each time (a copy of that size costs more than the view).
+ */
+const SHARED_VIEWS = 1024;
+
 /** Filled by getpeername (see RawSocket#readPeer): the properties Node sets, present from the start. */
 const peerOut: AddressInfo = { address: undefined, family: undefined, port: undefined };
 
@@ -63,9 +75,12 @@ const peerOut: AddressInfo = { address: undefined, family: undefined, port: unde
  * `destroy()`, `destroyed`, `write(buf)` (the PROXY header), and the events 'error' and 'close'
  * (after destroy()); a dial reports to its {@link DialWatcher} instead of emitting 'connect'
  * and 'error'. It is not read before the
- * relay binds it (as a paused net.Socket). Once bound it is a {@link RelaySide}: reads go into
- * pooled buffers of its own and to the relay, which writes each read through before reading
- * again.
+ * relay binds it (as a paused net.Socket). Once bound it is a {@link RelaySide}: it reads into
+ * one buffer all raw sockets share, and what it read is copied into a pooled buffer for the
+ * relay, which writes it through before the socket reads again. A socket whose write did not
+ * complete at once, or whose read filled the shared buffer (bulk), reads into pooled buffers
+ * of its own until a read shorter than {@link SMALL_BUFFER_SIZE} was written at once; between
+ * messages it holds no buffer (see #read).
  *
  * Closing: once its peer's FIN was read and its own writes and FIN were handed to libuv; when
  * end() finds the read side finished and nothing queued, close() sends the FIN itself, saving
@@ -75,14 +90,16 @@ const peerOut: AddressInfo = { address: undefined, family: undefined, port: unde
 export class RawSocket implements DataSocket, RelaySide {
   readonly #h: TcpHandle;
   #relay: RelayCore | undefined = undefined;
-  /** The buffer libuv reads into (pooled, see socket-reader.ts); taken at connect (dialled) or when the relay binds (accepted). */
+  /**
+   * The buffer of its own libuv reads into (pooled, see socket-reader.ts); undefined while the
+   * socket reads into the shared one ({@link RawSocket.#shared}), which is between messages.
+   */
   #buffer: Buffer | undefined = undefined;
   /** READING | READ_ENDED | WRITE_ENDED | CLOSED | WAITING */
   #flags = 0;
   #pendingWrites = 0;
-  /** The last view written from (see #viewOf) and the buffer it looks into. */
-  #view: Buffer | undefined = undefined;
-  #viewSrc: Buffer | undefined = undefined;
+  /** Whether reading was set up (the handle's onread and buffer): at connect (dialled) or when the relay binds. */
+  #readPrepared = false;
   /** The peer's address (null: getpeername failed), read on first use; see #readPeer. */
   #peerAddress: string | null | undefined = undefined;
   #peerPort = 0;
@@ -178,13 +195,13 @@ export class RawSocket implements DataSocket, RelaySide {
 
   bind(relay: RelayCore): void {
     this.#relay = relay;
-    if (this.#buffer === undefined) this.#prepareRead();
+    if (!this.#readPrepared) this.#prepareRead();
   }
 
   #prepareRead(): void {
-    this.#buffer = takeReadBuffer();
+    this.#readPrepared = true;
     this.#h.onread = RawSocket.#onRead;
-    this.#h.useUserBuffer(this.#buffer);
+    this.#h.useUserBuffer(RawSocket.#shared);
   }
 
   resumeReading(): void {
@@ -194,9 +211,10 @@ export class RawSocket implements DataSocket, RelaySide {
     if (err !== 0) this.#fail(err, 'read');
   }
 
-  send(buf: Buffer, n: number, _owned: boolean): boolean {
+  send(buf: Buffer, n: number, owned: boolean): boolean {
     if (this.#is(WRITE_ENDED)) return true;
-    const data = n === buf.length ? buf : this.#viewOf(buf, n);
+    // An owned buffer is not written from again: no view of it worth keeping.
+    const data = n === buf.length ? buf : owned ? buf.subarray(0, n) : RawSocket.#viewOf(buf, n);
     // A write that completes at once leaves its request object untouched (Node binds it to a
     // native write request only when the write goes async), so one serves every such write.
     const req = RawSocket.#spareWrite ?? RawSocket.#newWrite();
@@ -259,12 +277,46 @@ export class RawSocket implements DataSocket, RelaySide {
     return req;
   }
 
-  /** The first `n` bytes of `buf`: the last such view when it matches (requests of one size repeat). */
-  #viewOf(buf: Buffer, n: number): Buffer {
-    const v = this.#view;
-    if (v !== undefined && v.length === n && this.#viewSrc === buf) return v;
-    this.#viewSrc = buf;
-    return (this.#view = buf.subarray(0, n));
+  /**
+   * The one buffer raw sockets read into between messages: a read is copied out of it at once
+   * (see #read), so it is free again when the read callback returns, and every socket's libuv
+   * handle can point at it. Only its pages are touched by the reads of idle connections.
+   */
+  static readonly #shared: Buffer = Buffer.allocUnsafeSlow(SMALL_BUFFER_SIZE);
+  /** Views of the shared buffer's first `n` bytes, by `n` (see {@link SHARED_VIEWS}). */
+  static readonly #sharedViews: Array<Buffer | undefined> = new Array<Buffer | undefined>(SHARED_VIEWS).fill(undefined);
+
+  /** The first `n` bytes of the shared buffer. */
+  static #sharedView(n: number): Buffer {
+    if (n >= SHARED_VIEWS) return n === SMALL_BUFFER_SIZE ? RawSocket.#shared : RawSocket.#shared.subarray(0, n);
+    return (RawSocket.#sharedViews[n] ??= RawSocket.#shared.subarray(0, n));
+  }
+
+  /** Views recently made by #viewOf, with the buffers they look into (parallel, round-robin). */
+  static readonly #views: Buffer[] = [];
+  static readonly #viewSrcs: Buffer[] = [];
+  static #viewNext = 0;
+
+  /**
+   * The first `n` bytes of `buf`, as a view made before when one matches: reads of one size
+   * repeat (requests, answers), and so do the buffers they are read and copied into. Shared by
+   * all sockets, so a connection keeps no view between messages.
+   */
+  static #viewOf(buf: Buffer, n: number): Buffer {
+    const views = RawSocket.#views;
+    const srcs = RawSocket.#viewSrcs;
+    for (let i = 0; i < views.length; i++) if (srcs[i] === buf && views[i].length === n) return views[i];
+    const v = buf.subarray(0, n);
+    if (views.length < VIEW_CACHE_SIZE) {
+      views.push(v);
+      srcs.push(buf);
+    } else {
+      const i = RawSocket.#viewNext;
+      views[i] = v;
+      srcs[i] = buf;
+      RawSocket.#viewNext = (i + 1) % VIEW_CACHE_SIZE;
+    }
+    return v;
   }
 
   #is(bit: number): boolean {
@@ -322,9 +374,6 @@ export class RawSocket implements DataSocket, RelaySide {
     // libuv refuses a reset once a FIN is queued (UV_EINVAL): the handle is closed instead.
     if (!reset || h.reset(noop) !== 0) h.close();
     rawOpen--;
-    // A dial that never reached the relay gives its read buffer back here (libuv reads into
-    // it no more); a relayed socket's buffer goes back through release().
-    if (this.#relay === undefined) this.release();
     if (RawSocket.#closing.push(this) === 1 && !RawSocket.#inRead) process.nextTick(RawSocket.#drainClosing);
   }
 
@@ -375,18 +424,23 @@ export class RawSocket implements DataSocket, RelaySide {
       return undefined;
     }
     if (n > 0) {
-      const buf = s.#buffer!;
-      if (!s.#relay!.read(s, n, buf, false)) {
+      const own = s.#buffer;
+      if (own === undefined) return RawSocket.#readShared(s, h, n);
+      if (!s.#relay!.read(s, n, own, false)) {
         // The buffer is being written from: no read until the relay resumes this socket.
-        if (s.#is(READING)) {
-          s.#flags &= ~READING;
-          h.readStop();
-        }
+        RawSocket.#stopReading(s, h);
         return undefined;
       }
-      // The buffer is free: the next read may go into one of another size.
-      const next = nextReadBuffer(buf, n);
-      if (next === buf) return undefined;
+      // The buffer is free. A read that did not fill a small buffer ends a message, as far as
+      // can be told: back to the shared buffer (HAProxy's rule: no buffer between messages).
+      if (n < SMALL_BUFFER_SIZE) {
+        s.#buffer = undefined;
+        giveReadBuffer(own);
+        return RawSocket.#shared;
+      }
+      // Bulk: the next read may go into a larger buffer.
+      const next = nextReadBuffer(own, n);
+      if (next === own) return undefined;
       s.#buffer = next;
       return next;
     }
@@ -400,6 +454,36 @@ export class RawSocket implements DataSocket, RelaySide {
     s.#relay!.ended(s);
     s.#maybeClose();
     return undefined;
+  }
+
+  /**
+   * `n` bytes were read into the shared buffer: copied into a pooled buffer for the relay
+   * before anything else runs, since any socket's next read goes into the shared buffer. The
+   * copy goes back to its pool when the relay wrote it at once. Otherwise it stays the
+   * socket's own until it is written, and so does one that a read filled (bulk: no copies
+   * from then on): the handle is pointed at it, the socket reads into it from now on.
+   */
+  static #readShared(s: RawSocket, h: TcpHandle, n: number): Buffer | undefined {
+    const copy = takeSmallReadBuffer();
+    copy.set(RawSocket.#sharedView(n));
+    if (!s.#relay!.read(s, n, copy, false)) {
+      RawSocket.#stopReading(s, h);
+      s.#buffer = copy;
+      return copy;
+    }
+    if (n === SMALL_BUFFER_SIZE) {
+      s.#buffer = copy;
+      return copy;
+    }
+    giveReadBuffer(copy);
+    return undefined;
+  }
+
+  static #stopReading(s: RawSocket, h: TcpHandle): void {
+    if (s.#is(READING)) {
+      s.#flags &= ~READING;
+      h.readStop();
+    }
   }
 
   static #afterWrite(this: Req, status: number): void {
@@ -418,9 +502,8 @@ export class RawSocket implements DataSocket, RelaySide {
   static #closed(s: RawSocket): void {
     const relay = s.#relay;
     if (relay === undefined) return void s.emit('close', false);
-    // Told: let go of the relay and the last view (see Relay.letGo in relay.ts).
+    // Told: let go of the relay (see Relay.letGo in relay.ts).
     s.#relay = undefined;
-    s.#view = s.#viewSrc = undefined;
     relay.closed(s);
   }
 

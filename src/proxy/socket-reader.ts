@@ -19,10 +19,11 @@
  * tiny when it fitted a tiny buffer). Slab memory that is never read into is never touched, so
  * it costs address space, not resident memory; what a socket holds between messages is what
  * it read into last. HAProxy holds no buffer at all between messages; a libuv handle reads
- * into the buffer it was given before the data came, so a socket must always hold one, and the
- * tiny size keeps that near HAProxy's rule: eight sockets' tiny buffers share a page, where
- * every 16 KiB buffer read into once kept a page of its own (a keep-alive connection after a
- * request: two sockets, 8 KiB; docs/performance.md, "Fifth pass").
+ * into the buffer it was given before the data came, so a socket read this way must always
+ * hold one, and the tiny size keeps that near HAProxy's rule: eight sockets' tiny buffers share
+ * a page (docs/performance.md, "Fifth pass"). Raw sockets (raw-socket.ts), the common case,
+ * follow the rule itself: they read into one buffer shared by all and copy each read out of it
+ * into a small buffer from here, held only until it is written ("Seventh pass: keep-alive memory").
  *
  * Public API only: backends get this through `net.connect({ onread })`; accepted sockets through
  * node-internals.ts, which is where the one dependency on Node internals lives.
@@ -72,6 +73,11 @@ export class BufferPool {
     return this.#allocated - this.#free.length;
   }
 
+  /** Buffers carved from slabs so far (slabs are never freed). */
+  get allocated(): number {
+    return this.#allocated;
+  }
+
   /** A buffer, or undefined when the pool is at its maximum. */
   take(): Buffer | undefined {
     const b = this.#free.pop();
@@ -97,6 +103,16 @@ const largePool = new BufferPool(LARGE_BUFFER_SIZE, LARGE_PER_SLAB, MAX_LARGE_BU
 /** How many pooled read buffers are in use (for tests and diagnostics). */
 export function readBuffersInUse(): { tiny: number; small: number; large: number } {
   return { tiny: tinyPool.inUse, small: smallPool.inUse, large: largePool.inUse };
+}
+
+/** Each pool's buffer size, buffers in use and buffers allocated (for the bench's memory probe). */
+export function readBufferPools(): Array<{ size: number; inUse: number; allocated: number }> {
+  return [tinyPool, smallPool, largePool].map((p) => ({ size: p.size, inUse: p.inUse, allocated: p.allocated }));
+}
+
+/** A small buffer (raw-socket.ts copies a read out of the shared buffer into one). */
+export function takeSmallReadBuffer(): Buffer {
+  return smallPool.take()!;
 }
 
 /** The buffer a socket starts reading into. */

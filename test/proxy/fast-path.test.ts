@@ -11,7 +11,8 @@ import tls from 'node:tls';
 import { once } from 'node:events';
 import { createHash, randomBytes } from 'node:crypto';
 import { attachReader, fastPathStatus, FAST_PATH_ENV } from '../../src/proxy/node-internals.js';
-import { connectRaw, rawSocketsOpen } from '../../src/proxy/raw-socket.js';
+import { connectRaw, rawSocketsOpen, type RawSocket } from '../../src/proxy/raw-socket.js';
+import type { RelayCore, RelaySide } from '../../src/proxy/relay-side.js';
 import {
   SocketReader, BufferPool, readBuffersInUse, TINY_BUFFER_SIZE, SMALL_BUFFER_SIZE, LARGE_BUFFER_SIZE, nextReadBuffer, takeReadBuffer, giveReadBuffer, type ReadSink,
 } from '../../src/proxy/socket-reader.js';
@@ -296,6 +297,90 @@ test('request and response of repeating and changing sizes arrive intact, both w
   const totals = await Promise.all([pingPong(300), pingPong(300), pingPong(300)]);
   assert.deepEqual(totals, [totals[0], totals[0], totals[0]]);
   await waitFor(() => proxy.activeConnections() === 0, 5000, 'connections closed');
+});
+
+testFast('raw sockets hold no read buffer between messages: keep-alive connections after their answers hold none', async (t) => {
+  // HAProxy's rule (issue 14): a buffer belongs to a connection only while its data waits to
+  // be written. Requests and answers shorter than a small buffer go through the shared one.
+  const backend = await startServer((s) => s.pipe(s));
+  const proxy = await startProxy(configFromBackends([`127.0.0.1:${backend.port}`], { accessLog: 'off' }), { logger: silentLogger() });
+  t.after(async () => {
+    await proxy.close();
+    await backend.close();
+  });
+  const before = readBuffersInUse();
+  const clients = await Promise.all(
+    Array.from({ length: 40 }, async (_, i) => {
+      const c = await connect(proxy.addresses()[0].port);
+      t.after(() => c.destroy());
+      const msg = randomBytes(i % 2 === 0 ? 300 : 5000);
+      const echoed = new Promise<Buffer>((resolve) => {
+        const parts: Buffer[] = [];
+        let have = 0;
+        c.on('data', (d: Buffer) => {
+          parts.push(d);
+          have += d.length;
+          if (have >= msg.length) resolve(Buffer.concat(parts));
+        });
+      });
+      c.write(msg);
+      assert.ok((await echoed).equals(msg), `connection ${i}: echo content`);
+      return c;
+    }),
+  );
+  assert.equal(proxy.activeConnections(), clients.length);
+  assert.deepEqual(readBuffersInUse(), before, 'no connection holds a read buffer between messages');
+  for (const c of clients) c.end();
+  await waitFor(() => proxy.activeConnections() === 0, 5000, 'connections closed');
+  assert.deepEqual(readBuffersInUse(), before);
+});
+
+testFast('a read whose write waits keeps its own copy: other sockets reading through the shared buffer leave it intact', async (t) => {
+  const peers: net.Socket[] = [];
+  const server = await startServer((s) => void peers.push(s));
+  t.after(() => server.close());
+  const before = readBuffersInUse();
+  const reads: Array<{ from: RelaySide; buf: Buffer; data: Buffer }> = [];
+  let held: RawSocket | undefined;
+  // A relay whose write of the first socket's read does not complete (a slow client).
+  const core: RelayCore = {
+    read(from, n, buf) {
+      reads.push({ from, buf, data: Buffer.from(buf.subarray(0, n)) });
+      return from !== held;
+    },
+    writable() {},
+    ended() {},
+    failed() {},
+    closed() {},
+  };
+  const dial = (): Promise<RawSocket> =>
+    new Promise((resolve, reject) => {
+      const s = connectRaw('127.0.0.1', server.port, 4, { connected: () => resolve(s), failed: reject })!;
+    });
+  const a = await dial();
+  await waitFor(() => peers.length === 1, 5000, 'first accepted');
+  const b = await dial();
+  await waitFor(() => peers.length === 2, 5000, 'second accepted');
+  held = a;
+  for (const s of [a, b]) {
+    s.bind(core);
+    s.resumeReading();
+  }
+  peers[0].write(randomBytes(1000));
+  await waitFor(() => reads.length === 1, 5000, 'the held read');
+  for (let i = 0; i < 5; i++) {
+    peers[1].write(randomBytes(1000 + i));
+    await waitFor(() => reads.length === 2 + i, 5000, 'a read of the other socket');
+  }
+  assert.equal(reads[0].from, a);
+  assert.ok(reads[0].buf.subarray(0, 1000).equals(reads[0].data), 'the held read is unchanged');
+  assert.ok(reads.slice(1).every((r) => r.from === b && r.buf !== reads[0].buf));
+  a.destroy();
+  b.destroy();
+  await waitFor(() => a.destroyed && b.destroyed, 5000, 'closed');
+  a.release();
+  b.release();
+  assert.deepEqual(readBuffersInUse(), before, 'the held copy went back to its pool');
 });
 
 test('plain listeners relay on raw sockets, PROXY-protocol listeners on net.Sockets (both only with the fast path on)', async (t) => {
