@@ -136,27 +136,50 @@ function probe(): Bindings<unknown> | string {
   }
 }
 
-let b: Bindings<unknown> | undefined;
-let unavailable: string | undefined;
+/**
+ * Internals found by a probe, looked for once, on first use (process.env is slow to read on a
+ * hot path): the bindings, or why they are not used (`L4LB_FAST_PATH=0`, or what the probe
+ * found missing).
+ */
+class Probed<T> {
+  readonly #probe: () => T | string;
+  #value: T | undefined = undefined;
+  #why: string | undefined = undefined;
+
+  constructor(probe: () => T | string) {
+    this.#probe = probe;
+  }
+
+  get(): T | undefined {
+    if (this.#value === undefined && this.#why === undefined) {
+      const r = process.env[FAST_PATH_ENV] === '0' ? `${FAST_PATH_ENV}=0` : this.#probe();
+      if (typeof r === 'string') this.#why = r;
+      else this.#value = r;
+    }
+    return this.#value;
+  }
+
+  /** Why the internals are not used; undefined when they are. */
+  why(): string | undefined {
+    this.get();
+    return this.#why;
+  }
+}
+
+const tcpInternals = new Probed<Bindings<unknown>>(probe);
 
 /**
- * The internals, or undefined when the fast path is off. Read once, on first use (process.env
- * is slow to read on a hot path). `O` is what the caller's handles point back to: the
- * internals are untyped, this is where they are given the caller's type.
+ * The internals, or undefined when the fast path is off. `O` is what the caller's handles
+ * point back to: the internals are untyped, this is where they are given the caller's type.
  */
 export function nodeInternals<O>(): Bindings<O> | undefined {
-  if (b === undefined && unavailable === undefined) {
-    const r = process.env[FAST_PATH_ENV] === '0' ? `${FAST_PATH_ENV}=0` : probe();
-    if (typeof r === 'string') unavailable = r;
-    else b = r;
-  }
-  return b as Bindings<O> | undefined;
+  return tcpInternals.get() as Bindings<O> | undefined;
 }
 
 /** Whether the fast path is on; when not, why (see {@link reportFastPath}). */
 export function fastPathStatus(): { enabled: boolean; reason?: string } {
-  nodeInternals();
-  return unavailable === undefined ? { enabled: true } : { enabled: false, reason: unavailable };
+  const reason = tcpInternals.why();
+  return reason === undefined ? { enabled: true } : { enabled: false, reason };
 }
 
 let reported = false;
@@ -297,20 +320,14 @@ function probeUdp(): UdpBindings<unknown> | string {
   }
 }
 
-let u: UdpBindings<unknown> | undefined;
-let udpUnavailable: string | undefined;
+const udpProbed = new Probed<UdpBindings<unknown>>(probeUdp);
 
 /**
  * The UDP internals, or undefined when the fast path is off (`L4LB_FAST_PATH=0`, or Node lacks
- * them: then UDP goes through dgram.Socket alone). Read once, on first use.
+ * them: then UDP goes through dgram.Socket alone).
  */
 export function udpInternals<O>(): UdpBindings<O> | undefined {
-  if (u === undefined && udpUnavailable === undefined) {
-    const r = process.env[FAST_PATH_ENV] === '0' ? `${FAST_PATH_ENV}=0` : probeUdp();
-    if (typeof r === 'string') udpUnavailable = r;
-    else u = r;
-  }
-  return u as UdpBindings<O> | undefined;
+  return udpProbed.get() as UdpBindings<O> | undefined;
 }
 
 /** The handle of a bound dgram.Socket, or undefined (fast path off, not bound, closed). */
